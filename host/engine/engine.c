@@ -1,0 +1,205 @@
+/* The engine: plans buffers once per (batch, time chunk), then runs the
+ * network layer-major over each chunk of timesteps (design.md, "Execution
+ * order"). Only the IF membranes carry state from one chunk to the next. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "../error.h"
+#include "engine_internal.h"
+
+int mst_engine_steps_out(const mst_engine *e) { return e->T; }
+
+/* Device pointer of a model array (the array itself on host-memory backends). */
+const float *mst_engine_dev(const mst_engine *e, const float *host)
+{
+    if (e->be.host_memory || !host) return host;
+    for (int i = 0; i < e->num_w; i++)
+        if (e->w[i].host == host) return e->w[i].dev;
+    return NULL;
+}
+
+static mst_status upload(mst_engine *e, const float *host, size_t n, mst_error *err)
+{
+    if (e->be.host_memory || !host) return MST_OK;
+    if (e->num_w == e->cap_w) {
+        int cap = e->cap_w ? 2 * e->cap_w : 64;
+        weight *w = realloc(e->w, sizeof(weight) * (size_t)cap);
+        if (!w) return mst_fail(err, MST_ERR_NOMEM, "out of memory");
+        e->w = w;
+        e->cap_w = cap;
+    }
+    weight *w = &e->w[e->num_w];
+    TRY(e->be.alloc(e->be.ctx, sizeof(float) * n, (void **)&w->dev, err));
+    w->host = host;
+    e->num_w++;
+    return e->be.upload(e->be.ctx, w->dev, host, sizeof(float) * n, err);
+}
+
+static mst_status upload_dense(mst_engine *e, const mst_dense *d, mst_error *err)
+{
+    TRY(upload(e, d->w, (size_t)d->n_out * d->n_in, err));
+    return upload(e, d->b, (size_t)d->n_out, err);
+}
+
+static mst_status upload_block(mst_engine *e, const mst_block *b, mst_error *err)
+{
+    size_t C = (size_t)b->dim, n = (size_t)b->window * b->window;
+    const float *vec[] = {b->sc1_scale, b->sc1_shift, b->bn2_scale, b->bn2_shift, b->sc2_scale, b->sc2_shift};
+    for (size_t i = 0; i < sizeof vec / sizeof vec[0]; i++) TRY(upload(e, vec[i], C, err));
+    TRY(upload(e, b->rel_bias, (size_t)b->heads * n * n, err));
+    TRY(upload_dense(e, &b->qkv, err));
+    TRY(upload_dense(e, &b->proj, err));
+    TRY(upload_dense(e, &b->fc1, err));
+    return upload_dense(e, &b->fc2, err);
+}
+
+static mst_status upload_model(mst_engine *e, mst_error *err)
+{
+    const mst_model *m = e->m;
+    TRY(upload_dense(e, &m->pe, err));
+    for (int s = 0; s < m->arch.num_stages; s++) {
+        for (int b = 0; b < m->stages[s].info.depth; b++) TRY(upload_block(e, &m->stages[s].blocks[b], err));
+        if (m->stages[s].info.has_downsample) TRY(upload_dense(e, &m->stages[s].reduction, err));
+    }
+    TRY(upload(e, m->norm_w, (size_t)m->head.n_in, err));
+    TRY(upload(e, m->norm_b, (size_t)m->head.n_in, err));
+    return upload_dense(e, &m->head, err);
+}
+
+static mst_status buffer(mst_engine *e, float **p, size_t n, mst_error *err)
+{
+    return e->be.alloc(e->be.ctx, sizeof(float) * (n ? n : 1), (void **)p, err);
+}
+
+static mst_status membrane(mst_engine *e, float **p, size_t n, mst_error *err)
+{
+    TRY(buffer(e, p, n, err));
+    e->state[e->num_state] = *p;
+    e->state_n[e->num_state++] = n;
+    return MST_OK;
+}
+
+static mst_status block_membranes(mst_engine *e, const mst_block *b, block_state *s, mst_error *err)
+{
+    size_t BN = (size_t)e->B * b->res * b->res, C = (size_t)b->dim;
+    size_t n = (size_t)b->window * b->window;
+    TRY(membrane(e, &s->sc1, BN * C, err));
+    TRY(membrane(e, &s->qkv, 3 * BN * C, err));
+    TRY(membrane(e, &s->attn, BN / n * (size_t)b->heads * n * n, err));
+    TRY(membrane(e, &s->av, BN * C, err));
+    TRY(membrane(e, &s->proj, BN * C, err));
+    TRY(membrane(e, &s->sc2, BN * C, err));
+    TRY(membrane(e, &s->fc1, BN * (size_t)b->mlp_hidden, err));
+    return membrane(e, &s->fc2, BN * C, err);
+}
+
+static mst_status plan_membranes(mst_engine *e, mst_error *err)
+{
+    const mst_arch *a = &e->m->arch;
+    e->state = calloc((size_t)a->num_if_sites, sizeof(float *));
+    e->state_n = calloc((size_t)a->num_if_sites, sizeof(size_t));
+    e->bs = calloc((size_t)a->num_stages, sizeof(block_state *));
+    e->v_red = calloc((size_t)a->num_stages, sizeof(float *));
+    if (!e->state || !e->state_n || !e->bs || !e->v_red) return mst_fail(err, MST_ERR_NOMEM, "out of memory");
+    size_t N0 = (size_t)a->stages[0].resolution * a->stages[0].resolution;
+    TRY(membrane(e, &e->v_pe, (size_t)e->B * N0 * a->embed_dim, err));
+    for (int s = 0; s < a->num_stages; s++) {
+        const mst_stage *sg = &e->m->stages[s];
+        e->bs[s] = calloc((size_t)sg->info.depth, sizeof(block_state));
+        if (!e->bs[s]) return mst_fail(err, MST_ERR_NOMEM, "out of memory");
+        for (int b = 0; b < sg->info.depth; b++) TRY(block_membranes(e, &sg->blocks[b], &e->bs[s][b], err));
+        size_t NC = (size_t)e->B * sg->info.resolution * sg->info.resolution * sg->info.dim;
+        if (sg->info.has_downsample) TRY(membrane(e, &e->v_red[s], NC / 2, err));
+    }
+    return MST_OK;
+}
+
+static mst_status plan_buffers(mst_engine *e, mst_error *err)
+{
+    const mst_arch *a = &e->m->arch;
+    size_t maxNC = 0, maxH = 0, rows = (size_t)e->Tc * e->B;
+    for (int s = 0; s < a->num_stages; s++) {
+        size_t N = (size_t)a->stages[s].resolution * a->stages[s].resolution, C = (size_t)a->stages[s].dim;
+        size_t wide = 3 * C > (size_t)a->stages[s].mlp_hidden ? 3 * C : (size_t)a->stages[s].mlp_hidden;
+        maxNC = N * C > maxNC ? N * C : maxNC;
+        maxH = N * wide > maxH ? N * wide : maxH;
+    }
+    size_t P = (size_t)a->patch_size, N0 = (size_t)a->stages[0].resolution * a->stages[0].resolution;
+    size_t Cl = (size_t)e->m->head.n_in, K = (size_t)a->num_classes;
+    TRY(buffer(e, &e->img, (size_t)e->B * a->in_chans * a->img_size * a->img_size, err));
+    TRY(buffer(e, &e->patches, (size_t)e->B * N0 * a->in_chans * P * P, err));
+    TRY(buffer(e, &e->pe_z, (size_t)e->B * N0 * a->embed_dim, err));
+    TRY(buffer(e, &e->x, rows * maxNC, err));
+    TRY(buffer(e, &e->bufA, rows * maxNC, err));
+    TRY(buffer(e, &e->bufH, rows * maxH, err));
+    TRY(buffer(e, &e->pooled, rows * Cl, err));
+    TRY(buffer(e, &e->logits, rows * K, err));
+    e->logits_host = malloc(sizeof(float) * rows * K);
+    return e->logits_host ? MST_OK : mst_fail(err, MST_ERR_NOMEM, "out of memory");
+}
+
+static mst_status check_opts(const mst_engine_opts *o, mst_error *err)
+{
+    if (o->mode != MST_MODE_SNN && o->mode != MST_MODE_ANN)
+        return mst_fail(err, MST_ERR_ARG, "unknown mode %d", (int)o->mode);
+    if (o->mode == MST_MODE_SNN && (o->timesteps < 1 || o->timesteps > 65535))
+        return mst_fail(err, MST_ERR_ARG, "timesteps must be in [1, 65535] (the mask key holds 16 bits), got %d",
+                        o->timesteps);
+    if (o->time_chunk < 0) return mst_fail(err, MST_ERR_ARG, "time chunk must be >= 0, got %d", o->time_chunk);
+    if (o->max_batch < 1) return mst_fail(err, MST_ERR_ARG, "batch must be >= 1, got %d", o->max_batch);
+    if (!(o->mask_ratio >= 0.0 && o->mask_ratio <= 1.0))
+        return mst_fail(err, MST_ERR_ARG, "mask ratio must be in [0, 1], got %g", o->mask_ratio);
+    return MST_OK;
+}
+
+static mst_status create(mst_engine *e, mst_error *err)
+{
+    TRY(mst_backend_cpu(&e->be, err));
+    TRY(upload_model(e, err));
+    TRY(plan_membranes(e, err));
+    return plan_buffers(e, err);
+}
+
+mst_status mst_engine_create(const mst_model *m, const mst_engine_opts *opts, mst_engine **out,
+                             mst_error *err)
+{
+    *out = NULL;
+    TRY(check_opts(opts, err));
+    mst_engine *e = calloc(1, sizeof *e);
+    if (!e) return mst_fail(err, MST_ERR_NOMEM, "out of memory");
+    e->m = m;
+    e->o = *opts;
+    e->T = opts->mode == MST_MODE_ANN ? 1 : opts->timesteps;
+    e->Tc = opts->time_chunk > 0 ? opts->time_chunk : 8;
+    e->Tc = e->Tc < e->T ? e->Tc : e->T;
+    e->B = opts->max_batch;
+    mst_status r = create(e, err);
+    if (r != MST_OK) {
+        mst_engine_free(e);
+        return r;
+    }
+    *out = e;
+    return MST_OK;
+}
+
+void mst_engine_free(mst_engine *e)
+{
+    if (!e) return;
+    void *ctx = e->be.ctx;
+    float *bufs[] = {e->img, e->patches, e->pe_z, e->x, e->bufA, e->bufH, e->pooled, e->logits};
+    if (e->be.release) {
+        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+            if (bufs[i]) e->be.release(ctx, bufs[i]);
+        for (int i = 0; i < e->num_state; i++) e->be.release(ctx, e->state[i]);
+        for (int i = 0; i < e->num_w; i++) e->be.release(ctx, e->w[i].dev);
+    }
+    for (int s = 0; e->bs && s < e->m->arch.num_stages; s++) free(e->bs[s]);
+    free(e->bs);
+    free(e->v_red);
+    free(e->state);
+    free(e->state_n);
+    free(e->w);
+    free(e->logits_host);
+    if (e->be.destroy) e->be.destroy(&e->be);
+    free(e);
+}

@@ -1,0 +1,43 @@
+/* Internal: the engine's state, shared by planning (engine.c) and the
+ * layer-major forward pass (forward.c). */
+#ifndef MST_ENGINE_INTERNAL_H
+#define MST_ENGINE_INTERNAL_H
+
+#include "../../kernels/backend.h"
+#include "../model/model.h"
+
+#define TRY(x)                                 \
+    do {                                       \
+        mst_status _r = (x);                   \
+        if (_r != MST_OK) return _r;           \
+    } while (0)
+
+typedef struct {
+    float *sc1, *qkv, *attn, *av, *proj, *sc2, *fc1, *fc2;
+} block_state;
+
+typedef struct {
+    const float *host;
+    float *dev;
+} weight;
+
+struct mst_engine {
+    const mst_model *m;
+    mst_engine_opts o;
+    mst_backend be;
+    int T, Tc, B;
+    float *img, *patches, *pe_z, *x, *bufA, *bufH, *pooled, *logits;
+    float *logits_host;
+    float *v_pe;
+    block_state **bs; /* [stage][block] */
+    float **v_red;    /* [stage] */
+    float **state;    /* every membrane buffer, for reset and free */
+    size_t *state_n;
+    int num_state;
+    weight *w;
+    int num_w, cap_w;
+};
+
+const float *mst_engine_dev(const mst_engine *e, const float *host);
+
+#endif

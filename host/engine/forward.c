@@ -1,0 +1,133 @@
+/* One batch, layer-major over chunks of timesteps (spec section 3). */
+#include <string.h>
+
+#include "../../kernels/common/mst_math.h"
+#include "../error.h"
+#include "engine_internal.h"
+
+#define D(p) mst_engine_dev(e, (p))
+
+typedef struct {
+    int steps, t0, n;     /* steps in this chunk, first step, images in the batch */
+    uint64_t first_image;
+} chunk;
+
+/* An IF site (SNN) or QCFS site (ANN) over one chunk. */
+static mst_status activate(mst_engine *e, const chunk *k, float *v, const float *in, long tstride,
+                           const float *scale, const float *shift, int C, float *out, float out_scale,
+                           long R, mst_error *err)
+{
+    mst_if_args a = {.in = in, .in_tstride = tstride, .scale = scale, .shift = shift, .channels = C,
+                     .v = v, .out = out, .out_scale = out_scale, .steps = k->steps, .R = R};
+    return e->o.mode == MST_MODE_SNN ? e->be.if_scan(e->be.ctx, &a, err) : e->be.qcfs(e->be.ctx, &a, err);
+}
+
+static mst_status linear(mst_engine *e, const float *x, long M, const mst_dense *d, float *y, mst_error *err)
+{
+    return e->be.linear(e->be.ctx, x, M, d->n_in, D(d->w), D(d->b), d->n_out, y, err);
+}
+
+static mst_status attention(mst_engine *e, const chunk *k, const mst_block *b, const block_state *s,
+                            mst_error *err)
+{
+    mst_attn_args a = {.qkv = e->bufH, .out = e->bufA, .v_attn = s->attn, .rel_bias = D(b->rel_bias),
+                       .steps = k->steps, .t0 = k->t0, .batch = k->n, .res = b->res, .dim = b->dim,
+                       .heads = b->heads, .window = b->window, .shift = b->shift,
+                       .qk_scale = b->qk_scale, .lam_attn = b->lam_attn, .v_scale = b->v_scale,
+                       .mode = e->o.mode, .seed = e->o.seed, .first_image = k->first_image,
+                       .site_q = (uint32_t)b->mask_site,
+                       .mask_threshold = mst_mask_threshold(e->o.mask_ratio)};
+    return e->be.window_attention(e->be.ctx, &a, err);
+}
+
+static mst_status block(mst_engine *e, const chunk *k, const mst_block *b, const block_state *s,
+                        mst_error *err)
+{
+    int C = b->dim, H = b->mlp_hidden;
+    long R = (long)k->n * b->res * b->res, rows = R * k->steps;
+    mst_backend *be = &e->be;
+    TRY(activate(e, k, s->sc1, e->x, R * C, D(b->sc1_scale), D(b->sc1_shift), C, e->bufA, 1.0f, R * C, err));
+    TRY(linear(e, e->bufA, rows, &b->qkv, e->bufH, err));
+    TRY(activate(e, k, s->qkv, e->bufH, R * 3 * C, NULL, NULL, 3 * C, e->bufH, 1.0f, R * 3 * C, err));
+    TRY(attention(e, k, b, s, err));
+    TRY(activate(e, k, s->av, e->bufA, R * C, NULL, NULL, C, e->bufA, 1.0f, R * C, err));
+    TRY(linear(e, e->bufA, rows, &b->proj, e->bufH, err));
+    TRY(activate(e, k, s->proj, e->bufH, R * C, NULL, NULL, C, e->bufH, 1.0f, R * C, err));
+    TRY(be->residual(be->ctx, e->x, e->bufH, b->lam_proj, D(b->bn2_scale), D(b->bn2_shift), C, rows * C, err));
+    TRY(activate(e, k, s->sc2, e->x, R * C, D(b->sc2_scale), D(b->sc2_shift), C, e->bufA, 1.0f, R * C, err));
+    TRY(linear(e, e->bufA, rows, &b->fc1, e->bufH, err));
+    TRY(activate(e, k, s->fc1, e->bufH, R * H, NULL, NULL, H, e->bufH, 1.0f, R * H, err));
+    TRY(linear(e, e->bufH, rows, &b->fc2, e->bufA, err));
+    TRY(activate(e, k, s->fc2, e->bufA, R * C, NULL, NULL, C, e->bufA, 1.0f, R * C, err));
+    return be->residual(be->ctx, e->x, e->bufA, b->lam_fc2, NULL, NULL, C, rows * C, err);
+}
+
+static mst_status merge(mst_engine *e, const chunk *k, const mst_stage *sg, float *v, mst_error *err)
+{
+    int res = sg->info.resolution, C = sg->info.dim;
+    long rows = (long)k->steps * k->n, R = (long)k->n * (res / 2) * (res / 2) * 2 * C;
+    TRY(e->be.patch_merge(e->be.ctx, e->x, rows, res, C, e->bufA, err));
+    TRY(linear(e, e->bufA, rows * (res / 2) * (res / 2), &sg->reduction, e->bufH, err));
+    return activate(e, k, v, e->bufH, R, NULL, NULL, 2 * C, e->x, sg->lam_red, R, err);
+}
+
+static mst_status head(mst_engine *e, const chunk *k, float *cum, mst_error *err)
+{
+    const mst_model *m = e->m;
+    const mst_stage_info *last = &m->arch.stages[m->arch.num_stages - 1];
+    int res = last->has_downsample ? last->resolution / 2 : last->resolution;
+    long rows = (long)k->steps * k->n;
+    int K = m->arch.num_classes;
+    TRY(e->be.ln_mean(e->be.ctx, e->x, rows, res * res, m->head.n_in, D(m->norm_w), D(m->norm_b), e->pooled,
+                      err));
+    TRY(linear(e, e->pooled, rows, &m->head, e->logits, err));
+    TRY(e->be.download(e->be.ctx, e->logits_host, e->logits, sizeof(float) * (size_t)rows * K, err));
+    /* cum[t] = cum[t-1] + logits[t], summed in step order as the reference loop does */
+    for (int t = 0; t < k->steps; t++)
+        for (long i = 0; i < (long)k->n * K; i++) {
+            long at = (long)(k->t0 + t) * k->n * K + i;
+            float prev = k->t0 + t > 0 ? cum[at - (long)k->n * K] : 0.0f;
+            cum[at] = prev + e->logits_host[(long)t * k->n * K + i];
+        }
+    return MST_OK;
+}
+
+static mst_status run_chunk(mst_engine *e, const chunk *k, float *cum, mst_error *err)
+{
+    const mst_model *m = e->m;
+    long R0 = (long)k->n * m->arch.stages[0].resolution * m->arch.stages[0].resolution * m->arch.embed_dim;
+    /* direct encoding: the patch embedding is the same at every step */
+    TRY(activate(e, k, e->v_pe, e->pe_z, 0, NULL, NULL, m->arch.embed_dim, e->x, m->lam_pe, R0, err));
+    for (int s = 0; s < m->arch.num_stages; s++) {
+        const mst_stage *sg = &m->stages[s];
+        for (int b = 0; b < sg->info.depth; b++) TRY(block(e, k, &sg->blocks[b], &e->bs[s][b], err));
+        if (sg->info.has_downsample) TRY(merge(e, k, sg, e->v_red[s], err));
+    }
+    return head(e, k, cum, err);
+}
+
+static mst_status embed(mst_engine *e, const float *images, int n, mst_error *err)
+{
+    const mst_arch *a = &e->m->arch;
+    int res = a->stages[0].resolution;
+    size_t img = (size_t)a->in_chans * a->img_size * a->img_size;
+    TRY(e->be.upload(e->be.ctx, e->img, images, sizeof(float) * img * (size_t)n, err));
+    TRY(e->be.patchify(e->be.ctx, e->img, n, a->in_chans, res, a->patch_size, e->patches, err));
+    return linear(e, e->patches, (long)n * res * res, &e->m->pe, e->pe_z, err);
+}
+
+mst_status mst_engine_run(mst_engine *e, const float *images, int n, uint64_t first_index, float *cum,
+                          mst_error *err)
+{
+    if (n < 1 || n > e->B) return mst_fail(err, MST_ERR_ARG, "batch of %d images; the engine takes 1 to %d", n, e->B);
+    if (first_index + (uint64_t)n > ((uint64_t)1 << 32))
+        return mst_fail(err, MST_ERR_ARG, "image index %llu is beyond the 2^32 the mask key holds",
+                        (unsigned long long)(first_index + (uint64_t)n));
+    for (int i = 0; i < e->num_state; i++) TRY(e->be.fill(e->be.ctx, e->state[i], MST_IF_V0, e->state_n[i], err));
+    TRY(embed(e, images, n, err));
+    for (int t0 = 0; t0 < e->T; t0 += e->Tc) {
+        chunk k = {.steps = e->T - t0 < e->Tc ? e->T - t0 : e->Tc, .t0 = t0, .n = n, .first_image = first_index};
+        TRY(run_chunk(e, &k, cum, err));
+    }
+    return MST_OK;
+}

@@ -1,0 +1,107 @@
+/* mst: Masked Spiking Transformer inference. Public C API.
+ *
+ * Every call that can fail returns an mst_status and, when err is not NULL,
+ * fills err->msg with one line naming the file, tensor, shape or value at
+ * fault. The library never prints and never exits. */
+#ifndef MST_MST_H
+#define MST_MST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+    MST_OK = 0,
+    MST_ERR_IO,          /* a file could not be opened or read */
+    MST_ERR_FORMAT,      /* a file is not what it claims to be */
+    MST_ERR_MISSING,     /* a required tensor or field is absent */
+    MST_ERR_SHAPE,       /* shapes disagree */
+    MST_ERR_VALUE,       /* a value is out of range (NaN weight, threshold <= 0) */
+    MST_ERR_ARG,         /* a caller argument is invalid */
+    MST_ERR_NOMEM,       /* an allocation failed */
+    MST_ERR_UNSUPPORTED, /* valid, but not something mst can run */
+    MST_ERR_DEVICE       /* a backend failure */
+} mst_status;
+
+typedef struct {
+    mst_status status;
+    char msg[512];
+} mst_error;
+
+const char *mst_strerror(mst_status s);
+
+/* ---- Model ------------------------------------------------------------- */
+
+typedef struct mst_model mst_model;
+
+typedef struct {
+    int img_size;      /* 0: take it from attn_mask buffers or __metadata__ */
+} mst_load_opts;
+
+typedef struct {
+    int dim, depth, heads, window, resolution;
+    int mlp_hidden;
+    int has_downsample;
+} mst_stage_info;
+
+typedef struct {
+    int img_size, in_chans, patch_size, embed_dim;
+    int num_stages;
+    const mst_stage_info *stages; /* num_stages entries, owned by the model */
+    int num_classes;
+    int mlp_bn;                   /* MLP BatchNorms present (ImageNet variant) */
+    int num_if_sites, num_mask_sites;
+    int64_t num_params;
+    const char *dataset;          /* from __metadata__, "" when unknown */
+    const float *mean, *std;      /* in_chans entries each, or NULL when unknown */
+} mst_arch;
+
+mst_status mst_model_load(const char *path, const mst_load_opts *opts,
+                          mst_model **out, mst_error *err);
+void mst_model_free(mst_model *m);
+const mst_arch *mst_model_arch(const mst_model *m);
+/* Class name i from the checkpoint's metadata, or NULL. */
+const char *mst_model_class_name(const mst_model *m, int i);
+
+/* Thresholds (lambda) of the IF sites, in execution order; names are the
+ * checkpoint keys without ".up". Index in [0, arch->num_if_sites). */
+const char *mst_model_site_name(const mst_model *m, int i);
+float mst_model_site_threshold(const mst_model *m, int i);
+
+/* ---- Engine ------------------------------------------------------------ */
+
+typedef enum { MST_MODE_SNN = 0, MST_MODE_ANN = 1 } mst_mode;
+
+typedef struct {
+    mst_mode mode;
+    int timesteps;      /* T; ignored (1) in ANN mode */
+    int time_chunk;     /* Tc: steps run layer-major at once; 0 = min(T, 8) */
+    int max_batch;      /* images per engine call */
+    double mask_ratio;  /* RSM p in [0, 1] */
+    uint64_t seed;
+} mst_engine_opts;
+
+typedef struct mst_engine mst_engine;
+
+mst_status mst_engine_create(const mst_model *m, const mst_engine_opts *opts,
+                             mst_engine **out, mst_error *err);
+void mst_engine_free(mst_engine *e);
+
+/* Runs n <= max_batch images (float32 [n][C][H][W], normalised) whose
+ * positions in the evaluation order are first_index .. first_index+n-1 (the
+ * masks depend on that position, never on the batch slot). Writes the
+ * cumulative logits after every step to cum_logits[t][n][classes]
+ * (t < T in SNN mode, t < 1 in ANN mode). */
+mst_status mst_engine_run(mst_engine *e, const float *images, int n,
+                          uint64_t first_index, float *cum_logits, mst_error *err);
+
+/* Number of logit rows per image the engine writes: T or 1. */
+int mst_engine_steps_out(const mst_engine *e);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

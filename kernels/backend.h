@@ -1,0 +1,76 @@
+/* The backend table: every op the engine runs, on memory the backend owns.
+ * The CPU backend is the reference; a CUDA backend implements the same table.
+ * Tensors are row-major. Time-batched activations are [steps][batch][tokens][C]. */
+#ifndef MST_BACKEND_H
+#define MST_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mst/mst.h"
+
+/* One IF (or QCFS) site over `steps` timesteps of R neurons. The input of
+ * neuron r at step t is in[t*in_tstride + r] (in_tstride 0: the same input at
+ * every step), optionally through a per-channel affine (channel = r % C),
+ * already in units of the site's threshold. out[t*R + r] = spike * out_scale. */
+typedef struct {
+    const float *in;
+    long in_tstride;
+    const float *scale, *shift; /* [channels] or NULL */
+    int channels;
+    float *v;                   /* [R] membrane, threshold units (SNN only) */
+    float *out;                 /* [steps][R]; may alias in when in_tstride == R */
+    float out_scale;
+    int steps;
+    long R;
+} mst_if_args;
+
+/* Window attention of one block over `steps` timesteps, spec section 3:
+ * q, k, v activations (threshold units) in, the IF_av input z out. */
+typedef struct {
+    const float *qkv;       /* [steps][batch][res*res][3*dim] */
+    float *out;             /* [steps][batch][res*res][dim] */
+    float *v_attn;          /* [batch][windows][heads][w*w][w*w] IF_attn membrane */
+    const float *rel_bias;  /* [heads][w*w][w*w] */
+    int steps, t0, batch, res, dim, heads, window, shift;
+    float qk_scale, lam_attn, v_scale;
+    mst_mode mode;
+    uint64_t seed, first_image;
+    uint32_t site_q;        /* k is site_q + 1, attn site_q + 2 */
+    uint64_t mask_threshold;
+} mst_attn_args;
+
+typedef struct mst_backend {
+    const char *name;
+    void *ctx;
+    int host_memory; /* buffers are host memory: weights need no upload */
+    void (*destroy)(struct mst_backend *b);
+    mst_status (*alloc)(void *ctx, size_t bytes, void **out, mst_error *err);
+    void (*release)(void *ctx, void *p);
+    mst_status (*upload)(void *ctx, void *dst, const void *src, size_t bytes, mst_error *err);
+    mst_status (*download)(void *ctx, void *dst, const void *src, size_t bytes, mst_error *err);
+    mst_status (*fill)(void *ctx, float *p, float value, size_t n, mst_error *err);
+
+    /* images [B][Cin][res*P][res*P] -> patches [B][res*res][Cin*P*P] (conv as GEMM) */
+    mst_status (*patchify)(void *ctx, const float *img, int B, int cin, int res, int P, float *out,
+                           mst_error *err);
+    /* y[M][N] = x[M][K] w[N][K]^T + b[N] */
+    mst_status (*linear)(void *ctx, const float *x, long M, int K, const float *w, const float *b, int N,
+                         float *y, mst_error *err);
+    mst_status (*if_scan)(void *ctx, const mst_if_args *a, mst_error *err);
+    mst_status (*qcfs)(void *ctx, const mst_if_args *a, mst_error *err);
+    mst_status (*window_attention)(void *ctx, const mst_attn_args *a, mst_error *err);
+    /* x = (x + lam * s) * scale + shift, channel = i % C; scale/shift may be NULL */
+    mst_status (*residual)(void *ctx, float *x, const float *s, float lam, const float *scale,
+                           const float *shift, int C, long n, mst_error *err);
+    /* x [rows][res*res][C] -> [rows][(res/2)^2][4C], order x0,x1,x2,x3 of spec section 3 */
+    mst_status (*patch_merge)(void *ctx, const float *x, long rows, int res, int C, float *out,
+                              mst_error *err);
+    /* mean over tokens of LayerNorm(x): x [rows][N][C] -> out [rows][C] */
+    mst_status (*ln_mean)(void *ctx, const float *x, long rows, int N, int C, const float *w,
+                          const float *b, float *out, mst_error *err);
+} mst_backend;
+
+mst_status mst_backend_cpu(mst_backend *out, mst_error *err);
+
+#endif

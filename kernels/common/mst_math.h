@@ -1,0 +1,100 @@
+/* Math shared by every backend: the IF step, the QCFS quantiser, Philox4x32-10
+ * and the RSM keep decision. Written once, compiled for host and device, so the
+ * CPU reference and the CUDA kernels cannot drift apart. */
+#ifndef MST_COMMON_MATH_H
+#define MST_COMMON_MATH_H
+
+#include <math.h>
+#include <stdint.h>
+
+#ifdef __CUDACC__
+#define MST_HD __host__ __device__ __forceinline__
+#else
+#define MST_HD
+#endif
+
+/* QCFS levels the authors trained with (L in the paper). */
+#define MST_QCFS_LEVELS 16
+
+/* Integrate-and-fire with soft reset, in units of the threshold: v += z, fire at
+ * v >= 1, subtract the spike. The caller folds 1/lambda into z. */
+MST_HD static inline float mst_if_step(float *v, float z)
+{
+    float m = *v + z;
+    float s = m >= 1.0f ? 1.0f : 0.0f;
+    *v = m - s;
+    return s;
+}
+
+/* QCFS in threshold units: clamp(floor(z*L + 0.5)/L, 0, 1). */
+MST_HD static inline float mst_qcfs(float z)
+{
+    float q = floorf(z * (float)MST_QCFS_LEVELS + 0.5f) / (float)MST_QCFS_LEVELS;
+    return q < 0.0f ? 0.0f : (q > 1.0f ? 1.0f : q);
+}
+
+/* Membrane potential before the first step (spec section 2). */
+#define MST_IF_V0 0.5f
+
+typedef struct { uint32_t v[4]; } mst_u32x4;
+
+MST_HD static inline uint32_t mst_mulhilo32(uint32_t a, uint32_t b, uint32_t *hi)
+{
+    uint64_t p = (uint64_t)a * (uint64_t)b;
+    *hi = (uint32_t)(p >> 32);
+    return (uint32_t)p;
+}
+
+/* Philox4x32-10 as Random123 and cuRAND define it (10 rounds, key bumped
+ * between rounds). */
+MST_HD static inline mst_u32x4 mst_philox4x32_10(mst_u32x4 c, uint32_t k0, uint32_t k1)
+{
+    for (int r = 0; r < 10; r++) {
+        if (r > 0) {
+            k0 += 0x9E3779B9u;
+            k1 += 0xBB67AE85u;
+        }
+        uint32_t hi0, hi1;
+        uint32_t lo0 = mst_mulhilo32(0xD2511F53u, c.v[0], &hi0);
+        uint32_t lo1 = mst_mulhilo32(0xCD9E8D57u, c.v[2], &hi1);
+        mst_u32x4 n = {{hi1 ^ c.v[1] ^ k0, lo1, hi0 ^ c.v[3] ^ k1, lo0}};
+        c = n;
+    }
+    return c;
+}
+
+/* The four raw numbers starting at output number 4*block of a subsequence:
+ * what curand_init(seed, subsequence, 4*block) then four curand() calls give. */
+MST_HD static inline mst_u32x4 mst_philox_block(uint64_t seed, uint64_t subsequence, uint64_t block)
+{
+    mst_u32x4 c = {{(uint32_t)block, (uint32_t)(block >> 32),
+                    (uint32_t)subsequence, (uint32_t)(subsequence >> 32)}};
+    return mst_philox4x32_10(c, (uint32_t)seed, (uint32_t)(seed >> 32));
+}
+
+/* curand_init(seed, subsequence, offset, &s); curand(&s). */
+MST_HD static inline uint32_t mst_philox_raw(uint64_t seed, uint64_t subsequence, uint64_t offset)
+{
+    return mst_philox_block(seed, subsequence, offset >> 2).v[offset & 3];
+}
+
+/* Spec section 4: subsequence of one (image, mask site, timestep). */
+MST_HD static inline uint64_t mst_mask_subsequence(uint64_t image, uint32_t site, uint32_t t)
+{
+    return (image << 32) | ((uint64_t)(site & 0xFFFFu) << 16) | (uint64_t)(t & 0xFFFFu);
+}
+
+/* floor(p * 2^32) as an integer, so the keep test never touches floats. */
+MST_HD static inline uint64_t mst_mask_threshold(double p)
+{
+    if (p <= 0.0) return 0;
+    if (p >= 1.0) return (uint64_t)1 << 32;
+    return (uint64_t)(p * 4294967296.0);
+}
+
+MST_HD static inline int mst_mask_keep(uint32_t raw, uint64_t threshold)
+{
+    return (uint64_t)raw >= threshold;
+}
+
+#endif
