@@ -274,7 +274,7 @@ static mst_status check_shape(const mst_safetensors *st, const mst_st_tensor *t,
                               const int64_t *shape, mst_error *err)
 {
     int ok = ndim < 0 || t->ndim == ndim;
-    for (int i = 0; ok && ndim > 0 && i < ndim; i++)
+    for (int i = 0; ok && shape && i < ndim; i++)
         ok = shape[i] < 0 || shape[i] == t->shape[i];
     if (ok) return MST_OK;
     char got[128] = "", want[128] = "";
@@ -282,7 +282,7 @@ static mst_status check_shape(const mst_safetensors *st, const mst_st_tensor *t,
         snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", i ? "," : "",
                  (long long)t->shape[i]);
     for (int i = 0; i < ndim; i++) {
-        if (shape[i] < 0)
+        if (!shape || shape[i] < 0)
             snprintf(want + strlen(want), sizeof want - strlen(want), "%s*", i ? "," : "");
         else
             snprintf(want + strlen(want), sizeof want - strlen(want), "%s%lld", i ? "," : "",

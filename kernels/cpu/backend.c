@@ -1,3 +1,4 @@
+#include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,6 +42,8 @@ mst_status mst_backend_cpu(mst_backend *b, mst_error *err)
 {
     (void)err;
     memset(b, 0, sizeof *b);
+    /* OpenMP runs the GEMM tiles in parallel; each sgemm call stays on its thread. */
+    openblas_set_num_threads(1);
     b->name = "cpu";
     b->host_memory = 1;
     b->destroy = cpu_destroy;

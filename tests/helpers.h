@@ -1,0 +1,42 @@
+/* Shared test helpers: temporary files and safetensors files built by hand. */
+#ifndef MST_TEST_HELPERS_H
+#define MST_TEST_HELPERS_H
+
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define DATA(name) MST_TEST_DATA "/" name
+
+/* A fresh path under $TMPDIR for this test process. */
+static inline const char *tmp_path(const char *name)
+{
+    static char buf[8][512];
+    static int i;
+    const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    char *p = buf[i++ % 8];
+    snprintf(p, 512, "%s/mst-test-%d-%s", dir, (int)getpid(), name);
+    return p;
+}
+
+/* Writes u64 header length (or `len_override` when nonzero), header, data. */
+static inline void write_raw_st(const char *path, const char *header, const void *data, size_t n,
+                                unsigned long long len_override)
+{
+    FILE *f = fopen(path, "wb");
+    cr_assert(f != NULL, "cannot create %s", path);
+    unsigned long long len = len_override ? len_override : strlen(header);
+    unsigned char le[8];
+    for (int i = 0; i < 8; i++) le[i] = (unsigned char)(len >> (8 * i));
+    fwrite(le, 1, 8, f);
+    fwrite(header, 1, strlen(header), f);
+    if (n) fwrite(data, 1, n, f);
+    fclose(f);
+}
+
+static inline int contains(const char *hay, const char *needle) { return strstr(hay, needle) != NULL; }
+
+#endif

@@ -1,0 +1,125 @@
+/* The mst command line: one clear line and a non-zero exit for bad input,
+ * the documented outputs for good input. */
+#define _GNU_SOURCE
+#include <math.h>
+#include <sys/wait.h>
+
+#include "helpers.h"
+#include "host/data/npy.h"
+
+/* Runs `mst ARGS`, stdout and stderr together into out; returns the exit code. */
+static int mst(const char *args, char *out, size_t n)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s %s 2>&1", MST_BIN, args);
+    FILE *p = popen(cmd, "r");
+    cr_assert(p != NULL);
+    size_t got = fread(out, 1, n - 1, p);
+    out[got] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int lines(const char *s)
+{
+    int n = 0;
+    for (; *s; s++) n += *s == '\n';
+    return n;
+}
+
+typedef struct {
+    const char *args, *expect;
+    int code;
+} bad_call;
+
+#define BN DATA("tiny_bn.safetensors")
+#define BN_IN DATA("tiny_bn_input.npy")
+
+static const bad_call bad_calls[] = {
+    {"frobnicate", "unknown command \"frobnicate\"", 2},
+    {"run --model " BN " --bogus 1 " BN_IN, "unknown option \"--bogus\"", 2},
+    {"run " BN_IN, "missing --model FILE", 2},
+    {"run --model " BN " --mask-ratio 2 " BN_IN, "--mask-ratio needs a number in [0, 1], got \"2\"", 2},
+    {"run --model " BN " --timesteps 12x " BN_IN, "--timesteps needs an integer", 2},
+    {"run --model " BN " --mode spiking " BN_IN, "--mode must be snn or ann, got \"spiking\"", 2},
+    {"run --model /nonexistent.safetensors " BN_IN, "/nonexistent.safetensors: cannot open", 1},
+    {"run --model " BN " " DATA("tiny_nobn_input.npy"), "input must be float32 [N,3,32,32]", 2},
+    {"run --model " BN " " BN, "not a .npy file", 1},
+    {"run --model " BN_IN " " BN_IN, "is over the 100000000-byte limit", 1},
+};
+
+Test(cli, bad_calls_fail_with_one_line)
+{
+    char out[8192];
+    for (size_t i = 0; i < sizeof bad_calls / sizeof bad_calls[0]; i++) {
+        int code = mst(bad_calls[i].args, out, sizeof out);
+        cr_expect_eq(code, bad_calls[i].code, "mst %s: exit %d", bad_calls[i].args, code);
+        cr_expect(contains(out, bad_calls[i].expect), "mst %s: \"%s\" lacks \"%s\"", bad_calls[i].args, out,
+                  bad_calls[i].expect);
+        cr_expect(contains(bad_calls[i].args, "--model") ? lines(out) == 1 : 1, "mst %s: not one line: %s",
+                  bad_calls[i].args, out);
+    }
+}
+
+Test(cli, rejects_non_finite_and_truncated_input)
+{
+    mst_npy x;
+    mst_error err = {0};
+    cr_assert_eq(mst_npy_read(BN_IN, &x, &err), MST_OK);
+    x.data[17] = NAN;
+    const char *p = tmp_path("nan.npy");
+    cr_assert_eq(mst_npy_write(p, x.data, x.ndim, x.shape, &err), MST_OK);
+    char args[1024], out[4096];
+    snprintf(args, sizeof args, "run --model %s %s", BN, p);
+    cr_expect_eq(mst(args, out, sizeof out), 2);
+    cr_expect(contains(out, "non-finite"), "%s", out);
+    cr_assert_eq(mst_npy_write(p, x.data, 4, x.shape, &err), MST_OK);
+    mst_npy_free(&x);
+    /* the header claims one image more than the file holds */
+    FILE *f = fopen(p, "r+b");
+    char head[128];
+    cr_assert_eq(fread(head, 1, sizeof head, f), sizeof head);
+    char *at = memmem(head, sizeof head, "(4,", 3);
+    cr_assert(at != NULL);
+    at[1] = '5';
+    fseek(f, 0, SEEK_SET);
+    fwrite(head, 1, sizeof head, f);
+    fclose(f);
+    cr_expect_eq(mst(args, out, sizeof out), 1);
+    cr_expect(contains(out, "truncated: the shape needs"), "%s", out);
+    unlink(p);
+}
+
+Test(cli, run_writes_logits_and_prints_top5)
+{
+    const char *p = tmp_path("logits.npy");
+    char args[1024], out[8192];
+    snprintf(args, sizeof args, "run --model %s --timesteps 6 --mask-ratio 0.75 --batch 3 --logits %s %s", BN, p, BN_IN);
+    cr_assert_eq(mst(args, out, sizeof out), 0, "%s", out);
+    for (int i = 0; i < 4; i++) {
+        char want[32];
+        snprintf(want, sizeof want, "image %d:", i);
+        cr_expect(contains(out, want), "%s", out);
+    }
+    mst_npy y;
+    mst_error err = {0};
+    cr_assert_eq(mst_npy_read(p, &y, &err), MST_OK, "%s", err.msg);
+    cr_expect(y.ndim == 3 && y.shape[0] == 6 && y.shape[1] == 4 && y.shape[2] == 10);
+    mst_npy_free(&y);
+    snprintf(args, sizeof args, "run --model %s --mode ann --logits %s %s", BN, p, BN_IN);
+    cr_assert_eq(mst(args, out, sizeof out), 0, "%s", out);
+    cr_assert_eq(mst_npy_read(p, &y, &err), MST_OK, "%s", err.msg);
+    cr_expect(y.ndim == 3 && y.shape[0] == 1 && y.shape[1] == 4 && y.shape[2] == 10);
+    mst_npy_free(&y);
+    unlink(p);
+}
+
+Test(cli, info_prints_architecture_and_thresholds)
+{
+    char out[16384];
+    cr_assert_eq(mst("info --model " DATA("tiny_nobn.safetensors"), out, sizeof out), 0, "%s", out);
+    cr_expect(contains(out, "image 28x28, 3 input channels, patch 2, embed dim 12, 7 classes"), "%s", out);
+    cr_expect(contains(out, "stage 1: 7x7 tokens, dim 24, depth 3, heads 3, window 7, mlp 48"), "%s", out);
+    cr_expect(contains(out, "layers.1.blocks.2.mlp.fc2_if"), "%s", out);
+    cr_expect(contains(out, "MLP BatchNorm: no"), "%s", out);
+}

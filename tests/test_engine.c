@@ -1,0 +1,215 @@
+/* End to end: per-step cumulative logits against the Python reference loop
+ * (tools/make_goldens.py), and invariance to batch size and time chunking. */
+#include <math.h>
+
+#include "helpers.h"
+#include "host/data/npy.h"
+#include "mst/mst.h"
+
+#define T_GOLDEN 16
+#define SEED 1234
+
+typedef struct {
+    const char *model;
+    mst_mode mode;
+    double ratio;
+    const char *golden;
+} gcase;
+
+static const gcase goldens[] = {
+    {"tiny_bn", MST_MODE_SNN, 0.0, "tiny_bn_snn_p00"},     {"tiny_bn", MST_MODE_SNN, 0.75, "tiny_bn_snn_p75"},
+    {"tiny_bn", MST_MODE_ANN, 0.0, "tiny_bn_ann_p00"},     {"tiny_bn", MST_MODE_ANN, 0.75, "tiny_bn_ann_p75"},
+    {"tiny_nobn", MST_MODE_SNN, 0.0, "tiny_nobn_snn_p00"}, {"tiny_nobn", MST_MODE_SNN, 0.75, "tiny_nobn_snn_p75"},
+    {"tiny_nobn", MST_MODE_ANN, 0.0, "tiny_nobn_ann_p00"}, {"tiny_nobn", MST_MODE_ANN, 0.75, "tiny_nobn_ann_p75"},
+};
+
+static void load_npy(const char *name, mst_npy *a)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s.npy", MST_TEST_DATA, name);
+    mst_error err = {0};
+    cr_assert_eq(mst_npy_read(path, a, &err), MST_OK, "%s", err.msg);
+}
+
+static mst_model *load_model(const char *name)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s.safetensors", MST_TEST_DATA, name);
+    mst_model *m;
+    mst_error err = {0};
+    cr_assert_eq(mst_model_load(path, NULL, &m, &err), MST_OK, "%s", err.msg);
+    return m;
+}
+
+/* All N images in batches of `batch`; returns [steps][N][K]. */
+static float *run(mst_model *m, const mst_npy *x, mst_engine_opts o, int *steps_out)
+{
+    mst_engine *e;
+    mst_error err = {0};
+    cr_assert_eq(mst_engine_create(m, &o, &e, &err), MST_OK, "%s", err.msg);
+    int N = (int)x->shape[0], K = mst_model_arch(m)->num_classes, steps = mst_engine_steps_out(e);
+    long img = x->shape[1] * x->shape[2] * x->shape[3];
+    float *all = malloc(sizeof(float) * (size_t)(steps * N * K)), *part = malloc(sizeof(float) * (size_t)(steps * o.max_batch * K));
+    for (int i0 = 0; i0 < N; i0 += o.max_batch) {
+        int n = N - i0 < o.max_batch ? N - i0 : o.max_batch;
+        cr_assert_eq(mst_engine_run(e, x->data + i0 * img, n, (uint64_t)i0, part, &err), MST_OK, "%s", err.msg);
+        for (int t = 0; t < steps; t++) memcpy(all + ((long)t * N + i0) * K, part + (long)t * n * K, sizeof(float) * (size_t)(n * K));
+    }
+    free(part);
+    mst_engine_free(e);
+    *steps_out = steps;
+    return all;
+}
+
+static float max_abs(const float *a, long n)
+{
+    float m = 0;
+    for (long i = 0; i < n; i++) m = fmaxf(m, fabsf(a[i]));
+    return m;
+}
+
+/* Two fp32 implementations sum in different orders, so an IF or QCFS input
+ * that sits within an ulp of its threshold can fire in one and not the other
+ * (spec section 8). Where nothing flipped, logits agree to ~1e-7 of their
+ * scale; we allow 1e-5. A flip moves one image's logits by about one spike or
+ * one QCFS level times a weight: at most one image per case may differ, by at
+ * most 3 % of the logit scale, and the last-step top-1 must agree for all. */
+Test(engine, matches_python_reference_loop, .timeout = 120)
+{
+    for (size_t i = 0; i < sizeof goldens / sizeof goldens[0]; i++) {
+        const gcase *g = &goldens[i];
+        char in[64];
+        snprintf(in, sizeof in, "%s_input", g->model);
+        mst_npy x, want;
+        load_npy(in, &x);
+        load_npy(g->golden, &want);
+        mst_model *m = load_model(g->model);
+        mst_engine_opts o = {.mode = g->mode, .timesteps = T_GOLDEN, .time_chunk = 5, .max_batch = 2,
+                             .mask_ratio = g->ratio, .seed = SEED};
+        int steps, N = (int)x.shape[0], K = mst_model_arch(m)->num_classes;
+        float *got = run(m, &x, o, &steps);
+        cr_assert_eq(want.shape[0], steps, "%s: golden has %ld steps", g->golden, want.shape[0]);
+        float scale = max_abs(want.data, (long)steps * N * K);
+        int flipped = 0;
+        for (int n = 0; n < N; n++) {
+            float dev = 0;
+            int best_got = 0, best_want = 0;
+            for (int t = 0; t < steps; t++)
+                for (int k = 0; k < K; k++) {
+                    long at = ((long)t * N + n) * K + k;
+                    dev = fmaxf(dev, fabsf(got[at] - want.data[at]));
+                }
+            const float *gl = got + ((long)(steps - 1) * N + n) * K, *wl = want.data + ((long)(steps - 1) * N + n) * K;
+            for (int k = 1; k < K; k++) {
+                best_got = gl[k] > gl[best_got] ? k : best_got;
+                best_want = wl[k] > wl[best_want] ? k : best_want;
+            }
+            cr_expect_eq(best_got, best_want, "%s image %d: top-1 %d vs reference %d", g->golden, n, best_got, best_want);
+            cr_expect(dev <= 0.03f * scale, "%s image %d: deviation %g of scale %g", g->golden, n, dev, scale);
+            flipped += dev > 1e-5f * scale;
+        }
+        cr_expect(flipped <= 1, "%s: %d images off by more than rounding", g->golden, flipped);
+        free(got);
+        mst_model_free(m);
+        mst_npy_free(&x);
+        mst_npy_free(&want);
+    }
+}
+
+static void expect_identical(const float *a, const float *b, long n, const char *what)
+{
+    cr_expect(memcmp(a, b, sizeof(float) * (size_t)n) == 0, "%s: logits differ", what);
+}
+
+/* Masks depend on the image index, never on the batch slot, and only the IF
+ * membranes carry across chunks: results must be identical bit for bit. */
+Test(engine, batch_and_time_chunk_invariance, .timeout = 120)
+{
+    const char *models[] = {"tiny_bn", "tiny_nobn"};
+    for (int mi = 0; mi < 2; mi++) {
+        char in[64];
+        snprintf(in, sizeof in, "%s_input", models[mi]);
+        mst_npy x;
+        load_npy(in, &x);
+        mst_model *m = load_model(models[mi]);
+        long n = 16 * x.shape[0] * mst_model_arch(m)->num_classes;
+        mst_engine_opts base = {.mode = MST_MODE_SNN, .timesteps = 16, .time_chunk = 16, .max_batch = 4,
+                                .mask_ratio = 0.75, .seed = 5};
+        int steps;
+        float *ref = run(m, &x, base, &steps);
+        mst_engine_opts o = base;
+        o.max_batch = 1;
+        float *b1 = run(m, &x, o, &steps);
+        expect_identical(ref, b1, n, "--batch 1 vs --batch 4");
+        o = base;
+        o.time_chunk = 3;
+        float *c3 = run(m, &x, o, &steps);
+        expect_identical(ref, c3, n, "--time-chunk 3 vs --time-chunk 16");
+        o.max_batch = 3;
+        o.time_chunk = 1;
+        float *mixed = run(m, &x, o, &steps);
+        expect_identical(ref, mixed, n, "--batch 3 --time-chunk 1");
+        o = base;
+        o.mode = MST_MODE_ANN;
+        float *a4 = run(m, &x, o, &steps);
+        o.max_batch = 1;
+        float *a1 = run(m, &x, o, &steps);
+        expect_identical(a4, a1, x.shape[0] * mst_model_arch(m)->num_classes, "ANN --batch 1 vs 4");
+        free(ref), free(b1), free(c3), free(mixed), free(a4), free(a1);
+        mst_model_free(m);
+        mst_npy_free(&x);
+    }
+}
+
+Test(engine, masks_change_results_and_seed_matters)
+{
+    mst_npy x;
+    load_npy("tiny_bn_input", &x);
+    mst_model *m = load_model("tiny_bn");
+    mst_engine_opts o = {.mode = MST_MODE_SNN, .timesteps = 8, .max_batch = 4, .mask_ratio = 0.75, .seed = 1};
+    int steps;
+    long n = 8 * x.shape[0] * 10;
+    float *a = run(m, &x, o, &steps);
+    o.seed = 2;
+    float *b = run(m, &x, o, &steps);
+    o.mask_ratio = 0.0;
+    float *c = run(m, &x, o, &steps);
+    o.seed = 3;
+    float *d = run(m, &x, o, &steps);
+    cr_expect(memcmp(a, b, sizeof(float) * (size_t)n) != 0, "the seed changes the masks");
+    cr_expect(memcmp(a, c, sizeof(float) * (size_t)n) != 0, "masking changes the logits");
+    expect_identical(c, d, n, "without masking the seed is irrelevant");
+    free(a), free(b), free(c), free(d);
+    mst_model_free(m);
+    mst_npy_free(&x);
+}
+
+Test(engine, rejects_bad_options)
+{
+    mst_model *m = load_model("tiny_nobn");
+    mst_engine *e = NULL;
+    mst_error err = {0};
+    struct {
+        mst_engine_opts o;
+        const char *expect;
+    } bad[] = {
+        {{.mode = MST_MODE_SNN, .timesteps = 0, .max_batch = 1}, "timesteps must be in [1, 65535]"},
+        {{.mode = MST_MODE_SNN, .timesteps = 70000, .max_batch = 1}, "timesteps must be in [1, 65535]"},
+        {{.mode = MST_MODE_SNN, .timesteps = 4, .max_batch = 0}, "batch must be >= 1"},
+        {{.mode = MST_MODE_SNN, .timesteps = 4, .max_batch = 1, .mask_ratio = 1.5}, "mask ratio must be in [0, 1]"},
+        {{.mode = MST_MODE_SNN, .timesteps = 4, .max_batch = 1, .mask_ratio = NAN}, "mask ratio must be in [0, 1]"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cr_expect_eq(mst_engine_create(m, &bad[i].o, &e, &err), MST_ERR_ARG, "case %zu", i);
+        cr_expect(contains(err.msg, bad[i].expect), "case %zu: %s", i, err.msg);
+        cr_expect(e == NULL);
+    }
+    mst_engine_opts ok = {.mode = MST_MODE_SNN, .timesteps = 2, .max_batch = 2};
+    cr_assert_eq(mst_engine_create(m, &ok, &e, &err), MST_OK);
+    float img[3 * 28 * 28 * 3] = {0}, out[2 * 3 * 7];
+    cr_expect_eq(mst_engine_run(e, img, 3, 0, out, &err), MST_ERR_ARG);
+    cr_expect(contains(err.msg, "batch of 3 images; the engine takes 1 to 2"), "%s", err.msg);
+    cr_expect_eq(mst_engine_run(e, img, 2, 0xffffffffull, out, &err), MST_ERR_ARG);
+    mst_engine_free(e);
+    mst_model_free(m);
+}
