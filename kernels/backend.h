@@ -27,6 +27,10 @@ typedef struct {
 
 /* Window attention of one block over `steps` timesteps, spec section 3:
  * q, k, v activations (threshold units) in, the IF_av input z out. */
+/* The softmax factors exp(A) into exp(bias) x exp(lambda_attn * level);
+ * above this threshold that product could leave float range. */
+#define MST_MAX_ATTN_THRESHOLD 160.0f
+
 typedef struct {
     const float *qkv;       /* [steps][batch][res*res][3*dim] */
     float *out;             /* [steps][batch][res*res][dim] */
@@ -54,9 +58,13 @@ typedef struct mst_backend {
     /* images [B][Cin][res*P][res*P] -> patches [B][res*res][Cin*P*P] (conv as GEMM) */
     mst_status (*patchify)(void *ctx, const float *img, int B, int cin, int res, int P, float *out,
                            mst_error *err);
-    /* y[M][N] = x[M][K] w[N][K]^T + b[N] */
+    /* y[M][N] = x[M][K] w[K][N] + b[N], for analog inputs */
     mst_status (*linear)(void *ctx, const float *x, long M, int K, const float *w, const float *b, int N,
                          float *y, mst_error *err);
+    /* The same product for spike inputs (mostly zeros): only the inputs that
+     * fired contribute, each adding its weight row (a synaptic operation). */
+    mst_status (*spike_linear)(void *ctx, const float *x, long M, int K, const float *w, const float *b,
+                               int N, float *y, mst_error *err);
     mst_status (*if_scan)(void *ctx, const mst_if_args *a, mst_error *err);
     mst_status (*qcfs)(void *ctx, const mst_if_args *a, mst_error *err);
     mst_status (*window_attention)(void *ctx, const mst_attn_args *a, mst_error *err);

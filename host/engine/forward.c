@@ -27,6 +27,13 @@ static mst_status linear(mst_engine *e, const float *x, long M, const mst_dense 
     return e->be.linear(e->be.ctx, x, M, d->n_in, D(d->w), D(d->b), d->n_out, y, err);
 }
 
+/* A layer fed by an IF site: spikes in SNN mode, QCFS levels in ANN mode. */
+static mst_status synapse(mst_engine *e, const float *x, long M, const mst_dense *d, float *y, mst_error *err)
+{
+    if (e->o.mode == MST_MODE_ANN) return linear(e, x, M, d, y, err);
+    return e->be.spike_linear(e->be.ctx, x, M, d->n_in, D(d->w), D(d->b), d->n_out, y, err);
+}
+
 static mst_status attention(mst_engine *e, const chunk *k, const mst_block *b, const block_state *s,
                             mst_error *err)
 {
@@ -47,17 +54,17 @@ static mst_status block(mst_engine *e, const chunk *k, const mst_block *b, const
     long R = (long)k->n * b->res * b->res, rows = R * k->steps;
     mst_backend *be = &e->be;
     TRY(activate(e, k, s->sc1, e->x, R * C, D(b->sc1_scale), D(b->sc1_shift), C, e->bufA, 1.0f, R * C, err));
-    TRY(linear(e, e->bufA, rows, &b->qkv, e->bufH, err));
+    TRY(synapse(e, e->bufA, rows, &b->qkv, e->bufH, err));
     TRY(activate(e, k, s->qkv, e->bufH, R * 3 * C, NULL, NULL, 3 * C, e->bufH, 1.0f, R * 3 * C, err));
     TRY(attention(e, k, b, s, err));
     TRY(activate(e, k, s->av, e->bufA, R * C, NULL, NULL, C, e->bufA, 1.0f, R * C, err));
-    TRY(linear(e, e->bufA, rows, &b->proj, e->bufH, err));
+    TRY(synapse(e, e->bufA, rows, &b->proj, e->bufH, err));
     TRY(activate(e, k, s->proj, e->bufH, R * C, NULL, NULL, C, e->bufH, 1.0f, R * C, err));
     TRY(be->residual(be->ctx, e->x, e->bufH, b->lam_proj, D(b->bn2_scale), D(b->bn2_shift), C, rows * C, err));
     TRY(activate(e, k, s->sc2, e->x, R * C, D(b->sc2_scale), D(b->sc2_shift), C, e->bufA, 1.0f, R * C, err));
-    TRY(linear(e, e->bufA, rows, &b->fc1, e->bufH, err));
+    TRY(synapse(e, e->bufA, rows, &b->fc1, e->bufH, err));
     TRY(activate(e, k, s->fc1, e->bufH, R * H, NULL, NULL, H, e->bufH, 1.0f, R * H, err));
-    TRY(linear(e, e->bufH, rows, &b->fc2, e->bufA, err));
+    TRY(synapse(e, e->bufH, rows, &b->fc2, e->bufA, err));
     TRY(activate(e, k, s->fc2, e->bufA, R * C, NULL, NULL, C, e->bufA, 1.0f, R * C, err));
     return be->residual(be->ctx, e->x, e->bufA, b->lam_fc2, NULL, NULL, C, rows * C, err);
 }

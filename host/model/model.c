@@ -12,6 +12,7 @@
 #include "../error.h"
 #include "arch.h"
 #include "safetensors.h"
+#include "../../kernels/backend.h"
 #include "../../kernels/common/mst_window.h"
 
 #define BN_EPS 1e-5f
@@ -157,6 +158,9 @@ static mst_status attention(loader *L, mst_block *bk, const char *p, float lam_s
     fold(&bk->qkv, C, 2 * C, lam_sc1, NULL, NULL, lk);
     fold(&bk->qkv, 2 * C, 3 * C, lam_sc1, NULL, NULL, lv);
     r = site(L, p, "attn.attn_if", &bk->lam_attn);
+    if (r == MST_OK && bk->lam_attn >= MST_MAX_ATTN_THRESHOLD)
+        r = mst_fail(L->err, MST_ERR_UNSUPPORTED, "%s: threshold \"%s.attn.attn_if.up\" is %g; mst supports < %g",
+                     L->st.path, p, (double)bk->lam_attn, (double)MST_MAX_ATTN_THRESHOLD);
     if (r == MST_OK) r = site(L, p, "attn.attn_v_if", &lav);
     if (r == MST_OK) r = rel_bias(L, bk, p);
     snprintf(pre, sizeof pre, "%s.attn.proj", p);
@@ -391,6 +395,34 @@ static mst_status alloc_sites(loader *L)
     return L->m->site_names && L->m->site_lams ? MST_OK : nomem(L);
 }
 
+/* Checkpoints store [out][in]; kernels want [in][out]. */
+static mst_status input_major(loader *L, mst_dense *d)
+{
+    float *t = malloc(sizeof(float) * (size_t)d->n_in * (size_t)d->n_out);
+    if (!t) return nomem(L);
+    for (int n = 0; n < d->n_out; n++)
+        for (int k = 0; k < d->n_in; k++) t[(size_t)k * d->n_out + n] = d->w[(size_t)n * d->n_in + k];
+    free(d->w);
+    d->w = t;
+    return MST_OK;
+}
+
+static mst_status transpose_all(loader *L)
+{
+    mst_model *m = L->m;
+    mst_status r = input_major(L, &m->pe);
+    if (r == MST_OK) r = input_major(L, &m->head);
+    for (int s = 0; r == MST_OK && s < m->arch.num_stages; s++) {
+        mst_stage *sg = &m->stages[s];
+        for (int b = 0; r == MST_OK && b < sg->info.depth; b++) {
+            mst_dense *d[4] = {&sg->blocks[b].qkv, &sg->blocks[b].proj, &sg->blocks[b].fc1, &sg->blocks[b].fc2};
+            for (int i = 0; r == MST_OK && i < 4; i++) r = input_major(L, d[i]);
+        }
+        if (r == MST_OK && sg->info.has_downsample) r = input_major(L, &sg->reduction);
+    }
+    return r;
+}
+
 static mst_status load(loader *L, const mst_load_opts *opts)
 {
     mst_model *m = L->m;
@@ -399,6 +431,7 @@ static mst_status load(loader *L, const mst_load_opts *opts)
     if (r == MST_OK) r = patch_embed(L);
     if (r == MST_OK) r = stages(L);
     if (r == MST_OK) r = head(L);
+    if (r == MST_OK) r = transpose_all(L);
     if (r == MST_OK) r = metadata(L);
     if (r == MST_OK) count_params(L);
     return r;

@@ -9,8 +9,10 @@
 
 #include "mst/mst.h"
 
+/* A linear layer, input-major: w [n_in][n_out], so a spike on input k adds
+ * row k (synaptic accumulation) and y = x w + b is a plain row-major GEMM. */
 typedef struct {
-    float *w; /* [n_out][n_in] */
+    float *w; /* [n_in][n_out] */
     float *b; /* [n_out] */
     int n_out, n_in;
 } mst_dense;

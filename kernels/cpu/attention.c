@@ -1,8 +1,11 @@
-/* Window attention, one (image, window, head) at a time over all steps of the
- * chunk: the IF_attn membranes of that unit stay hot while the steps run. */
+/* Window attention, one (image, window, head) unit at a time over all steps
+ * of the chunk: that unit's IF_attn membranes, token map and bias stay hot
+ * while the steps run. In SNN mode q and k are spikes, so q.k^T is an AND +
+ * popcount over bit-packed rows. */
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "../../host/error.h"
 #include "../common/mst_math.h"
@@ -10,87 +13,172 @@
 #include "cpu_ops.h"
 
 typedef struct {
-    float *q, *k, *v, *S;   /* [n][d], [n][d], [n][d], [n][n] */
-    uint8_t *keep;          /* [n][n] (also used for q and k: n*d <= its size) */
-    int n, d;
+    int n, d, words;
+    int *tok;          /* [n] token of each window position */
+    float *expb;       /* [n][n] exp(B_rel + M_shift - row max) of this unit */
+    float gain[MST_QCFS_LEVELS + 1]; /* exp(lambda_attn * (level / L - 1/2)) */
+    float *q, *k, *v;  /* [n][d], masked */
+    uint64_t *qb, *kb; /* [n][words], q and k bit-packed (SNN) */
+    float *S, *o;      /* [n][n], [d] */
+    uint32_t *raw;     /* random numbers of one mask site */
 } scratch;
 
-/* keep[i] for the `count` elements from `offset` of one mask subsequence. */
-static void draw_keep(const mst_attn_args *a, uint32_t site, uint64_t image, int t, uint64_t offset,
-                      long count, uint8_t *keep)
+static size_t scratch_bytes(int n, int d)
 {
-    uint64_t sub = mst_mask_subsequence(image, site, (uint32_t)t);
-    mst_u32x4 blk = {{0, 0, 0, 0}};
-    for (long i = 0; i < count; i++) {
-        uint64_t o = offset + (uint64_t)i;
-        if (i == 0 || (o & 3) == 0) blk = mst_philox_block(a->seed, sub, o >> 2);
-        keep[i] = (uint8_t)mst_mask_keep(blk.v[o & 3], a->mask_threshold);
-    }
+    int words = (d + 63) / 64, big = n * (n > d ? n : d);
+    return sizeof(int) * (size_t)n + sizeof(float) * (size_t)(n * n + 3 * n * d + n * n + d) +
+           sizeof(uint64_t) * (size_t)(2 * n * words) + sizeof(uint32_t) * (size_t)(big + 8) + 64;
 }
 
-/* q or k of one window and head, masked (spec section 4: [window][head][token][j]). */
-static void gather(const mst_attn_args *a, int part, int b, int win, int h, int t, scratch *s, float *dst)
+static void scratch_carve(scratch *s, void *mem, int n, int d)
 {
-    int n = s->n, d = s->d, N = a->res * a->res, C = a->dim;
-    long row0 = ((long)(t - a->t0) * a->batch + b) * N;
-    int masked = part < 2 && a->mask_threshold > 0;
+    char *p = mem;
+    s->n = n, s->d = d, s->words = (d + 63) / 64;
+    s->qb = (uint64_t *)p, p += sizeof(uint64_t) * (size_t)(n * s->words);
+    s->kb = (uint64_t *)p, p += sizeof(uint64_t) * (size_t)(n * s->words);
+    s->expb = (float *)p, p += sizeof(float) * (size_t)(n * n);
+    s->q = (float *)p, p += sizeof(float) * (size_t)(n * d);
+    s->k = (float *)p, p += sizeof(float) * (size_t)(n * d);
+    s->v = (float *)p, p += sizeof(float) * (size_t)(n * d);
+    s->S = (float *)p, p += sizeof(float) * (size_t)(n * n);
+    s->o = (float *)p, p += sizeof(float) * (size_t)d;
+    s->raw = (uint32_t *)p, p += sizeof(uint32_t) * (size_t)(n * (n > d ? n : d) + 8);
+    s->tok = (int *)p;
+}
+
+/* raw[i] = curand() number offset+i of one subsequence, for i < count
+ * (raw holds count + 6: whole Philox blocks are written, then shifted). */
+static void draw(uint64_t seed, uint64_t sub, uint64_t offset, long count, uint32_t *raw)
+{
+    uint64_t first = offset >> 2;
+    long skip = (long)(offset & 3), blocks = (skip + count + 3) / 4;
+    for (long i = 0; i < blocks; i++) {
+        mst_u32x4 r = mst_philox_block(seed, sub, first + (uint64_t)i);
+        memcpy(raw + 4 * i, r.v, sizeof r.v);
+    }
+    if (skip) memmove(raw, raw + skip, sizeof(uint32_t) * (size_t)count);
+}
+
+/* q or k (part 0 or 1) of one window and head, masked, packed when spiking. */
+static void gather_qk(const mst_attn_args *a, int part, int b, int win, int h, int t, scratch *s, float *dst,
+                      uint64_t *bits)
+{
+    int n = s->n, d = s->d, C = a->dim;
+    long row0 = ((long)(t - a->t0) * a->batch + b) * a->res * a->res;
+    int masked = a->mask_threshold > 0;
     if (masked)
-        draw_keep(a, a->site_q + (uint32_t)part, a->first_image + (uint64_t)b, t,
-                  ((uint64_t)win * a->heads + h) * (uint64_t)(n * d), (long)n * d, s->keep);
+        draw(a->seed, mst_mask_subsequence(a->first_image + (uint64_t)b, a->site_q + (uint32_t)part, (uint32_t)t),
+             ((uint64_t)win * a->heads + h) * (uint64_t)(n * d), (long)n * d, s->raw);
+    memset(bits, 0, sizeof(uint64_t) * (size_t)(n * s->words));
     for (int i = 0; i < n; i++) {
-        const float *src = a->qkv + (row0 + mst_window_token(win, i, a->res, a->window, a->shift)) * 3 * C +
-                           part * C + h * d;
-        for (int j = 0; j < d; j++) dst[i * d + j] = masked && !s->keep[i * d + j] ? 0.0f : src[j];
+        const float *src = a->qkv + (row0 + s->tok[i]) * 3 * C + part * C + h * d;
+        for (int j = 0; j < d; j++) {
+            int keep = !masked || mst_mask_keep(s->raw[i * d + j], a->mask_threshold);
+            float x = keep ? src[j] : 0.0f;
+            dst[i * d + j] = x;
+            bits[i * s->words + j / 64] |= (uint64_t)(x != 0.0f) << (j % 64);
+        }
     }
 }
 
+static void gather_v(const mst_attn_args *a, int b, int t, scratch *s, int h)
+{
+    int C = a->dim, d = s->d;
+    long row0 = ((long)(t - a->t0) * a->batch + b) * a->res * a->res;
+    for (int i = 0; i < s->n; i++) memcpy(s->v + i * d, a->qkv + (row0 + s->tok[i]) * 3 * C + 2 * C + h * d, sizeof(float) * (size_t)d);
+}
+
+/* S <- IF_attn (or QCFS) of q.k^T * scale, in place over the unit's membranes. */
 static void scores(const mst_attn_args *a, const scratch *s, float *vm)
 {
-    int n = s->n, d = s->d;
+    int n = s->n, d = s->d, W = s->words;
     for (int i = 0; i < n; i++)
         for (int j = 0; j < n; j++) {
             float acc = 0.0f;
-            for (int c = 0; c < d; c++) acc += s->q[i * d + c] * s->k[j * d + c];
+            if (a->mode == MST_MODE_SNN) {
+                int cnt = 0;
+                for (int w = 0; w < W; w++) cnt += __builtin_popcountll(s->qb[i * W + w] & s->kb[j * W + w]);
+                acc = (float)cnt;
+            } else {
+                for (int c = 0; c < d; c++) acc += s->q[i * d + c] * s->k[j * d + c];
+            }
             float z = acc * a->qk_scale;
             s->S[i * n + j] = a->mode == MST_MODE_SNN ? mst_if_step(&vm[i * n + j], z) : mst_qcfs(z);
         }
 }
 
-/* A = IF_attn(S) * Ma + B_rel + M_shift, softmax over keys, times v. */
+typedef float vf __attribute__((vector_size(64), aligned(4)));
+
+/* o[c] = sum_j u[j] v[j][c], in key order, 16 channels at a time in a register. */
+static void weighted_sum(const float *u, const float *v, int n, int d, float *o)
+{
+    int c0 = 0;
+    for (; c0 + 16 <= d; c0 += 16) {
+        vf acc = {0};
+        for (int j = 0; j < n; j++) acc += u[j] * *(const vf *)(v + j * d + c0);
+        *(vf *)(o + c0) = acc;
+    }
+    for (int c = c0; c < d; c++) {
+        float acc = 0.0f;
+        for (int j = 0; j < n; j++) acc += u[j] * v[j * d + c];
+        o[c] = acc;
+    }
+}
+
+/* A = IF_attn(S) * Ma + B_rel + M_shift, softmax over keys, times v. The IF
+ * (or QCFS) output takes L+1 values, so exp(A) factors into the unit's
+ * exp(B_rel + M_shift) times a table: no exp in the step loop. */
 static void softmax_v(const mst_attn_args *a, int b, int win, int h, int t, scratch *s)
 {
-    int n = s->n, d = s->d, N = a->res * a->res, C = a->dim;
-    const float *bias = a->rel_bias + (long)h * n * n;
-    if (a->mask_threshold > 0)
-        draw_keep(a, a->site_q + 2, a->first_image + (uint64_t)b, t,
-                  ((uint64_t)win * a->heads + h) * (uint64_t)(n * n), (long)n * n, s->keep);
-    long row0 = ((long)(t - a->t0) * a->batch + b) * N;
+    int n = s->n, d = s->d, C = a->dim;
+    int masked = a->mask_threshold > 0;
+    if (masked)
+        draw(a->seed, mst_mask_subsequence(a->first_image + (uint64_t)b, a->site_q + 2, (uint32_t)t),
+             ((uint64_t)win * a->heads + h) * (uint64_t)(n * n), (long)n * n, s->raw);
+    long row0 = ((long)(t - a->t0) * a->batch + b) * a->res * a->res;
     for (int i = 0; i < n; i++) {
-        float *A = s->S + i * n, mx = -INFINITY, sum = 0.0f;
+        float *u = s->S + i * n, sum = 0.0f;
         for (int j = 0; j < n; j++) {
-            float keep = a->mask_threshold > 0 ? (float)s->keep[i * n + j] : 1.0f;
-            A[j] = a->lam_attn * A[j] * keep + bias[i * n + j] +
-                   mst_shift_mask(win, i, j, a->res, a->window, a->shift);
-            mx = A[j] > mx ? A[j] : mx;
+            int keep = !masked || mst_mask_keep(s->raw[i * n + j], a->mask_threshold);
+            int level = keep ? (int)(u[j] * (float)MST_QCFS_LEVELS + 0.5f) : 0;
+            sum += (u[j] = s->expb[i * n + j] * s->gain[level]);
         }
-        for (int j = 0; j < n; j++) sum += (A[j] = expf(A[j] - mx));
-        float *o = a->out + (row0 + mst_window_token(win, i, a->res, a->window, a->shift)) * C + h * d;
-        for (int c = 0; c < d; c++) {
-            float acc = 0.0f;
-            for (int j = 0; j < n; j++) acc += A[j] * s->v[j * d + c];
-            o[c] = acc / sum * a->v_scale;
-        }
+        weighted_sum(u, s->v, n, d, s->o);
+        float *out = a->out + (row0 + s->tok[i]) * C + h * d, f = a->v_scale / sum;
+        for (int c = 0; c < d; c++) out[c] = s->o[c] * f;
     }
+}
+
+/* The unit's constant part of the softmax: exp(B_rel + M_shift - row max). */
+static void unit_constants(const mst_attn_args *a, int win, int h, scratch *s)
+{
+    int n = s->n;
+    const float *rb = a->rel_bias + (long)h * n * n;
+    for (int i = 0; i < n; i++) {
+        float *e = s->expb + i * n, mx = -INFINITY;
+        s->tok[i] = mst_window_token(win, i, a->res, a->window, a->shift);
+        for (int j = 0; j < n; j++) {
+            e[j] = rb[i * n + j] + mst_shift_mask(win, i, j, a->res, a->window, a->shift);
+            mx = e[j] > mx ? e[j] : mx;
+        }
+        for (int j = 0; j < n; j++) e[j] = expf(e[j] - mx);
+    }
+    /* centred on lambda/2 so that neither the gain nor a row's sum (>= the
+       largest exp(bias) term, 1, times exp(-lambda/2)) leaves float range
+       while lambda_attn < MST_MAX_ATTN_THRESHOLD */
+    for (int l = 0; l <= MST_QCFS_LEVELS; l++)
+        s->gain[l] = expf(a->lam_attn * ((float)l / (float)MST_QCFS_LEVELS - 0.5f));
 }
 
 static void unit(const mst_attn_args *a, int b, int win, int h, scratch *s)
 {
     int n = s->n, nw = (a->res / a->window) * (a->res / a->window);
     float *vm = a->v_attn + ((((long)b * nw + win) * a->heads + h) * n) * n;
+    unit_constants(a, win, h, s);
     for (int t = a->t0; t < a->t0 + a->steps; t++) {
-        gather(a, 0, b, win, h, t, s, s->q);
-        gather(a, 1, b, win, h, t, s, s->k);
-        gather(a, 2, b, win, h, t, s, s->v);
+        gather_qk(a, 0, b, win, h, t, s, s->q, s->qb);
+        gather_qk(a, 1, b, win, h, t, s, s->k, s->kb);
+        gather_v(a, b, t, s, h);
         scores(a, s, vm);
         softmax_v(a, b, win, h, t, s);
     }
@@ -102,26 +190,17 @@ mst_status mst_cpu_window_attention(void *ctx, const mst_attn_args *a, mst_error
     int n = a->window * a->window, d = a->dim / a->heads;
     int nw = (a->res / a->window) * (a->res / a->window), threads = omp_get_max_threads();
     long units = (long)a->batch * nw * a->heads;
-    size_t floats = (size_t)(3 * n * d + n * n), bytes = (size_t)n * (size_t)(n > d ? n : d);
-    float *fbuf = malloc(sizeof(float) * floats * (size_t)threads);
-    uint8_t *kbuf = malloc(bytes * (size_t)threads);
-    if (!fbuf || !kbuf) {
-        free(fbuf);
-        free(kbuf);
-        return mst_fail(err, MST_ERR_NOMEM, "out of memory in window attention");
-    }
+    size_t bytes = (scratch_bytes(n, d) + 63) / 64 * 64;
+    char *mem = aligned_alloc(64, bytes * (size_t)threads);
+    if (!mem) return mst_fail(err, MST_ERR_NOMEM, "out of memory in window attention");
 #pragma omp parallel
     {
-        int me = omp_get_thread_num();
-        scratch s = {.n = n, .d = d, .q = fbuf + floats * (size_t)me, .keep = kbuf + bytes * (size_t)me};
-        s.k = s.q + n * d;
-        s.v = s.k + n * d;
-        s.S = s.v + n * d;
+        scratch s;
+        scratch_carve(&s, mem + bytes * (size_t)omp_get_thread_num(), n, d);
 #pragma omp for schedule(dynamic, 1)
         for (long u = 0; u < units; u++)
             unit(a, (int)(u / ((long)nw * a->heads)), (int)(u / a->heads % nw), (int)(u % a->heads), &s);
     }
-    free(fbuf);
-    free(kbuf);
+    free(mem);
     return MST_OK;
 }

@@ -1,8 +1,8 @@
-#include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../../host/error.h"
+#include "cpu_backend.h"
 #include "cpu_ops.h"
 
 static mst_status cpu_alloc(void *ctx, size_t bytes, void **out, mst_error *err)
@@ -36,14 +36,29 @@ static mst_status cpu_fill(void *ctx, float *p, float value, size_t n, mst_error
     return MST_OK;
 }
 
-static void cpu_destroy(mst_backend *b) { (void)b; }
+mst_status mst_cpu_scratch(mst_cpu *cpu, size_t n, mst_error *err)
+{
+    if (n <= cpu->scratch_n) return MST_OK;
+    float *p = realloc(cpu->scratch, sizeof(float) * n);
+    if (!p) return mst_fail(err, MST_ERR_NOMEM, "out of memory: %zu floats of scratch", n);
+    cpu->scratch = p;
+    cpu->scratch_n = n;
+    return MST_OK;
+}
+
+static void cpu_destroy(mst_backend *b)
+{
+    mst_cpu *cpu = b->ctx;
+    if (cpu) free(cpu->scratch);
+    free(cpu);
+    b->ctx = NULL;
+}
 
 mst_status mst_backend_cpu(mst_backend *b, mst_error *err)
 {
-    (void)err;
     memset(b, 0, sizeof *b);
-    /* OpenMP runs the GEMM tiles in parallel; each sgemm call stays on its thread. */
-    openblas_set_num_threads(1);
+    b->ctx = calloc(1, sizeof(mst_cpu));
+    if (!b->ctx) return mst_fail(err, MST_ERR_NOMEM, "out of memory");
     b->name = "cpu";
     b->host_memory = 1;
     b->destroy = cpu_destroy;
@@ -54,6 +69,7 @@ mst_status mst_backend_cpu(mst_backend *b, mst_error *err)
     b->fill = cpu_fill;
     b->patchify = mst_cpu_patchify;
     b->linear = mst_cpu_linear;
+    b->spike_linear = mst_cpu_spike_linear;
     b->if_scan = mst_cpu_if_scan;
     b->qcfs = mst_cpu_qcfs;
     b->window_attention = mst_cpu_window_attention;
