@@ -177,6 +177,20 @@ static mst_status parse_header(mst_safetensors *st, json_t *root, mst_error *err
     return check_layout(st, err);
 }
 
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp((*(const mst_st_tensor *const *)a)->name, (*(const mst_st_tensor *const *)b)->name);
+}
+
+static mst_status index_names(mst_safetensors *st, mst_error *err)
+{
+    st->by_name = malloc(sizeof(*st->by_name) * (size_t)(st->num_tensors + 1));
+    if (!st->by_name) return mst_fail(err, MST_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < st->num_tensors; i++) st->by_name[i] = &st->tensors[i];
+    qsort(st->by_name, (size_t)st->num_tensors, sizeof *st->by_name, name_cmp);
+    return MST_OK;
+}
+
 mst_status mst_st_open(const char *path, mst_safetensors *st, mst_error *err)
 {
     memset(st, 0, sizeof *st);
@@ -201,7 +215,7 @@ mst_status mst_st_open(const char *path, mst_safetensors *st, mst_error *err)
                         je.text, je.line, je.column);
     s = parse_header(st, root, err);
     json_decref(root);
-    return s;
+    return s == MST_OK ? index_names(st, err) : s;
 }
 
 void mst_st_close(mst_safetensors *st)
@@ -216,6 +230,7 @@ void mst_st_close(mst_safetensors *st)
         free(st->meta_values[i]);
     }
     free(st->tensors);
+    free(st->by_name);
     free(st->meta_keys);
     free(st->meta_values);
     free(st->path);
@@ -224,9 +239,10 @@ void mst_st_close(mst_safetensors *st)
 
 const mst_st_tensor *mst_st_find(const mst_safetensors *st, const char *name)
 {
-    for (int i = 0; i < st->num_tensors; i++)
-        if (strcmp(st->tensors[i].name, name) == 0) return &st->tensors[i];
-    return NULL;
+    mst_st_tensor key = {.name = (char *)name};
+    const mst_st_tensor *kp = &key, **hit;
+    hit = st->by_name ? bsearch(&kp, st->by_name, (size_t)st->num_tensors, sizeof *st->by_name, name_cmp) : NULL;
+    return hit ? *hit : NULL;
 }
 
 const char *mst_st_meta(const mst_safetensors *st, const char *key)

@@ -24,6 +24,7 @@ typedef struct mst_safetensors {
     size_t data_size;
     mst_st_tensor *tensors;
     int num_tensors;
+    const mst_st_tensor **by_name; /* sorted, for lookups */
     char **meta_keys, **meta_values;
     int num_meta;
 } mst_safetensors;

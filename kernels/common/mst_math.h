@@ -45,21 +45,30 @@ MST_HD static inline uint32_t mst_mulhilo32(uint32_t a, uint32_t b, uint32_t *hi
     return (uint32_t)p;
 }
 
+/* One Philox4x32 round on counter words c0..c3 with key (k0, k1). */
+MST_HD static inline void mst_philox_round(uint32_t *c0, uint32_t *c1, uint32_t *c2, uint32_t *c3, uint32_t k0,
+                                           uint32_t k1)
+{
+    uint32_t hi0, hi1;
+    uint32_t lo0 = mst_mulhilo32(0xD2511F53u, *c0, &hi0);
+    uint32_t lo1 = mst_mulhilo32(0xCD9E8D57u, *c2, &hi1);
+    uint32_t n0 = hi1 ^ *c1 ^ k0, n2 = hi0 ^ *c3 ^ k1;
+    *c0 = n0;
+    *c1 = lo1;
+    *c2 = n2;
+    *c3 = lo0;
+}
+
+/* The key schedule: round r uses the key bumped r times. */
+MST_HD static inline uint32_t mst_philox_key0(uint32_t k0, int r) { return k0 + (uint32_t)r * 0x9E3779B9u; }
+MST_HD static inline uint32_t mst_philox_key1(uint32_t k1, int r) { return k1 + (uint32_t)r * 0xBB67AE85u; }
+
 /* Philox4x32-10 as Random123 and cuRAND define it (10 rounds, key bumped
  * between rounds). */
 MST_HD static inline mst_u32x4 mst_philox4x32_10(mst_u32x4 c, uint32_t k0, uint32_t k1)
 {
-    for (int r = 0; r < 10; r++) {
-        if (r > 0) {
-            k0 += 0x9E3779B9u;
-            k1 += 0xBB67AE85u;
-        }
-        uint32_t hi0, hi1;
-        uint32_t lo0 = mst_mulhilo32(0xD2511F53u, c.v[0], &hi0);
-        uint32_t lo1 = mst_mulhilo32(0xCD9E8D57u, c.v[2], &hi1);
-        mst_u32x4 n = {{hi1 ^ c.v[1] ^ k0, lo1, hi0 ^ c.v[3] ^ k1, lo0}};
-        c = n;
-    }
+    for (int r = 0; r < 10; r++)
+        mst_philox_round(&c.v[0], &c.v[1], &c.v[2], &c.v[3], mst_philox_key0(k0, r), mst_philox_key1(k1, r));
     return c;
 }
 

@@ -46,16 +46,35 @@ static void scratch_carve(scratch *s, void *mem, int n, int d)
     s->tok = (int *)p;
 }
 
+#define LANES 16
+
+/* Whole Philox blocks first .. first+count-1 of one subsequence, LANES at a
+ * time so the rounds vectorise across blocks. */
+static void philox_blocks(uint64_t seed, uint64_t sub, uint64_t first, long count, uint32_t *out)
+{
+    uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
+    for (long i0 = 0; i0 < count; i0 += LANES) {
+        uint32_t c0[LANES], c1[LANES], c2[LANES], c3[LANES];
+        for (int l = 0; l < LANES; l++) {
+            uint64_t b = first + (uint64_t)(i0 + l);
+            c0[l] = (uint32_t)b, c1[l] = (uint32_t)(b >> 32), c2[l] = (uint32_t)sub, c3[l] = (uint32_t)(sub >> 32);
+        }
+        for (int r = 0; r < 10; r++)
+            for (int l = 0; l < LANES; l++)
+                mst_philox_round(&c0[l], &c1[l], &c2[l], &c3[l], mst_philox_key0(k0, r), mst_philox_key1(k1, r));
+        for (int l = 0; l < LANES && i0 + l < count; l++) {
+            uint32_t *o = out + 4 * (i0 + l);
+            o[0] = c0[l], o[1] = c1[l], o[2] = c2[l], o[3] = c3[l];
+        }
+    }
+}
+
 /* raw[i] = curand() number offset+i of one subsequence, for i < count
  * (raw holds count + 6: whole Philox blocks are written, then shifted). */
 static void draw(uint64_t seed, uint64_t sub, uint64_t offset, long count, uint32_t *raw)
 {
-    uint64_t first = offset >> 2;
-    long skip = (long)(offset & 3), blocks = (skip + count + 3) / 4;
-    for (long i = 0; i < blocks; i++) {
-        mst_u32x4 r = mst_philox_block(seed, sub, first + (uint64_t)i);
-        memcpy(raw + 4 * i, r.v, sizeof r.v);
-    }
+    long skip = (long)(offset & 3);
+    philox_blocks(seed, sub, offset >> 2, (skip + count + 3) / 4, raw);
     if (skip) memmove(raw, raw + skip, sizeof(uint32_t) * (size_t)count);
 }
 
@@ -65,18 +84,21 @@ static void gather_qk(const mst_attn_args *a, int part, int b, int win, int h, i
 {
     int n = s->n, d = s->d, C = a->dim;
     long row0 = ((long)(t - a->t0) * a->batch + b) * a->res * a->res;
-    int masked = a->mask_threshold > 0;
+    int masked = a->mask_threshold > 0, spiking = a->mode == MST_MODE_SNN;
     if (masked)
         draw(a->seed, mst_mask_subsequence(a->first_image + (uint64_t)b, a->site_q + (uint32_t)part, (uint32_t)t),
              ((uint64_t)win * a->heads + h) * (uint64_t)(n * d), (long)n * d, s->raw);
-    memset(bits, 0, sizeof(uint64_t) * (size_t)(n * s->words));
     for (int i = 0; i < n; i++) {
         const float *src = a->qkv + (row0 + s->tok[i]) * 3 * C + part * C + h * d;
-        for (int j = 0; j < d; j++) {
-            int keep = !masked || mst_mask_keep(s->raw[i * d + j], a->mask_threshold);
-            float x = keep ? src[j] : 0.0f;
-            dst[i * d + j] = x;
-            bits[i * s->words + j / 64] |= (uint64_t)(x != 0.0f) << (j % 64);
+        const uint32_t *raw = s->raw + i * d;
+        for (int j0 = 0; j0 < d; j0 += 64) {
+            uint64_t word = 0;
+            for (int j = j0; j < d && j < j0 + 64; j++) {
+                int on = src[j] != 0.0f && (!masked || mst_mask_keep(raw[j], a->mask_threshold));
+                word |= (uint64_t)on << (j - j0);
+                if (!spiking) dst[i * d + j] = on ? src[j] : 0.0f;
+            }
+            bits[i * s->words + j0 / 64] = word;
         }
     }
 }
@@ -88,22 +110,30 @@ static void gather_v(const mst_attn_args *a, int b, int t, scratch *s, int h)
     for (int i = 0; i < s->n; i++) memcpy(s->v + i * d, a->qkv + (row0 + s->tok[i]) * 3 * C + 2 * C + h * d, sizeof(float) * (size_t)d);
 }
 
-/* S <- IF_attn (or QCFS) of q.k^T * scale, in place over the unit's membranes. */
-static void scores(const mst_attn_args *a, const scratch *s, float *vm)
+/* S <- IF_attn of popcount(q & k) * scale, over the unit's membranes. */
+static void scores_snn(const mst_attn_args *a, const scratch *s, float *vm)
 {
-    int n = s->n, d = s->d, W = s->words;
+    int n = s->n, W = s->words;
+    for (int i = 0; i < n; i++) {
+        float *S = s->S + i * n, *v = vm + i * n;
+        for (int j = 0; j < n; j++) {
+            int cnt = 0;
+            for (int w = 0; w < W; w++) cnt += __builtin_popcountll(s->qb[i * W + w] & s->kb[j * W + w]);
+            S[j] = (float)cnt * a->qk_scale;
+        }
+        for (int j = 0; j < n; j++) S[j] = mst_if_step(&v[j], S[j]);
+    }
+}
+
+/* S <- QCFS of q.k^T * scale (ANN mode: q and k are QCFS levels). */
+static void scores_ann(const mst_attn_args *a, const scratch *s)
+{
+    int n = s->n, d = s->d;
     for (int i = 0; i < n; i++)
         for (int j = 0; j < n; j++) {
             float acc = 0.0f;
-            if (a->mode == MST_MODE_SNN) {
-                int cnt = 0;
-                for (int w = 0; w < W; w++) cnt += __builtin_popcountll(s->qb[i * W + w] & s->kb[j * W + w]);
-                acc = (float)cnt;
-            } else {
-                for (int c = 0; c < d; c++) acc += s->q[i * d + c] * s->k[j * d + c];
-            }
-            float z = acc * a->qk_scale;
-            s->S[i * n + j] = a->mode == MST_MODE_SNN ? mst_if_step(&vm[i * n + j], z) : mst_qcfs(z);
+            for (int c = 0; c < d; c++) acc += s->q[i * d + c] * s->k[j * d + c];
+            s->S[i * n + j] = mst_qcfs(acc * a->qk_scale);
         }
 }
 
@@ -179,7 +209,10 @@ static void unit(const mst_attn_args *a, int b, int win, int h, scratch *s)
         gather_qk(a, 0, b, win, h, t, s, s->q, s->qb);
         gather_qk(a, 1, b, win, h, t, s, s->k, s->kb);
         gather_v(a, b, t, s, h);
-        scores(a, s, vm);
+        if (a->mode == MST_MODE_SNN)
+            scores_snn(a, s, vm);
+        else
+            scores_ann(a, s);
         softmax_v(a, b, win, h, t, s);
     }
 }

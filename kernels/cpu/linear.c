@@ -20,22 +20,6 @@ static void tile(const float *x, int rows, int K, const float *w, int N, float *
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, N, K, 1.0f, x, K, w, N, 1.0f, y, N);
 }
 
-/* The last, partial tile runs padded with zero rows in the backend's scratch. */
-static mst_status padded_tile(mst_cpu *cpu, const float *x, long rows, int K, const float *w, int N, float *y,
-                              mst_error *err)
-{
-    size_t nx = (size_t)GEMM_ROWS * K, ny = (size_t)GEMM_ROWS * N;
-    mst_status r = mst_cpu_scratch(cpu, nx + ny, err);
-    if (r != MST_OK) return r;
-    float *px = cpu->scratch, *py = cpu->scratch + nx;
-    memcpy(px, x, sizeof(float) * (size_t)(rows * K));
-    memset(px + rows * K, 0, sizeof(float) * (nx - (size_t)(rows * K)));
-    memcpy(py, y, sizeof(float) * (size_t)(rows * N));
-    tile(px, GEMM_ROWS, K, w, N, py);
-    memcpy(y, py, sizeof(float) * (size_t)(rows * N));
-    return MST_OK;
-}
-
 static void fill_bias(float *y, long M, const float *b, int N)
 {
 #pragma omp parallel for schedule(static)
@@ -43,22 +27,43 @@ static void fill_bias(float *y, long M, const float *b, int N)
         for (int n = 0; n < N; n++) y[m * N + n] = b ? b[n] : 0.0f;
 }
 
+/* Tile t of the call; the last, partial one runs zero-padded in `pad`. */
+static void any_tile(long t, const float *x, long M, int K, const float *w, int N, float *y, float *pad)
+{
+    long m0 = t * GEMM_ROWS, rows = M - m0 < GEMM_ROWS ? M - m0 : GEMM_ROWS;
+    if (rows == GEMM_ROWS) {
+        tile(x + m0 * K, GEMM_ROWS, K, w, N, y + m0 * N);
+        return;
+    }
+    float *px = pad, *py = pad + (size_t)GEMM_ROWS * K;
+    memcpy(px, x + m0 * K, sizeof(float) * (size_t)(rows * K));
+    memset(px + rows * K, 0, sizeof(float) * (size_t)((GEMM_ROWS - rows) * K));
+    memcpy(py, y + m0 * N, sizeof(float) * (size_t)(rows * N));
+    tile(px, GEMM_ROWS, K, w, N, py);
+    memcpy(y + m0 * N, py, sizeof(float) * (size_t)(rows * N));
+}
+
+/* Every tile, the padded one too, is called inside the parallel region, so
+ * OpenBLAS (OpenMP build) runs each call single-threaded: one code path. */
 mst_status mst_cpu_linear(void *ctx, const float *x, long M, int K, const float *w, const float *b, int N,
                           float *y, mst_error *err)
 {
-    long full = M / GEMM_ROWS;
+    mst_cpu *cpu = ctx;
+    long tiles = (M + GEMM_ROWS - 1) / GEMM_ROWS;
+    mst_status r = mst_cpu_scratch(cpu, (size_t)GEMM_ROWS * (size_t)(K + N), err);
+    if (r != MST_OK) return r;
     fill_bias(y, M, b, N);
 #pragma omp parallel for schedule(dynamic, 1)
-    for (long t = 0; t < full; t++) tile(x + t * GEMM_ROWS * K, GEMM_ROWS, K, w, N, y + t * GEMM_ROWS * N);
-    long done = full * GEMM_ROWS;
-    return M > done ? padded_tile(ctx, x + done * K, M - done, K, w, N, y + done * N, err) : MST_OK;
+    for (long t = 0; t < tiles; t++) any_tile(t, x, M, K, w, N, y, cpu->scratch);
+    return MST_OK;
 }
 
 /* Spike rows run in blocks: the active-input lists of ROW_BLOCK rows are
- * built once, then each block of 128 output columns is accumulated in
+ * built once, then each block of 64 output columns is accumulated in
  * registers row by row while that column block of w stays in cache. */
 #define ROW_BLOCK 32
 #define VEC 16
+#define COL_BLOCK (4 * VEC)
 typedef float vf __attribute__((vector_size(VEC * sizeof(float)), aligned(4)));
 
 static int active_inputs(const float *x, int K, int *active)
@@ -71,38 +76,51 @@ static int active_inputs(const float *x, int K, int *active)
     return nnz;
 }
 
-/* y[n0, n0 + nv*16) = b + the sum of w rows over the active inputs, in input
- * order. Inlined with a constant nv so the accumulators live in registers. */
+/* y[n0, n0 + nv*16) = b + the sum of w rows over the active inputs. Two
+ * accumulator sets (first and second half of the active list, summed at the
+ * end: a fixed order for a given row) keep enough adds in flight. Inlined
+ * with a constant nv so the accumulators live in registers. */
 static inline __attribute__((always_inline)) void columns(const int *act, int nnz, const float *w, int N, int n0,
                                                           const float *b, float *y, const int nv)
 {
-    vf a[8];
-    for (int v = 0; v < nv; v++) a[v] = b ? *(const vf *)(b + n0 + v * VEC) : (vf){0};
-    for (int q = 0; q < nnz; q++) {
-        const float *wr = w + (long)act[q] * N + n0;
-        for (int v = 0; v < nv; v++) a[v] += *(const vf *)(wr + v * VEC);
+    vf a[4], c[4];
+    int half = nnz / 2;
+    for (int v = 0; v < nv; v++) {
+        a[v] = b ? *(const vf *)(b + n0 + v * VEC) : (vf){0};
+        c[v] = (vf){0};
     }
-    for (int v = 0; v < nv; v++) *(vf *)(y + n0 + v * VEC) = a[v];
+    for (int q = 0; q < half; q++) {
+        const float *wa = w + (long)act[q] * N + n0, *wc = w + (long)act[half + q] * N + n0;
+        for (int v = 0; v < nv; v++) {
+            a[v] += *(const vf *)(wa + v * VEC);
+            c[v] += *(const vf *)(wc + v * VEC);
+        }
+    }
+    if (nnz & 1)
+        for (int v = 0; v < nv; v++) c[v] += *(const vf *)(w + (long)act[nnz - 1] * N + n0 + v * VEC);
+    for (int v = 0; v < nv; v++) *(vf *)(y + n0 + v * VEC) = a[v] + c[v];
 }
 
+/* The same sums, one column at a time, for the last n1 - n0 < 16 columns. */
 static void columns_scalar(const int *act, int nnz, const float *w, int N, int n0, int n1, const float *b,
                            float *y)
 {
+    int half = nnz / 2;
     for (int n = n0; n < n1; n++) {
-        float acc = b ? b[n] : 0.0f;
-        for (int q = 0; q < nnz; q++) acc += w[(long)act[q] * N + n];
-        y[n] = acc;
+        float a = b ? b[n] : 0.0f, c = 0.0f;
+        for (int q = 0; q < half; q++) {
+            a += w[(long)act[q] * N + n];
+            c += w[(long)act[half + q] * N + n];
+        }
+        if (nnz & 1) c += w[(long)act[nnz - 1] * N + n];
+        y[n] = a + c;
     }
 }
 
-/* Columns [n0, n1) of one row (at most 128): whole vectors, then the rest. */
+/* Columns [n0, n1) of one row (at most 64): whole vectors, then the rest. */
 static void spike_row(const int *act, int nnz, const float *w, int N, int n0, int n1, const float *b, float *y)
 {
     switch ((n1 - n0) / VEC) {
-    case 8: columns(act, nnz, w, N, n0, b, y, 8); break;
-    case 7: columns(act, nnz, w, N, n0, b, y, 7); break;
-    case 6: columns(act, nnz, w, N, n0, b, y, 6); break;
-    case 5: columns(act, nnz, w, N, n0, b, y, 5); break;
     case 4: columns(act, nnz, w, N, n0, b, y, 4); break;
     case 3: columns(act, nnz, w, N, n0, b, y, 3); break;
     case 2: columns(act, nnz, w, N, n0, b, y, 2); break;
@@ -119,8 +137,8 @@ static void spike_rows(const float *x, int rows, int K, const float *w, const fl
     int nnz[ROW_BLOCK];
     for (int r = 0; r < rows; r++) nnz[r] = active_inputs(x + (long)r * K, K, act + r * K);
     /* column blocks outermost: a block of w serves all rows while in cache */
-    for (int n0 = 0; n0 < N; n0 += 8 * VEC) {
-        int n1 = n0 + 8 * VEC < N ? n0 + 8 * VEC : N;
+    for (int n0 = 0; n0 < N; n0 += COL_BLOCK) {
+        int n1 = n0 + COL_BLOCK < N ? n0 + COL_BLOCK : N;
         for (int r = 0; r < rows; r++) spike_row(act + r * K, nnz[r], w, N, n0, n1, b, y + (long)r * N);
     }
 }
