@@ -64,6 +64,21 @@ class SpikeMasks:
         return torch.from_numpy(keep.reshape(len(self.images), *shape)).to(device)
 
 
+class GlobalRngMasks:
+    """The authors' masks: torch's global RNG, never reproducible. Same
+    keep() as SpikeMasks; used to time the baseline the way it really runs."""
+
+    def __init__(self, seed, ratio):
+        self.ratio, self.t = float(ratio), 0
+        self.images = np.zeros(1, dtype=np.uint64)
+        torch.manual_seed(seed)
+
+    def keep(self, site, shape, device):
+        if self.ratio <= 0:
+            return torch.ones((), device=device)
+        return (torch.rand((len(self.images), *shape), device=device) >= self.ratio).float()
+
+
 # ---------------------------------------------------------------- neurons
 
 class IFSite(nn.Module):
@@ -291,10 +306,11 @@ class MST(nn.Module):
 # ---------------------------------------------------------------- running
 
 @torch.no_grad()
-def run(model, images, mode="snn", timesteps=16, mask_ratio=0.0, seed=0, first_index=0):
-    """Cumulative logits [T, N, classes] (SNN) or logits [1, N, classes] (ANN)."""
+def run(model, images, mode="snn", timesteps=16, mask_ratio=0.0, seed=0, first_index=0, mask_rng="philox"):
+    """Cumulative logits [T, N, classes] (SNN) or logits [1, N, classes] (ANN).
+    mask_rng "philox": the masks mst draws; "torch": the authors' global RNG."""
     model.eval()
-    masks = SpikeMasks(seed, mask_ratio)
+    masks = (SpikeMasks if mask_rng == "philox" else GlobalRngMasks)(seed, mask_ratio)
     masks.images = np.arange(first_index, first_index + images.shape[0], dtype=np.uint64)
     for s in model.sites():
         s.snn, s.v, s.spikes, s.neurons = mode == "snn", None, 0, 0

@@ -93,8 +93,9 @@ static void gather_qk(const mst_attn_args *a, int part, int b, int win, int h, i
         const uint32_t *raw = s->raw + i * d;
         for (int j0 = 0; j0 < d; j0 += 64) {
             uint64_t word = 0;
+            /* branch-free: spikes and mask draws are coin flips to a predictor */
             for (int j = j0; j < d && j < j0 + 64; j++) {
-                int on = src[j] != 0.0f && (!masked || mst_mask_keep(raw[j], a->mask_threshold));
+                int on = (src[j] != 0.0f) & (masked ? mst_mask_keep(raw[j], a->mask_threshold) : 1);
                 word |= (uint64_t)on << (j - j0);
                 if (!spiking) dst[i * d + j] = on ? src[j] : 0.0f;
             }
@@ -169,8 +170,8 @@ static void softmax_v(const mst_attn_args *a, int b, int win, int h, int t, scra
     for (int i = 0; i < n; i++) {
         float *u = s->S + i * n, sum = 0.0f;
         for (int j = 0; j < n; j++) {
-            int keep = !masked || mst_mask_keep(s->raw[i * n + j], a->mask_threshold);
-            int level = keep ? (int)(u[j] * (float)MST_QCFS_LEVELS + 0.5f) : 0;
+            int keep = masked ? mst_mask_keep(s->raw[i * n + j], a->mask_threshold) : 1;
+            int level = keep * (int)(u[j] * (float)MST_QCFS_LEVELS + 0.5f);
             sum += (u[j] = s->expb[i * n + j] * s->gain[level]);
         }
         weighted_sum(u, s->v, n, d, s->o);

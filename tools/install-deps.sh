@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# What building and testing mst needs on Debian 12 / Ubuntu 22.04 or later.
+# (The CUDA toolkit is optional and not installed here.)
+set -euo pipefail
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends \
+  build-essential cmake pkg-config libopenblas-openmp-dev libjansson-dev libcriterion-dev >/dev/null
