@@ -1,4 +1,5 @@
 /* One batch, layer-major over chunks of timesteps (spec section 3). */
+#include <math.h>
 #include <string.h>
 
 #include "../../kernels/common/mst_math.h"
@@ -130,6 +131,12 @@ mst_status mst_engine_run(mst_engine *e, const float *images, int n, uint64_t fi
     if (first_index + (uint64_t)n > ((uint64_t)1 << 32))
         return mst_fail(err, MST_ERR_ARG, "image index %llu is beyond the 2^32 the mask key holds",
                         (unsigned long long)(first_index + (uint64_t)n));
+    const mst_arch *a = &e->m->arch;
+    long img = (long)a->in_chans * a->img_size * a->img_size;
+    for (long i = 0; i < img * n; i++)
+        if (!isfinite(images[i]))
+            return mst_fail(err, MST_ERR_VALUE, "image %llu has a non-finite value (%g) at element %ld",
+                            (unsigned long long)(first_index + (uint64_t)(i / img)), (double)images[i], i % img);
     for (int i = 0; i < e->num_state; i++) TRY(e->be.fill(e->be.ctx, e->state[i], MST_IF_V0, e->state_n[i], err));
     TRY(embed(e, images, n, err));
     for (int t0 = 0; t0 < e->T; t0 += e->Tc) {
