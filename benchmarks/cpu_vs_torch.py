@@ -12,6 +12,7 @@ Prints the FLOPs counted (dense, per the reference loop), each side's time,
 the ratio, and the distance to the dense floor set by a measured sgemm rate.
 """
 import argparse
+import copy
 import os
 import re
 import subprocess
@@ -84,10 +85,14 @@ def bench(arch, T, images, p, seed, batch, threads, tmp, floor_rate, repeat):
     ref = mst_ref.run(model, x, mode="snn", timesteps=steps, mask_ratio=p, seed=seed).numpy()
     dev = np.abs(got[:steps] - ref).max() / np.abs(ref).max()
     agree = (got[steps - 1].argmax(-1) == ref[-1].argmax(-1)).mean()
+    # the yardstick: the same reference in float64, i.e. how far rounding alone moves this model
+    ref64 = mst_ref.run(copy.deepcopy(model).double(), x.double(), mode="snn", timesteps=steps, mask_ratio=p,
+                        seed=seed).numpy()
+    dev64 = np.abs(ref - ref64).max() / np.abs(ref64).max()
     flops = dense_flops_per_step(cfg) * T * images
     floor = flops / floor_rate
     return dict(arch=arch, T=T, images=images, p=p, gflop=flops / 1e9, torch_s=t_ref, mst_s=t_mst,
-                speedup=t_ref / t_mst, floor_s=floor, mst_vs_floor=t_mst / floor, dev=dev, agree=agree)
+                speedup=t_ref / t_mst, floor_s=floor, mst_vs_floor=t_mst / floor, dev=dev, agree=agree, dev64=dev64)
 
 
 def main():
@@ -111,13 +116,14 @@ def main():
             rows.append(bench(arch, args.timesteps, args.images, args.mask_ratio, args.seed, args.batch, threads,
                               tmp, rate, args.repeat))
     print(f"\n{'model':8} {'T':>4} {'imgs':>4} {'GFLOP':>8} {'torch s':>9} {'mst s':>8} {'speedup':>8} "
-          f"{'floor s':>8} {'mst/floor':>9} {'dev@' + str(CHECK_STEPS):>9} {'top1 agree':>10}")
+          f"{'floor s':>8} {'mst/floor':>9} {'dev@' + str(CHECK_STEPS):>9} {'top1 agree':>10} {'ref f32/f64':>11}")
     for r in rows:
         print(f"{r['arch']:8} {r['T']:4d} {r['images']:4d} {r['gflop']:8.1f} {r['torch_s']:9.3f} {r['mst_s']:8.3f} "
-              f"{r['speedup']:7.1f}x {r['floor_s']:8.3f} {r['mst_vs_floor']:9.2f} {r['dev']:9.2e} {r['agree']:10.2f}")
+              f"{r['speedup']:7.1f}x {r['floor_s']:8.3f} {r['mst_vs_floor']:9.2f} {r['dev']:9.2e} {r['agree']:10.2f} {r['dev64']:11.2e}")
     print("\nGFLOP: dense work of the reference loop (patch embedding every step). floor: GFLOP / measured sgemm "
           "rate. Times: best of --repeat runs; mst s is the engine time `mst run` reports (model load excluded). dev: max |mst - reference| / max "
-          f"|reference| over the first {CHECK_STEPS} steps with identical masks; top1 agree at that step.")
+          f"|reference| over the first {CHECK_STEPS} steps with identical masks; top1 agree at that step. ref f32/f64: the "
+          "same deviation between the reference in float32 and in float64: what rounding alone does to this model.")
 
 
 if __name__ == "__main__":
