@@ -9,10 +9,13 @@
 
 #include "mst/mst.h"
 
-/* One IF (or QCFS) site over `steps` timesteps of R neurons. The input of
- * neuron r at step t is in[t*in_tstride + r] (in_tstride 0: the same input at
- * every step), optionally through a per-channel affine (channel = r % C),
- * already in units of the site's threshold. out[t*R + r] = spike * out_scale. */
+/* One IF (or QCFS) site over `steps` timesteps of R neurons, in rows of
+ * `channels`. The input of neuron r at step t is in[t*in_tstride + r]
+ * (in_tstride 0: the same input at every step), optionally through a
+ * per-channel affine (channel = r % C), already in units of the site's
+ * threshold. The output is either out[t*R + r] = spike * out_scale, or, when
+ * `bits` is set (IF only), the spikes bit-packed (mst_bits.h) as
+ * [steps][R / channels][mst_spike_words(channels)]. */
 typedef struct {
     const float *in;
     long in_tstride;
@@ -21,18 +24,21 @@ typedef struct {
     float *v;                   /* [R] membrane, threshold units (SNN only) */
     float *out;                 /* [steps][R]; may alias in when in_tstride == R */
     float out_scale;
+    uint64_t *bits;             /* packed spikes instead of out, or NULL */
     int steps;
     long R;
 } mst_if_args;
 
 /* Window attention of one block over `steps` timesteps, spec section 3:
- * q, k, v activations (threshold units) in, the IF_av input z out. */
+ * q, k, v activations in (SNN: packed spikes; ANN: QCFS levels), the IF_av
+ * input z out. */
 /* The softmax factors exp(A) into exp(bias) x exp(lambda_attn * level);
  * above this threshold that product could leave float range. */
 #define MST_MAX_ATTN_THRESHOLD 160.0f
 
 typedef struct {
-    const float *qkv;       /* [steps][batch][res*res][3*dim] */
+    const uint64_t *qkv_bits; /* SNN: [steps][batch][res*res][mst_spike_words(3*dim)] */
+    const float *qkv;       /* ANN: [steps][batch][res*res][3*dim] */
     float *out;             /* [steps][batch][res*res][dim] */
     float *v_attn;          /* [batch][windows][heads][w*w][w*w] IF_attn membrane */
     const float *rel_bias;  /* [heads][w*w][w*w] */
@@ -61,9 +67,9 @@ typedef struct mst_backend {
     /* y[M][N] = x[M][K] w[K][N] + b[N], for analog inputs */
     mst_status (*linear)(void *ctx, const float *x, long M, int K, const float *w, const float *b, int N,
                          float *y, mst_error *err);
-    /* The same product for spike inputs (mostly zeros): only the inputs that
-     * fired contribute, each adding its weight row (a synaptic operation). */
-    mst_status (*spike_linear)(void *ctx, const float *x, long M, int K, const float *w, const float *b,
+    /* The same product for packed spike inputs x [M][mst_spike_words(K)]:
+     * each input that fired adds its weight row (a synaptic operation). */
+    mst_status (*spike_linear)(void *ctx, const uint64_t *x, long M, int K, const float *w, const float *b,
                                int N, float *y, mst_error *err);
     mst_status (*if_scan)(void *ctx, const mst_if_args *a, mst_error *err);
     mst_status (*qcfs)(void *ctx, const mst_if_args *a, mst_error *err);

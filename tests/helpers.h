@@ -4,6 +4,7 @@
 
 #include <criterion/criterion.h>
 #include <jansson.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,17 @@ static inline void write_raw_st(const char *path, const char *header, const void
     fwrite(header, 1, strlen(header), f);
     if (n) fwrite(data, 1, n, f);
     fclose(f);
+}
+
+/* Packs rows of 0/1 floats the way spike tensors travel between layers. */
+static inline uint64_t *pack_spikes(const float *x, long rows, int C)
+{
+    int W = (C + 63) / 64;
+    uint64_t *p = calloc((size_t)(rows * W) + 1, sizeof(uint64_t));
+    for (long r = 0; r < rows; r++)
+        for (int c = 0; c < C; c++)
+            if (x[r * C + c] != 0.0f) p[r * W + c / 64] |= (uint64_t)1 << (c % 64);
+    return p;
 }
 
 static inline int contains(const char *hay, const char *needle) { return strstr(hay, needle) != NULL; }

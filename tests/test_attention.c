@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "helpers.h"
 #include "kernels/backend.h"
 #include "kernels/common/mst_math.h"
 
@@ -17,6 +18,7 @@ static const acase cases[] = {
     {1, 4, 4, 0, 8, 2, 3, 0, MST_MODE_SNN, 0.0},  {2, 8, 4, 2, 12, 3, 4, 5, MST_MODE_SNN, 0.75},
     {1, 14, 7, 3, 10, 2, 2, 0, MST_MODE_SNN, 0.5}, {2, 6, 3, 1, 6, 1, 1, 0, MST_MODE_ANN, 0.75},
     {1, 7, 7, 0, 9, 3, 5, 2, MST_MODE_SNN, 0.3},  {3, 6, 2, 1, 4, 2, 2, 1, MST_MODE_ANN, 0.0},
+    {1, 4, 2, 1, 140, 2, 2, 0, MST_MODE_SNN, 0.5}, /* d = 70: a head spans words */
 };
 
 static float frand(unsigned *s) { return (float)rand_r(s) / (float)RAND_MAX; }
@@ -44,14 +46,14 @@ static int keep(const mst_attn_args *a, int b, int site, int t, uint64_t offset)
     return mst_philox_raw(a->seed, sub, offset) >= a->mask_threshold;
 }
 
-static void naive(const acase *c, const mst_attn_args *a, float *vm, float *out)
+static void naive(const acase *c, const mst_attn_args *a, const float *qkv, float *vm, float *out)
 {
     int n = c->w * c->w, d = c->dim / c->heads, N = c->res * c->res, nw = N / n, C = c->dim;
     for (int t = c->t0; t < c->t0 + c->steps; t++)
         for (int b = 0; b < c->batch; b++)
             for (int win = 0; win < nw; win++)
                 for (int h = 0; h < c->heads; h++) {
-                    const float *base = a->qkv + (long)((t - c->t0) * c->batch + b) * N * 3 * C;
+                    const float *base = qkv + (long)((t - c->t0) * c->batch + b) * N * 3 * C;
                     uint64_t qk0 = ((uint64_t)win * c->heads + h) * n * d, s0 = ((uint64_t)win * c->heads + h) * n * n;
                     for (int i = 0; i < n; i++) {
                         double A[64], mx = -1e30, sum = 0;
@@ -101,15 +103,16 @@ Test(window_attention, matches_naive_spec_version)
             qkv[i] = c->mode == MST_MODE_SNN ? (float)(frand(&seed) < 0.4f) : floorf(frand(&seed) * 17) / 16;
         for (int i = 0; i < c->heads * n * n; i++) bias[i] = frand(&seed) - 0.5f;
         for (long i = 0; i < nv; i++) v1[i] = v2[i] = MST_IF_V0;
-        mst_attn_args a = {.qkv = qkv, .out = o1, .v_attn = v1, .rel_bias = bias, .steps = c->steps, .t0 = c->t0,
+        uint64_t *bits = pack_spikes(qkv, rows, 3 * C);
+        mst_attn_args a = {.qkv = c->mode == MST_MODE_ANN ? qkv : NULL, .qkv_bits = c->mode == MST_MODE_SNN ? bits : NULL, .out = o1, .v_attn = v1, .rel_bias = bias, .steps = c->steps, .t0 = c->t0,
                            .batch = c->batch, .res = c->res, .dim = C, .heads = c->heads, .window = c->w,
                            .shift = c->shift, .qk_scale = 0.45f, .lam_attn = 1.3f, .v_scale = 0.8f, .mode = c->mode,
                            .seed = 99, .first_image = 7, .site_q = 3, .mask_threshold = mst_mask_threshold(c->ratio)};
         cr_assert_eq(be.window_attention(be.ctx, &a, NULL), MST_OK);
-        naive(c, &a, v2, o2);
+        naive(c, &a, qkv, v2, o2);
         for (long i = 0; i < rows * C; i++)
             cr_expect(fabsf(o1[i] - o2[i]) <= 2e-6f * (1.0f + fabsf(o2[i])), "case %zu out %ld: %g vs %g", ci, i, o1[i], o2[i]);
         for (long i = 0; c->mode == MST_MODE_SNN && i < nv; i++) cr_expect_eq(v1[i], v2[i], "case %zu membrane %ld", ci, i);
-        free(qkv), free(bias), free(o1), free(o2), free(v1), free(v2);
+        free(bits), free(qkv), free(bias), free(o1), free(o2), free(v1), free(v2);
     }
 }

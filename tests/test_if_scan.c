@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "helpers.h"
 #include "kernels/backend.h"
 #include "kernels/common/mst_math.h"
 
@@ -87,6 +88,35 @@ Test(if_scan, matches_the_spec_loop_and_carries_state_across_chunks)
         for (long r = 0; r < R; r++) cr_expect_eq(v1[r], v2[r], "shape %zu membrane %ld", i, r);
         if (R * sh->steps >= 100) cr_expect(spikes > 0 && spikes < R * sh->steps, "shape %zu: degenerate input", i);
         free(in), free(sc), free(shf), free(v1), free(v2), free(o1), free(o2);
+    }
+}
+
+Test(if_scan, packed_output_equals_float_output)
+{
+    mst_backend be;
+    mst_backend_cpu(&be, NULL);
+    unsigned seed = 5;
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        const shape *sh = &shapes[i];
+        mst_if_args a;
+        float *in, *sc, *shf;
+        fill_args(sh, &seed, &a, &in, &sc, &shf);
+        long R = a.R, rows = R / sh->C;
+        int W = (sh->C + 63) / 64;
+        float *v1 = malloc(sizeof(float) * (size_t)R), *v2 = malloc(sizeof(float) * (size_t)R);
+        float *o = malloc(sizeof(float) * (size_t)(R * sh->steps));
+        uint64_t *bits = malloc(sizeof(uint64_t) * (size_t)(rows * W * sh->steps));
+        for (long r = 0; r < R; r++) v1[r] = v2[r] = MST_IF_V0;
+        a.out_scale = 1.0f;
+        mst_if_args f = a, p = a;
+        f.v = v1, f.out = o;
+        p.v = v2, p.out = NULL, p.bits = bits;
+        cr_assert_eq(be.if_scan(be.ctx, &f, NULL), MST_OK);
+        cr_assert_eq(be.if_scan(be.ctx, &p, NULL), MST_OK);
+        uint64_t *want = pack_spikes(o, rows * sh->steps, sh->C);
+        cr_expect(memcmp(bits, want, sizeof(uint64_t) * (size_t)(rows * W * sh->steps)) == 0, "shape %zu", i);
+        cr_expect(memcmp(v1, v2, sizeof(float) * (size_t)R) == 0, "shape %zu membranes", i);
+        free(in), free(sc), free(shf), free(v1), free(v2), free(o), free(bits), free(want);
     }
 }
 

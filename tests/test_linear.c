@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "helpers.h"
 #include "kernels/backend.h"
 
 typedef struct {
@@ -17,7 +18,7 @@ typedef struct {
 
 static const lshape shapes[] = {
     {1, 1, 1, 0.5f},      {3, 5, 7, 0.3f},      {17, 96, 288, 0.2f}, {256, 16, 48, 0.25f}, {257, 36, 12, 0.4f},
-    {600, 97, 130, 0.1f}, {40, 384, 96, 0.2f},  {9, 64, 65, 1.0f},   {33, 70, 17, 0.0f},
+    {600, 97, 130, 0.1f}, {40, 384, 96, 0.2f},  {9, 64, 65, 1.0f},   {33, 70, 17, 0.0f}, {300, 200, 70, 0.3f},
 };
 
 static float frand(unsigned *s) { return (float)rand_r(s) / (float)RAND_MAX - 0.5f; }
@@ -46,7 +47,9 @@ static void check(const lshape *sh, int spikes)
         x[i] = spikes ? (float)(frand(&seed) + 0.5f < sh->density) : frand(&seed);
     for (long i = 0; i < (long)K * N; i++) w[i] = frand(&seed);
     for (int i = 0; i < N; i++) b[i] = frand(&seed);
-    mst_status r = spikes ? be.spike_linear(be.ctx, x, M, K, w, b, N, y, NULL) : be.linear(be.ctx, x, M, K, w, b, N, y, NULL);
+    uint64_t *xb = pack_spikes(x, M, K);
+    int W = (K + 63) / 64;
+    mst_status r = spikes ? be.spike_linear(be.ctx, xb, M, K, w, b, N, y, NULL) : be.linear(be.ctx, x, M, K, w, b, N, y, NULL);
     cr_assert_eq(r, MST_OK);
     naive(x, M, K, w, b, N, want);
     for (long i = 0; i < M * N; i++)
@@ -55,11 +58,11 @@ static void check(const lshape *sh, int spikes)
     /* the same rows, one at a time and from an offset: bit-identical */
     float *one = malloc(sizeof(float) * (size_t)N);
     for (long m = 0; m < M; m += 1 + M / 7) {
-        r = spikes ? be.spike_linear(be.ctx, x + m * K, 1, K, w, b, N, one, NULL)
+        r = spikes ? be.spike_linear(be.ctx, xb + m * W, 1, K, w, b, N, one, NULL)
                    : be.linear(be.ctx, x + m * K, 1, K, w, b, N, one, NULL);
         cr_expect(memcmp(one, y + m * N, sizeof(float) * (size_t)N) == 0, "row %ld alone differs (M=%ld)", m, M);
     }
-    free(one), free(x), free(w), free(b), free(y), free(want);
+    free(one), free(xb), free(x), free(w), free(b), free(y), free(want);
     be.destroy(&be);
 }
 

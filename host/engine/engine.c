@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../kernels/common/mst_bits.h"
 #include "../error.h"
 #include "engine_internal.h"
 
@@ -117,12 +118,15 @@ static mst_status plan_membranes(mst_engine *e, mst_error *err)
 static mst_status plan_buffers(mst_engine *e, mst_error *err)
 {
     const mst_arch *a = &e->m->arch;
-    size_t maxNC = 0, maxH = 0, rows = (size_t)e->Tc * e->B;
+    size_t maxNC = 0, maxH = 0, bitsA = 0, bitsH = 0, rows = (size_t)e->Tc * e->B;
     for (int s = 0; s < a->num_stages; s++) {
         size_t N = (size_t)a->stages[s].resolution * a->stages[s].resolution, C = (size_t)a->stages[s].dim;
         size_t wide = 3 * C > (size_t)a->stages[s].mlp_hidden ? 3 * C : (size_t)a->stages[s].mlp_hidden;
         maxNC = N * C > maxNC ? N * C : maxNC;
         maxH = N * wide > maxH ? N * wide : maxH;
+        size_t wa = N * (size_t)mst_spike_words((int)C), wh = N * (size_t)mst_spike_words((int)wide);
+        bitsA = wa > bitsA ? wa : bitsA;
+        bitsH = wh > bitsH ? wh : bitsH;
     }
     size_t P = (size_t)a->patch_size, N0 = (size_t)a->stages[0].resolution * a->stages[0].resolution;
     size_t Cl = (size_t)e->m->head.n_in, K = (size_t)a->num_classes;
@@ -133,6 +137,8 @@ static mst_status plan_buffers(mst_engine *e, mst_error *err)
     TRY(buffer(e, &e->bufA, rows * maxNC, err));
     TRY(buffer(e, &e->bufH, rows * maxH, err));
     TRY(buffer(e, &e->pooled, rows * Cl, err));
+    TRY(e->be.alloc(e->be.ctx, sizeof(uint64_t) * rows * bitsA, (void **)&e->sA, err));
+    TRY(e->be.alloc(e->be.ctx, sizeof(uint64_t) * rows * bitsH, (void **)&e->sH, err));
     TRY(buffer(e, &e->logits, rows * K, err));
     e->logits_host = malloc(sizeof(float) * rows * K);
     return e->logits_host ? MST_OK : mst_fail(err, MST_ERR_NOMEM, "out of memory");
@@ -190,6 +196,8 @@ void mst_engine_free(mst_engine *e)
     if (e->be.release) {
         for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
             if (bufs[i]) e->be.release(ctx, bufs[i]);
+        if (e->sA) e->be.release(ctx, e->sA);
+        if (e->sH) e->be.release(ctx, e->sH);
         for (int i = 0; i < e->num_state; i++) e->be.release(ctx, e->state[i]);
         for (int i = 0; i < e->num_w; i++) e->be.release(ctx, e->w[i].dev);
     }

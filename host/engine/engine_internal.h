@@ -27,6 +27,7 @@ struct mst_engine {
     mst_backend be;
     int T, Tc, B;
     float *img, *patches, *pe_z, *x, *bufA, *bufH, *pooled, *logits;
+    uint64_t *sA, *sH; /* packed spikes that feed synapses (SNN): C wide, and 3C or hidden wide */
     float *logits_host;
     float *v_pe;
     block_state **bs; /* [stage][block] */

@@ -13,14 +13,18 @@ typedef struct {
     uint64_t first_image;
 } chunk;
 
-/* An IF site (SNN) or QCFS site (ANN) over one chunk. */
-static mst_status activate(mst_engine *e, const chunk *k, float *v, const float *in, long tstride,
-                           const float *scale, const float *shift, int C, float *out, float out_scale,
-                           long R, mst_error *err)
+/* An IF site (SNN) or QCFS site (ANN) over one chunk. A site that feeds a
+ * synapse writes packed spikes to `bits` in SNN mode and levels to `out` in
+ * ANN mode; a site that feeds the residual stream (bits NULL) writes
+ * spike * out_scale to `out`. */
+static mst_status site(mst_engine *e, const chunk *k, float *v, const float *in, long tstride, const float *scale,
+                       const float *shift, int C, float *out, float out_scale, uint64_t *bits, long R,
+                       mst_error *err)
 {
-    mst_if_args a = {.in = in, .in_tstride = tstride, .scale = scale, .shift = shift, .channels = C,
-                     .v = v, .out = out, .out_scale = out_scale, .steps = k->steps, .R = R};
-    return e->o.mode == MST_MODE_SNN ? e->be.if_scan(e->be.ctx, &a, err) : e->be.qcfs(e->be.ctx, &a, err);
+    int snn = e->o.mode == MST_MODE_SNN;
+    mst_if_args a = {.in = in, .in_tstride = tstride, .scale = scale, .shift = shift, .channels = C, .v = v,
+                     .out = out, .out_scale = out_scale, .bits = snn ? bits : NULL, .steps = k->steps, .R = R};
+    return snn ? e->be.if_scan(e->be.ctx, &a, err) : e->be.qcfs(e->be.ctx, &a, err);
 }
 
 static mst_status linear(mst_engine *e, const float *x, long M, const mst_dense *d, float *y, mst_error *err)
@@ -28,17 +32,18 @@ static mst_status linear(mst_engine *e, const float *x, long M, const mst_dense 
     return e->be.linear(e->be.ctx, x, M, d->n_in, D(d->w), D(d->b), d->n_out, y, err);
 }
 
-/* A layer fed by an IF site: spikes in SNN mode, QCFS levels in ANN mode. */
-static mst_status synapse(mst_engine *e, const float *x, long M, const mst_dense *d, float *y, mst_error *err)
+/* A layer fed by an IF site: packed spikes in SNN mode, QCFS levels in ANN mode. */
+static mst_status synapse(mst_engine *e, const float *levels, const uint64_t *bits, long M, const mst_dense *d,
+                          float *y, mst_error *err)
 {
-    if (e->o.mode == MST_MODE_ANN) return linear(e, x, M, d, y, err);
-    return e->be.spike_linear(e->be.ctx, x, M, d->n_in, D(d->w), D(d->b), d->n_out, y, err);
+    if (e->o.mode == MST_MODE_ANN) return linear(e, levels, M, d, y, err);
+    return e->be.spike_linear(e->be.ctx, bits, M, d->n_in, D(d->w), D(d->b), d->n_out, y, err);
 }
 
 static mst_status attention(mst_engine *e, const chunk *k, const mst_block *b, const block_state *s,
                             mst_error *err)
 {
-    mst_attn_args a = {.qkv = e->bufH, .out = e->bufA, .v_attn = s->attn, .rel_bias = D(b->rel_bias),
+    mst_attn_args a = {.qkv = e->bufH, .qkv_bits = e->sH, .out = e->bufA, .v_attn = s->attn, .rel_bias = D(b->rel_bias),
                        .steps = k->steps, .t0 = k->t0, .batch = k->n, .res = b->res, .dim = b->dim,
                        .heads = b->heads, .window = b->window, .shift = b->shift,
                        .qk_scale = b->qk_scale, .lam_attn = b->lam_attn, .v_scale = b->v_scale,
@@ -54,19 +59,19 @@ static mst_status block(mst_engine *e, const chunk *k, const mst_block *b, const
     int C = b->dim, H = b->mlp_hidden;
     long R = (long)k->n * b->res * b->res, rows = R * k->steps;
     mst_backend *be = &e->be;
-    TRY(activate(e, k, s->sc1, e->x, R * C, D(b->sc1_scale), D(b->sc1_shift), C, e->bufA, 1.0f, R * C, err));
-    TRY(synapse(e, e->bufA, rows, &b->qkv, e->bufH, err));
-    TRY(activate(e, k, s->qkv, e->bufH, R * 3 * C, NULL, NULL, 3 * C, e->bufH, 1.0f, R * 3 * C, err));
+    TRY(site(e, k, s->sc1, e->x, R * C, D(b->sc1_scale), D(b->sc1_shift), C, e->bufA, 1.0f, e->sA, R * C, err));
+    TRY(synapse(e, e->bufA, e->sA, rows, &b->qkv, e->bufH, err));
+    TRY(site(e, k, s->qkv, e->bufH, R * 3 * C, NULL, NULL, 3 * C, e->bufH, 1.0f, e->sH, R * 3 * C, err));
     TRY(attention(e, k, b, s, err));
-    TRY(activate(e, k, s->av, e->bufA, R * C, NULL, NULL, C, e->bufA, 1.0f, R * C, err));
-    TRY(synapse(e, e->bufA, rows, &b->proj, e->bufH, err));
-    TRY(activate(e, k, s->proj, e->bufH, R * C, NULL, NULL, C, e->bufH, 1.0f, R * C, err));
+    TRY(site(e, k, s->av, e->bufA, R * C, NULL, NULL, C, e->bufA, 1.0f, e->sA, R * C, err));
+    TRY(synapse(e, e->bufA, e->sA, rows, &b->proj, e->bufH, err));
+    TRY(site(e, k, s->proj, e->bufH, R * C, NULL, NULL, C, e->bufH, 1.0f, NULL, R * C, err));
     TRY(be->residual(be->ctx, e->x, e->bufH, b->lam_proj, D(b->bn2_scale), D(b->bn2_shift), C, rows * C, err));
-    TRY(activate(e, k, s->sc2, e->x, R * C, D(b->sc2_scale), D(b->sc2_shift), C, e->bufA, 1.0f, R * C, err));
-    TRY(synapse(e, e->bufA, rows, &b->fc1, e->bufH, err));
-    TRY(activate(e, k, s->fc1, e->bufH, R * H, NULL, NULL, H, e->bufH, 1.0f, R * H, err));
-    TRY(synapse(e, e->bufH, rows, &b->fc2, e->bufA, err));
-    TRY(activate(e, k, s->fc2, e->bufA, R * C, NULL, NULL, C, e->bufA, 1.0f, R * C, err));
+    TRY(site(e, k, s->sc2, e->x, R * C, D(b->sc2_scale), D(b->sc2_shift), C, e->bufA, 1.0f, e->sA, R * C, err));
+    TRY(synapse(e, e->bufA, e->sA, rows, &b->fc1, e->bufH, err));
+    TRY(site(e, k, s->fc1, e->bufH, R * H, NULL, NULL, H, e->bufH, 1.0f, e->sH, R * H, err));
+    TRY(synapse(e, e->bufH, e->sH, rows, &b->fc2, e->bufA, err));
+    TRY(site(e, k, s->fc2, e->bufA, R * C, NULL, NULL, C, e->bufA, 1.0f, NULL, R * C, err));
     return be->residual(be->ctx, e->x, e->bufA, b->lam_fc2, NULL, NULL, C, rows * C, err);
 }
 
@@ -76,7 +81,7 @@ static mst_status merge(mst_engine *e, const chunk *k, const mst_stage *sg, floa
     long rows = (long)k->steps * k->n, R = (long)k->n * (res / 2) * (res / 2) * 2 * C;
     TRY(e->be.patch_merge(e->be.ctx, e->x, rows, res, C, e->bufA, err));
     TRY(linear(e, e->bufA, rows * (res / 2) * (res / 2), &sg->reduction, e->bufH, err));
-    return activate(e, k, v, e->bufH, R, NULL, NULL, 2 * C, e->x, sg->lam_red, R, err);
+    return site(e, k, v, e->bufH, R, NULL, NULL, 2 * C, e->x, sg->lam_red, NULL, R, err);
 }
 
 static mst_status head(mst_engine *e, const chunk *k, float *cum, mst_error *err)
@@ -105,7 +110,7 @@ static mst_status run_chunk(mst_engine *e, const chunk *k, float *cum, mst_error
     const mst_model *m = e->m;
     long R0 = (long)k->n * m->arch.stages[0].resolution * m->arch.stages[0].resolution * m->arch.embed_dim;
     /* direct encoding: the patch embedding is the same at every step */
-    TRY(activate(e, k, e->v_pe, e->pe_z, 0, NULL, NULL, m->arch.embed_dim, e->x, m->lam_pe, R0, err));
+    TRY(site(e, k, e->v_pe, e->pe_z, 0, NULL, NULL, m->arch.embed_dim, e->x, m->lam_pe, NULL, R0, err));
     for (int s = 0; s < m->arch.num_stages; s++) {
         const mst_stage *sg = &m->stages[s];
         for (int b = 0; b < sg->info.depth; b++) TRY(block(e, k, &sg->blocks[b], &e->bs[s][b], err));

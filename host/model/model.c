@@ -395,10 +395,12 @@ static mst_status alloc_sites(loader *L)
     return L->m->site_names && L->m->site_lams ? MST_OK : nomem(L);
 }
 
-/* Checkpoints store [out][in]; kernels want [in][out]. */
+/* Checkpoints store [out][in]; kernels want [in][out], rows 64-byte aligned
+ * at the start so vector loads of a weight row do not straddle cache lines. */
 static mst_status input_major(loader *L, mst_dense *d)
 {
-    float *t = malloc(sizeof(float) * (size_t)d->n_in * (size_t)d->n_out);
+    size_t bytes = sizeof(float) * (size_t)d->n_in * (size_t)d->n_out;
+    float *t = aligned_alloc(64, (bytes + 63) / 64 * 64);
     if (!t) return nomem(L);
     for (int n = 0; n < d->n_out; n++)
         for (int k = 0; k < d->n_in; k++) t[(size_t)k * d->n_out + n] = d->w[(size_t)n * d->n_in + k];

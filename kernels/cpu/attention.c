@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "../../host/error.h"
+#include "../common/mst_bits.h"
 #include "../common/mst_math.h"
 #include "../common/mst_window.h"
 #include "cpu_ops.h"
@@ -78,37 +79,50 @@ static void draw(uint64_t seed, uint64_t sub, uint64_t offset, long count, uint3
     if (skip) memmove(raw, raw + skip, sizeof(uint32_t) * (size_t)count);
 }
 
-/* q or k (part 0 or 1) of one window and head, masked, packed when spiking. */
+/* q or k (part 0 or 1) of one window and head, masked (spec section 4: keys
+ * in [window][head][token][j] order): packed bits in SNN mode, levels in ANN. */
 static void gather_qk(const mst_attn_args *a, int part, int b, int win, int h, int t, scratch *s, float *dst,
                       uint64_t *bits)
 {
-    int n = s->n, d = s->d, C = a->dim;
+    int n = s->n, d = s->d, C = a->dim, W3 = mst_spike_words(3 * C);
     long row0 = ((long)(t - a->t0) * a->batch + b) * a->res * a->res;
-    int masked = a->mask_threshold > 0, spiking = a->mode == MST_MODE_SNN;
+    int masked = a->mask_threshold > 0;
     if (masked)
         draw(a->seed, mst_mask_subsequence(a->first_image + (uint64_t)b, a->site_q + (uint32_t)part, (uint32_t)t),
              ((uint64_t)win * a->heads + h) * (uint64_t)(n * d), (long)n * d, s->raw);
     for (int i = 0; i < n; i++) {
-        const float *src = a->qkv + (row0 + s->tok[i]) * 3 * C + part * C + h * d;
         const uint32_t *raw = s->raw + i * d;
         for (int j0 = 0; j0 < d; j0 += 64) {
-            uint64_t word = 0;
-            /* branch-free: spikes and mask draws are coin flips to a predictor */
-            for (int j = j0; j < d && j < j0 + 64; j++) {
-                int on = (src[j] != 0.0f) & (masked ? mst_mask_keep(raw[j], a->mask_threshold) : 1);
-                word |= (uint64_t)on << (j - j0);
-                if (!spiking) dst[i * d + j] = on ? src[j] : 0.0f;
+            int len = d - j0 < 64 ? d - j0 : 64;
+            uint64_t keep = ~UINT64_C(0);
+            if (masked) {
+                keep = 0;
+                for (int j = 0; j < len; j++) keep |= (uint64_t)mst_mask_keep(raw[j0 + j], a->mask_threshold) << j;
             }
-            bits[i * s->words + j0 / 64] = word;
+            if (a->mode == MST_MODE_SNN) {
+                const uint64_t *row = a->qkv_bits + (row0 + s->tok[i]) * W3;
+                bits[i * s->words + j0 / 64] = mst_bit_field(row, part * C + h * d + j0, len) & keep;
+            } else {
+                const float *src = a->qkv + (row0 + s->tok[i]) * 3 * C + part * C + h * d + j0;
+                for (int j = 0; j < len; j++) dst[i * d + j0 + j] = (keep >> j) & 1 ? src[j] : 0.0f;
+            }
         }
     }
 }
 
+/* v of one window and head as floats (spikes expand to 0/1). */
 static void gather_v(const mst_attn_args *a, int b, int t, scratch *s, int h)
 {
-    int C = a->dim, d = s->d;
+    int C = a->dim, d = s->d, W3 = mst_spike_words(3 * C);
     long row0 = ((long)(t - a->t0) * a->batch + b) * a->res * a->res;
-    for (int i = 0; i < s->n; i++) memcpy(s->v + i * d, a->qkv + (row0 + s->tok[i]) * 3 * C + 2 * C + h * d, sizeof(float) * (size_t)d);
+    for (int i = 0; i < s->n; i++) {
+        if (a->mode == MST_MODE_SNN) {
+            const uint64_t *row = a->qkv_bits + (row0 + s->tok[i]) * W3;
+            for (int j = 0; j < d; j++) s->v[i * d + j] = (float)mst_bit(row, 2 * C + h * d + j);
+        } else {
+            memcpy(s->v + i * d, a->qkv + (row0 + s->tok[i]) * 3 * C + 2 * C + h * d, sizeof(float) * (size_t)d);
+        }
+    }
 }
 
 /* S <- IF_attn of popcount(q & k) * scale, over the unit's membranes. */

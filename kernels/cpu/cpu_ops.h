@@ -6,7 +6,7 @@
 
 mst_status mst_cpu_linear(void *ctx, const float *x, long M, int K, const float *w, const float *b,
                           int N, float *y, mst_error *err);
-mst_status mst_cpu_spike_linear(void *ctx, const float *x, long M, int K, const float *w, const float *b,
+mst_status mst_cpu_spike_linear(void *ctx, const uint64_t *x, long M, int K, const float *w, const float *b,
                                 int N, float *y, mst_error *err);
 mst_status mst_cpu_if_scan(void *ctx, const mst_if_args *a, mst_error *err);
 mst_status mst_cpu_qcfs(void *ctx, const mst_if_args *a, mst_error *err);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "../../host/error.h"
+#include "../common/mst_bits.h"
 #include "cpu_backend.h"
 #include "cpu_ops.h"
 
@@ -58,35 +59,33 @@ mst_status mst_cpu_linear(void *ctx, const float *x, long M, int K, const float 
     return MST_OK;
 }
 
-/* Spike rows run in blocks: the active-input lists of ROW_BLOCK rows are
- * built once, then each block of 64 output columns is accumulated in
- * registers row by row while that column block of w stays in cache. */
-#define ROW_BLOCK 32
+/* Spike rows run in tiles: the active-input lists of up to ROW_BLOCK rows are
+ * built once; then for each block of 64 output columns (that slice of w stays
+ * in cache) every row adds the w rows of its active inputs. The order of the
+ * sums is fixed by the row's own spikes, never by the other rows. */
+#define ROW_BLOCK 256
 #define VEC 16
 #define COL_BLOCK (4 * VEC)
 typedef float vf __attribute__((vector_size(VEC * sizeof(float)), aligned(4)));
 
-static int active_inputs(const float *x, int K, int *active)
+static int active_inputs(const uint64_t *x, int K, int *active)
 {
     int nnz = 0;
-    for (int k = 0; k < K; k++) { /* branch-free: spikes are too irregular to predict */
-        active[nnz] = k;
-        nnz += x[k] != 0.0f;
-    }
+    for (int w = 0; w < mst_spike_words(K); w++)
+        for (uint64_t m = x[w]; m; m &= m - 1) active[nnz++] = 64 * w + __builtin_ctzll(m);
     return nnz;
 }
 
-/* y[n0, n0 + nv*16) = b + the sum of w rows over the active inputs. Two
- * accumulator sets (first and second half of the active list, summed at the
- * end: a fixed order for a given row) keep enough adds in flight. Inlined
+/* y[n0, n0 + nv*16) += the w rows of inputs act[0..cnt). Two accumulator sets
+ * (first and second half of the list) keep enough adds in flight; inlined
  * with a constant nv so the accumulators live in registers. */
-static inline __attribute__((always_inline)) void columns(const int *act, int nnz, const float *w, int N, int n0,
-                                                          const float *b, float *y, const int nv)
+static inline __attribute__((always_inline)) void add_rows(const int *act, int cnt, const float *w, int N, int n0,
+                                                           float *y, const int nv)
 {
     vf a[4], c[4];
-    int half = nnz / 2;
+    int half = cnt / 2;
     for (int v = 0; v < nv; v++) {
-        a[v] = b ? *(const vf *)(b + n0 + v * VEC) : (vf){0};
+        a[v] = *(const vf *)(y + n0 + v * VEC);
         c[v] = (vf){0};
     }
     for (int q = 0; q < half; q++) {
@@ -96,67 +95,71 @@ static inline __attribute__((always_inline)) void columns(const int *act, int nn
             c[v] += *(const vf *)(wc + v * VEC);
         }
     }
-    if (nnz & 1)
-        for (int v = 0; v < nv; v++) c[v] += *(const vf *)(w + (long)act[nnz - 1] * N + n0 + v * VEC);
+    if (cnt & 1)
+        for (int v = 0; v < nv; v++) c[v] += *(const vf *)(w + (long)act[cnt - 1] * N + n0 + v * VEC);
     for (int v = 0; v < nv; v++) *(vf *)(y + n0 + v * VEC) = a[v] + c[v];
 }
 
-/* The same sums, one column at a time, for the last n1 - n0 < 16 columns. */
-static void columns_scalar(const int *act, int nnz, const float *w, int N, int n0, int n1, const float *b,
-                           float *y)
+/* The same, one column at a time, for the last n1 - n0 < 16 columns. */
+static void add_rows_scalar(const int *act, int cnt, const float *w, int N, int n0, int n1, float *y)
 {
-    int half = nnz / 2;
+    int half = cnt / 2;
     for (int n = n0; n < n1; n++) {
-        float a = b ? b[n] : 0.0f, c = 0.0f;
+        float a = y[n], c = 0.0f;
         for (int q = 0; q < half; q++) {
             a += w[(long)act[q] * N + n];
             c += w[(long)act[half + q] * N + n];
         }
-        if (nnz & 1) c += w[(long)act[nnz - 1] * N + n];
+        if (cnt & 1) c += w[(long)act[cnt - 1] * N + n];
         y[n] = a + c;
     }
 }
 
-/* Columns [n0, n1) of one row (at most 64): whole vectors, then the rest. */
-static void spike_row(const int *act, int nnz, const float *w, int N, int n0, int n1, const float *b, float *y)
+/* Columns [n0, n1) (at most 64) of one row: whole vectors, then the rest. */
+static void add_columns(const int *act, int cnt, const float *w, int N, int n0, int n1, float *y)
 {
     switch ((n1 - n0) / VEC) {
-    case 4: columns(act, nnz, w, N, n0, b, y, 4); break;
-    case 3: columns(act, nnz, w, N, n0, b, y, 3); break;
-    case 2: columns(act, nnz, w, N, n0, b, y, 2); break;
-    case 1: columns(act, nnz, w, N, n0, b, y, 1); break;
+    case 4: add_rows(act, cnt, w, N, n0, y, 4); break;
+    case 3: add_rows(act, cnt, w, N, n0, y, 3); break;
+    case 2: add_rows(act, cnt, w, N, n0, y, 2); break;
+    case 1: add_rows(act, cnt, w, N, n0, y, 1); break;
     default: break;
     }
-    n0 += (n1 - n0) / VEC * VEC;
-    if (n0 < n1) columns_scalar(act, nnz, w, N, n0, n1, b, y);
+    int done = n0 + (n1 - n0) / VEC * VEC;
+    if (done < n1) add_rows_scalar(act, cnt, w, N, done, n1, y);
 }
 
-/* x holds spikes, exactly 0 or 1 (IF outputs with out_scale 1). */
-static void spike_rows(const float *x, int rows, int K, const float *w, const float *b, int N, float *y, int *act)
+static void spike_rows(const uint64_t *x, int rows, int K, const float *w, const float *b, int N, float *y, int *act)
 {
-    int nnz[ROW_BLOCK];
-    for (int r = 0; r < rows; r++) nnz[r] = active_inputs(x + (long)r * K, K, act + r * K);
-    /* column blocks outermost: a block of w serves all rows while in cache */
+    int nnz[ROW_BLOCK]; /* 1 KB of stack */
+    for (int r = 0; r < rows; r++) nnz[r] = active_inputs(x + (long)r * mst_spike_words(K), K, act + r * K);
     for (int n0 = 0; n0 < N; n0 += COL_BLOCK) {
         int n1 = n0 + COL_BLOCK < N ? n0 + COL_BLOCK : N;
-        for (int r = 0; r < rows; r++) spike_row(act + r * K, nnz[r], w, N, n0, n1, b, y + (long)r * N);
+        for (int r = 0; r < rows; r++) {
+            for (int n = n0; n < n1; n++) y[(long)r * N + n] = b ? b[n] : 0.0f;
+            add_columns(act + r * K, nnz[r], w, N, n0, n1, y + (long)r * N);
+        }
     }
 }
 
-mst_status mst_cpu_spike_linear(void *ctx, const float *x, long M, int K, const float *w, const float *b, int N,
+mst_status mst_cpu_spike_linear(void *ctx, const uint64_t *x, long M, int K, const float *w, const float *b, int N,
                                 float *y, mst_error *err)
 {
     (void)ctx;
-    size_t per = (size_t)K * ROW_BLOCK;
-    int *act = malloc(sizeof(int) * per * (size_t)omp_get_max_threads());
+    int threads = omp_get_max_threads();
+    /* big tiles reuse w across rows; enough tiles keep every thread busy */
+    long block = M / (4L * threads);
+    block = block < 16 ? 16 : (block > ROW_BLOCK ? ROW_BLOCK : block);
+    size_t per = (size_t)K * (size_t)block;
+    int *act = malloc(sizeof(int) * per * (size_t)threads);
     if (!act) return mst_fail(err, MST_ERR_NOMEM, "out of memory in spike_linear (K = %d)", K);
 #pragma omp parallel
     {
         int *mine = act + per * (size_t)omp_get_thread_num();
-#pragma omp for schedule(dynamic, 4)
-        for (long r0 = 0; r0 < M; r0 += ROW_BLOCK) {
-            int rows = M - r0 < ROW_BLOCK ? (int)(M - r0) : ROW_BLOCK;
-            spike_rows(x + r0 * K, rows, K, w, b, N, y + r0 * N, mine);
+#pragma omp for schedule(dynamic, 1)
+        for (long r0 = 0; r0 < M; r0 += block) {
+            int rows = (int)(M - r0 < block ? M - r0 : block);
+            spike_rows(x + r0 * mst_spike_words(K), rows, K, w, b, N, y + r0 * N, mine);
         }
     }
     free(act);
