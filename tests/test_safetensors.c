@@ -3,6 +3,7 @@
 #include <math.h>
 
 #include "helpers.h"
+#include "host/data/npy.h"
 #include "host/model/safetensors.h"
 #include "mst/mst.h"
 
@@ -216,6 +217,106 @@ Test(checkpoint, rejects_bad_models_with_named_errors)
         cr_expect(strchr(err.msg, '\n') == NULL, "%s: message is not one line", c->what);
         unlink(p);
     }
+}
+
+static uint16_t to_half(float f) /* round to nearest even; test weights are normal and small */
+{
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000u, exp = (x >> 23) & 0xFFu, man = x & 0x7FFFFFu;
+    if (exp < 103) return (uint16_t)sign; /* below half's subnormals */
+    if (exp < 113) {                      /* half subnormal */
+        man |= 0x800000u;
+        int shift = (int)(126 - exp);
+        uint32_t h = man >> shift, rem = man & ((1u << shift) - 1), half = 1u << (shift - 1);
+        h += rem > half || (rem == half && (h & 1));
+        return (uint16_t)(sign | h);
+    }
+    uint32_t h = ((exp - 112) << 10) | (man >> 13), rem = man & 0x1FFFu;
+    h += rem > 0x1000u || (rem == 0x1000u && (h & 1));
+    return (uint16_t)(sign | h);
+}
+
+static uint16_t to_bf16(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    return (uint16_t)((x + 0x7FFFu + ((x >> 16) & 1u)) >> 16);
+}
+
+/* Copies a test model with every F32 tensor stored as `dtype` (F16 or BF16). */
+static void retype(const char *src, const char *out, const char *dtype)
+{
+    mst_safetensors st;
+    mst_error err = {0};
+    cr_assert_eq(mst_st_open(src, &st, &err), MST_OK, "%s", err.msg);
+    json_t *h = json_object();
+    unsigned char *data = malloc(st.data_size + 8);
+    size_t at = 0;
+    for (int i = 0; i < st.num_tensors; i++) {
+        const mst_st_tensor *t = &st.tensors[i];
+        size_t n = t->end - t->begin;
+        int convert = strcmp(t->dtype, "F32") == 0;
+        if (convert) {
+            for (size_t k = 0; k < n / 4; k++) {
+                float f;
+                memcpy(&f, st.data + t->begin + 4 * k, 4);
+                uint16_t v = strcmp(dtype, "F16") == 0 ? to_half(f) : to_bf16(f);
+                memcpy(data + at + 2 * k, &v, 2);
+            }
+            n /= 2;
+        } else {
+            memcpy(data + at, st.data + t->begin, n);
+        }
+        json_t *shape = json_array();
+        for (int d = 0; d < t->ndim; d++) json_array_append_new(shape, json_integer(t->shape[d]));
+        json_object_set_new(h, t->name, json_pack("{s:s, s:o, s:[I,I]}", "dtype", convert ? dtype : t->dtype, "shape",
+                                                  shape, "data_offsets", (json_int_t)at, (json_int_t)(at + n)));
+        at += n;
+    }
+    json_t *meta = json_object();
+    for (int i = 0; i < st.num_meta; i++) json_object_set_new(meta, st.meta_keys[i], json_string(st.meta_values[i]));
+    json_object_set_new(h, "__metadata__", meta);
+    char *text = json_dumps(h, JSON_COMPACT);
+    write_raw_st(out, text, data, at, 0);
+    free(text);
+    free(data);
+    json_decref(h);
+    mst_st_close(&st);
+}
+
+/* The same model in F16 and BF16 loads, runs, and predicts like the F32 one
+ * (the weights are rounded, so only agreement to their precision is asked). */
+Test(checkpoint, loads_f16_and_bf16_models)
+{
+    const char *dtypes[] = {"F16", "BF16"};
+    float tol[] = {0.05f, 0.10f}; /* weight rounding flips a few QCFS levels in this small net */
+    mst_npy x;
+    mst_error err = {0};
+    cr_assert_eq(mst_npy_read(DATA("tiny_nobn_input.npy"), &x, &err), MST_OK, "%s", err.msg);
+    float ref[4 * 7], got[4 * 7];
+    mst_engine_opts o = {.mode = MST_MODE_ANN, .max_batch = 4};
+    for (int i = -1; i < 2; i++) {
+        const char *p = i < 0 ? DATA("tiny_nobn.safetensors") : tmp_path("retyped.safetensors");
+        if (i >= 0) retype(DATA("tiny_nobn.safetensors"), p, dtypes[i]);
+        mst_model *m;
+        mst_engine *e;
+        cr_assert_eq(mst_model_load(p, NULL, &m, &err), MST_OK, "%s: %s", i < 0 ? "F32" : dtypes[i], err.msg);
+        cr_assert_eq(mst_engine_create(m, &o, &e, &err), MST_OK, "%s", err.msg);
+        cr_assert_eq(mst_engine_run(e, x.data, 4, 0, i < 0 ? ref : got, &err), MST_OK, "%s", err.msg);
+        mst_engine_free(e);
+        mst_model_free(m);
+        if (i < 0) continue;
+        float scale = 0, dev = 0;
+        for (int k = 0; k < 4 * 7; k++) {
+            scale = fmaxf(scale, fabsf(ref[k]));
+            dev = fmaxf(dev, fabsf(got[k] - ref[k]));
+        }
+        cr_expect(dev <= tol[i] * scale, "%s: logits move by %g of scale %g", dtypes[i], dev, scale);
+        cr_log_info("%s: logits move by %g of scale %g", dtypes[i], dev, scale);
+        unlink(p);
+    }
+    mst_npy_free(&x);
 }
 
 Test(checkpoint, infers_both_test_architectures)
