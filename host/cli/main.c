@@ -1,6 +1,7 @@
 /* mst: the command line. Only this file prints and exits. */
 #include <errno.h>
 #include <getopt.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,11 +16,15 @@ typedef struct {
     int img_size;
 } run_args;
 
-static void die(const char *fmt, const char *a, const char *b)
+/* A usage or input error: one line, exit status 2. */
+__attribute__((format(printf, 1, 2), noreturn)) static void die(const char *fmt, ...)
 {
+    va_list ap;
+    va_start(ap, fmt);
     fprintf(stderr, "mst: ");
-    fprintf(stderr, fmt, a, b);
+    vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
+    va_end(ap);
     exit(2);
 }
 
@@ -34,10 +39,7 @@ static long int_arg(const char *opt, const char *s, long lo, long hi)
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) {
-        fprintf(stderr, "mst: --%s needs an integer in [%ld, %ld], got \"%s\"\n", opt, lo, hi, s);
-        exit(2);
-    }
+    if (errno || end == s || *end || v < lo || v > hi) die("--%s needs an integer in [%ld, %ld], got \"%s\"", opt, lo, hi, s);
     return v;
 }
 
@@ -46,10 +48,7 @@ static double real_arg(const char *opt, const char *s, double lo, double hi)
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= lo && v <= hi)) {
-        fprintf(stderr, "mst: --%s needs a number in [%g, %g], got \"%s\"\n", opt, lo, hi, s);
-        exit(2);
-    }
+    if (errno || end == s || *end || !(v >= lo && v <= hi)) die("--%s needs a number in [%g, %g], got \"%s\"", opt, lo, hi, s);
     return v;
 }
 
@@ -85,14 +84,14 @@ static void parse_run(int argc, char **argv, run_args *a)
         case 'o': a->logits = optarg; break;
         case 'i': a->img_size = (int)int_arg("img-size", optarg, 1, 1 << 16); break;
         case 'M':
-            if (strcmp(optarg, "snn") && strcmp(optarg, "ann")) die("--mode must be snn or ann, got \"%s\"%s", optarg, "");
+            if (strcmp(optarg, "snn") && strcmp(optarg, "ann")) die("--mode must be snn or ann, got \"%s\"", optarg);
             a->eo.mode = strcmp(optarg, "ann") ? MST_MODE_SNN : MST_MODE_ANN;
             break;
         case 'h': usage(); break;
-        default: die("unknown option \"%s\"%s", argv[optind - 1], "");
+        default: die("unknown option \"%s\"", argv[optind - 1]);
         }
     }
-    if (!a->model) die("missing --model FILE%s%s", "", "");
+    if (!a->model) die("missing --model FILE");
 }
 
 static mst_model *load(const char *path, int img_size)
@@ -146,7 +145,7 @@ static float *run_all(mst_engine *e, const mst_npy *x, const char *path, int K, 
     long N = x->shape[0], img = x->shape[1] * x->shape[2] * x->shape[3];
     float *all = malloc(sizeof(float) * (size_t)(steps * N * K));
     float *part = malloc(sizeof(float) * (size_t)(steps * B * K));
-    if (!all || !part) die("out of memory%s%s", "", "");
+    if (!all || !part) die("out of memory for the logits of %ld images", N);
     mst_error err = {0};
     for (long i0 = 0; i0 < N; i0 += B) {
         int n = (int)(N - i0 < B ? N - i0 : B);
@@ -165,7 +164,7 @@ static int cmd_run(int argc, char **argv)
 {
     run_args a = {0};
     parse_run(argc, argv, &a);
-    if (optind != argc - 1) die("run needs exactly one INPUT.npy%s%s", "", "");
+    if (optind != argc - 1) die("run needs exactly one INPUT.npy");
     a.input = argv[optind];
     mst_model *m = load(a.model, a.img_size);
     const mst_arch *arch = mst_model_arch(m);
@@ -209,7 +208,7 @@ static int cmd_info(int argc, char **argv)
 {
     run_args a = {0};
     parse_run(argc, argv, &a);
-    if (optind != argc) die("info takes no positional arguments (got \"%s\")%s", argv[optind], "");
+    if (optind != argc) die("info takes no positional arguments (got \"%s\")", argv[optind]);
     mst_model *m = load(a.model, a.img_size);
     const mst_arch *arch = mst_model_arch(m);
     print_arch(arch);
