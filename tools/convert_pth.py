@@ -45,7 +45,7 @@ def infer_arch(sd):
     return {k: (int(v) if isinstance(v, (np.integer,)) else v) for k, v in arch.items()}
 
 
-def convert(sd, out, dataset=None, img_size=None, class_names=None, drop_buffers=False, dtype="f32"):
+def convert(sd, out, dataset=None, img_size=None, class_names=None, drop_buffers=False, dtype="f32", extra=None):
     tensors = {}
     for k, v in sd.items():
         if drop_buffers and k.endswith(("attn_mask", "relative_position_index", "num_batches_tracked")):
@@ -65,6 +65,7 @@ def convert(sd, out, dataset=None, img_size=None, class_names=None, drop_buffers
         class_names = CIFAR10
     if class_names:
         meta["class_names"] = json.dumps(class_names)
+    meta.update(extra or {})
     bf16 = {k for k, a in tensors.items() if a.dtype == np.float32} if dtype == "bf16" else ()
     write_safetensors(out, tensors, meta, bf16=bf16)
 

@@ -103,8 +103,12 @@ class IFSite(nn.Module):
             self.calibrate_q = None
         lam = self.up
         if not self.snn:
-            x = torch.floor(u / lam * QCFS_LEVELS + 0.5) / QCFS_LEVELS
-            return torch.clamp(x, 0, 1) * lam
+            x = u / lam * QCFS_LEVELS + 0.5
+            if self.training:  # straight-through floor: the value of floor, the gradient of identity
+                x = x + (torch.floor(x) - x).detach()
+            else:
+                x = torch.floor(x)
+            return torch.clamp(x / QCFS_LEVELS, 0, 1) * lam
         if self.v is None:
             self.v = torch.full_like(u, 0.5)
         self.v = self.v + u / lam
