@@ -91,6 +91,48 @@ Test(cli, rejects_non_finite_and_truncated_input)
     unlink(p);
 }
 
+/* A .npy with a hand-written header and `data` bytes after it. */
+static void write_npy(const char *path, const char *dict, size_t data)
+{
+    FILE *f = fopen(path, "wb");
+    unsigned short len = (unsigned short)strlen(dict);
+    fwrite("\x93NUMPY\x01\x00", 1, 8, f);
+    fputc(len & 0xFF, f);
+    fputc(len >> 8, f);
+    fputs(dict, f);
+    for (size_t i = 0; i < data; i++) fputc(0, f);
+    fclose(f);
+}
+
+Test(cli, rejects_malformed_npy_headers)
+{
+    struct {
+        const char *dict;
+        size_t data;
+        const char *expect;
+    } bad[] = {
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (4503599627370497, 3, 32, 32), }\n", 4096,
+         "shape is too large"},
+        {"{'descr': '<f4', 'fortran_order' False, 'shape': (1, 3, 32, 32), }\n", 12288, "lacks descr"},
+        {"{'descr': '<f8', 'fortran_order': False, 'shape': (1, 3, 32, 32), 'x': '<f4'}\n", 12288,
+         "dtype must be little-endian float32"},
+        {"{'descr': '<f4', 'fortran_order': True, 'shape': (1, 3, 32, 32), }\n", 12288, "Fortran-ordered"},
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (1, 3, 32, 32), }\n", 12292, "4 bytes after"},
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (0, 3, 32, 32), }\n", 0, "input holds no images"},
+    };
+    char args[1024], out[4096];
+    const char *p = tmp_path("bad.npy");
+    snprintf(args, sizeof args, "run --model %s %s", BN, p);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        write_npy(p, bad[i].dict, bad[i].data);
+        int code = mst(args, out, sizeof out);
+        cr_expect(code == 1 || code == 2, "case %zu: exit %d", i, code);
+        cr_expect(contains(out, bad[i].expect), "case %zu: \"%s\" lacks \"%s\"", i, out, bad[i].expect);
+        cr_expect_eq(lines(out), 1, "case %zu: %s", i, out);
+    }
+    unlink(p);
+}
+
 Test(cli, run_writes_logits_and_prints_top5)
 {
     const char *p = tmp_path("logits.npy");

@@ -132,7 +132,7 @@ Test(safetensors, rejects_integer_dtype_for_weights)
 
 /* ---- checkpoint-level errors: a real test model, one tensor changed ---- */
 
-typedef enum { DROP, RESHAPE, POKE, RETYPE } edit_kind;
+typedef enum { DROP, DROP_PREFIX, RESHAPE, POKE, RETYPE } edit_kind;
 
 typedef struct {
     const char *what, *tensor;
@@ -154,8 +154,9 @@ static void rewrite(const char *out, const bad_model *c)
     unsigned char *data = malloc(total + 8);
     for (int i = 0; i < st.num_tensors; i++) {
         const mst_st_tensor *t = &st.tensors[i];
-        int hit = strcmp(t->name, c->tensor) == 0;
-        if (hit && c->kind == DROP) continue;
+        int hit = c->kind == DROP_PREFIX ? strncmp(t->name, c->tensor, strlen(c->tensor)) == 0
+                                         : strcmp(t->name, c->tensor) == 0;
+        if (hit && (c->kind == DROP || c->kind == DROP_PREFIX)) continue;
         size_t n = t->end - t->begin;
         memcpy(data + at, st.data + t->begin, n);
         if (hit && c->kind == POKE) memcpy(data + at, &c->value, 4);
@@ -200,6 +201,12 @@ static const bad_model bad_models[] = {
      "missing tensor patch_embed.proj.weight"},
     {"missing bias table", "layers.2.blocks.1.attn.relative_position_bias_table", DROP, 0, MST_ERR_MISSING,
      "layers.2.blocks.1.attn.relative_position_bias_table"},
+    {"no patch merging between stages", "layers.0.downsample.", DROP_PREFIX, 0, MST_ERR_SHAPE,
+     "stage 1 has width 32 but receives 16 channels"},
+    {"gap in the block numbers", "layers.2.blocks.0.", DROP_PREFIX, 0, MST_ERR_FORMAT,
+     "unexpected tensor \"layers.2.blocks.1."},
+    {"malformed attn_mask", "layers.0.blocks.1.attn_mask", RESHAPE, 0, MST_ERR_SHAPE,
+     "layers.0.blocks.1.attn_mask is not [windows, 16, 16]"},
 };
 
 Test(checkpoint, rejects_bad_models_with_named_errors)

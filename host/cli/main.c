@@ -109,6 +109,7 @@ static void check_input(const mst_npy *x, const mst_arch *a, const char *path)
     snprintf(want, sizeof want, "[N,%d,%d,%d]", a->in_chans, a->img_size, a->img_size);
     if (x->ndim != 4 || x->shape[1] != a->in_chans || x->shape[2] != a->img_size || x->shape[3] != a->img_size)
         die("%s: input must be float32 %s", path, want);
+    if (x->shape[0] < 1) die("%s: input holds no images", path);
 }
 
 static void print_top5(const mst_model *m, const float *cum, int n, int T)

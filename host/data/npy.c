@@ -1,6 +1,7 @@
 #include "npy.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,25 +15,42 @@ long mst_npy_numel(const mst_npy *a)
     return n;
 }
 
+/* The element count, or -1 when it would overflow. */
+static long checked_numel(const mst_npy *a)
+{
+    long n = 1;
+    for (int i = 0; i < a->ndim; i++)
+        if (__builtin_mul_overflow(n, a->shape[i], &n) || n > LONG_MAX / (long)sizeof(float)) return -1;
+    return n;
+}
+
 void mst_npy_free(mst_npy *a)
 {
     free(a->data);
     a->data = NULL;
 }
 
+/* The value that directly follows 'key': in a Python dict literal, or NULL. */
+static const char *value_of(const char *h, const char *key)
+{
+    const char *k = strstr(h, key);
+    if (!k) return NULL;
+    k += strlen(key);
+    k += strspn(k, " ");
+    if (*k != ':') return NULL;
+    return k + 1 + strspn(k + 1, " ");
+}
+
 /* The header is a Python dict literal; we need descr, fortran_order, shape. */
 static mst_status parse_header(const char *path, const char *h, mst_npy *out, mst_error *err)
 {
-    const char *d = strstr(h, "'descr'");
-    const char *f = strstr(h, "'fortran_order'");
-    const char *s = strstr(h, "'shape'");
-    if (!d || !f || !s) return mst_fail(err, MST_ERR_FORMAT, "%s: .npy header lacks descr, fortran_order or shape", path);
-    if (!strstr(d, "'<f4'"))
+    const char *d = value_of(h, "'descr'"), *f = value_of(h, "'fortran_order'"), *p = value_of(h, "'shape'");
+    if (!d || !f || !p) return mst_fail(err, MST_ERR_FORMAT, "%s: .npy header lacks descr, fortran_order or shape", path);
+    if (strncmp(d, "'<f4'", 5) != 0)
         return mst_fail(err, MST_ERR_FORMAT, "%s: .npy dtype must be little-endian float32 ('<f4')", path);
-    if (strncmp(strchr(f, ':') + 1 + strspn(strchr(f, ':') + 1, " "), "False", 5) != 0)
+    if (strncmp(f, "False", 5) != 0)
         return mst_fail(err, MST_ERR_FORMAT, "%s: Fortran-ordered .npy arrays are not supported", path);
-    const char *p = strchr(s, '(');
-    if (!p) return mst_fail(err, MST_ERR_FORMAT, "%s: bad .npy shape", path);
+    if (*p != '(') return mst_fail(err, MST_ERR_FORMAT, "%s: bad .npy shape", path);
     p++;
     out->ndim = 0;
     while (*p && *p != ')') {
@@ -72,17 +90,35 @@ static mst_status read_header(FILE *fp, const char *path, mst_npy *out, mst_erro
     return r;
 }
 
+/* The data must be exactly what the shape says: no less, no more. */
+static mst_status check_size(FILE *fp, const char *path, long n, mst_error *err)
+{
+    long at = ftell(fp);
+    if (at < 0 || fseek(fp, 0, SEEK_END) != 0) return mst_fail(err, MST_ERR_IO, "%s: cannot seek", path);
+    long size = ftell(fp);
+    if (fseek(fp, at, SEEK_SET) != 0) return mst_fail(err, MST_ERR_IO, "%s: cannot seek", path);
+    if (n < 0) return mst_fail(err, MST_ERR_FORMAT, "%s: .npy shape is too large", path);
+    if (size - at < n * (long)sizeof(float))
+        return mst_fail(err, MST_ERR_FORMAT, "%s: truncated: the shape needs %ld float32 values, the file holds %ld",
+                        path, n, (size - at) / (long)sizeof(float));
+    if (size - at > n * (long)sizeof(float))
+        return mst_fail(err, MST_ERR_FORMAT, "%s: %ld bytes after the %ld float32 values the shape describes", path,
+                        size - at - n * (long)sizeof(float), n);
+    return MST_OK;
+}
+
 mst_status mst_npy_read(const char *path, mst_npy *out, mst_error *err)
 {
     memset(out, 0, sizeof *out);
     FILE *fp = fopen(path, "rb");
     if (!fp) return mst_fail(err, MST_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     mst_status r = read_header(fp, path, out, err);
-    long n = r == MST_OK ? mst_npy_numel(out) : 0;
+    long n = r == MST_OK ? checked_numel(out) : 0;
+    if (r == MST_OK) r = check_size(fp, path, n, err);
     if (r == MST_OK && !(out->data = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1))))
         r = mst_fail(err, MST_ERR_NOMEM, "out of memory reading %s", path);
     if (r == MST_OK && fread(out->data, sizeof(float), (size_t)n, fp) != (size_t)n)
-        r = mst_fail(err, MST_ERR_FORMAT, "%s: truncated: the shape needs %ld float32 values", path, n);
+        r = mst_fail(err, MST_ERR_IO, "%s: read failed", path);
     fclose(fp);
     if (r != MST_OK) mst_npy_free(out);
     return r;

@@ -91,24 +91,34 @@ static mst_status stage_shape(const mst_safetensors *st, int s, mst_stage_info *
     return MST_OK;
 }
 
-/* attn_mask [nW, w*w, w*w] of a shifted block gives that stage's resolution. */
-static int img_from_masks(const mst_safetensors *st, const mst_arch *a, const mst_stage_info *si)
+/* attn_mask [nW, w*w, w*w] of a shifted block gives that stage's resolution,
+ * and so the image size (0: no such buffer). */
+static mst_status img_from_masks(const mst_safetensors *st, const mst_arch *a, const mst_stage_info *si, int *img,
+                                 mst_error *err)
 {
-    for (int s = 0; s < a->num_stages; s++) {
+    int merges = 0;
+    *img = 0;
+    for (int s = 0; s < a->num_stages; merges += si[s].has_downsample, s++) {
         for (int b = 0; b < si[s].depth; b++) {
             const mst_st_tensor *t = find(st, "layers.%d.blocks.%d.attn_mask", s, b);
-            if (!t || t->ndim != 3) continue;
-            int per_row = (int)lround(sqrt((double)t->shape[0]));
-            return per_row * si[s].window * a->patch_size * (1 << s);
+            if (!t) continue;
+            int n = si[s].window * si[s].window, per_row = (int)lround(sqrt((double)(t->ndim ? t->shape[0] : 0)));
+            if (t->ndim != 3 || per_row < 1 || per_row * per_row != t->shape[0] || t->shape[1] != n || t->shape[2] != n)
+                return mst_fail(err, MST_ERR_SHAPE, "%s: %s is not [windows, %d, %d] for a square grid of windows",
+                                st->path, t->name, n, n);
+            *img = per_row * si[s].window * a->patch_size * (1 << merges);
+            return MST_OK;
         }
     }
-    return 0;
+    return MST_OK;
 }
 
 static mst_status image_size(const mst_safetensors *st, mst_arch *a, const mst_stage_info *si,
                              int flag, mst_error *err)
 {
-    int from_mask = img_from_masks(st, a, si);
+    int from_mask;
+    mst_status r = img_from_masks(st, a, si, &from_mask, err);
+    if (r != MST_OK) return r;
     const char *meta = mst_st_meta(st, "img_size");
     int from_meta = meta ? atoi(meta) : 0;
     if (flag > 0 && from_mask > 0 && flag != from_mask)
@@ -145,6 +155,26 @@ static mst_status resolutions(const mst_safetensors *st, mst_arch *a, mst_stage_
     return MST_OK;
 }
 
+/* Widths must chain: stage 0 takes the embedding, patch merging doubles it. */
+static mst_status check_widths(const mst_safetensors *st, const mst_arch *a, const mst_stage_info *si, mst_error *err)
+{
+    if (a->embed_dim < 1 || a->in_chans < 1 || a->num_classes < 1)
+        return mst_fail(err, MST_ERR_SHAPE, "%s: zero-sized patch embedding or head", st->path);
+    int blocks = 0;
+    for (int s = 0; s < a->num_stages; s++) {
+        int want = s == 0 ? a->embed_dim : si[s - 1].dim * (si[s - 1].has_downsample ? 2 : 1);
+        if (si[s].dim != want)
+            return mst_fail(err, MST_ERR_SHAPE, "%s: stage %d has width %d but receives %d channels (%s)", st->path, s,
+                            si[s].dim, want, s == 0 ? "patch_embed.proj.weight" : "the stage before it");
+        if (si[s].mlp_hidden < 1 || si[s].dim < 1)
+            return mst_fail(err, MST_ERR_SHAPE, "%s: stage %d has a zero-sized layer", st->path, s);
+        blocks += si[s].depth;
+    }
+    if (3 * blocks > 0x10000)
+        return mst_fail(err, MST_ERR_UNSUPPORTED, "%s: %d blocks; the mask key numbers at most 21845", st->path, blocks);
+    return MST_OK;
+}
+
 mst_status mst_infer_arch(const mst_safetensors *st, int img_flag, mst_arch *a, mst_stage_info **out,
                           mst_error *err)
 {
@@ -172,6 +202,7 @@ mst_status mst_infer_arch(const mst_safetensors *st, int img_flag, mst_arch *a, 
     a->num_classes = (int)head->shape[0];
     a->mlp_bn = mst_st_find(st, "layers.0.blocks.0.mlp.norm1.weight") != NULL;
     a->stages = si;
-    r = image_size(st, a, si, img_flag, err);
+    r = check_widths(st, a, si, err);
+    if (r == MST_OK) r = image_size(st, a, si, img_flag, err);
     return r == MST_OK ? resolutions(st, a, si, err) : r;
 }

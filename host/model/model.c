@@ -34,6 +34,8 @@ static mst_status readf(loader *L, float **out, int ndim, const int64_t *shape, 
     return mst_st_read_f32(&L->st, name, ndim, shape, out, L->err);
 }
 
+static mst_status nomem(loader *L);
+
 static float *zeros(int n) { return calloc((size_t)(n > 0 ? n : 1), sizeof(float)); }
 
 /* An IF site's threshold: `<prefix>.up`, one positive finite element. */
@@ -53,7 +55,7 @@ static mst_status lambda(loader *L, const char *prefix, float *out)
     if (!(*out > 0.0f))
         return mst_fail(L->err, MST_ERR_VALUE, "%s: threshold \"%s\" is %g; it must be > 0", L->st.path,
                         name, (double)*out);
-    L->m->site_names[L->site] = strdup(prefix);
+    if (!(L->m->site_names[L->site] = strdup(prefix))) return nomem(L);
     L->m->site_lams[L->site++] = *out;
     return MST_OK;
 }
@@ -114,6 +116,7 @@ static void fold(mst_dense *d, int r0, int r1, float in_scale, const float *bn_s
 }
 
 static mst_status nomem(loader *L) { return mst_fail(L->err, MST_ERR_NOMEM, "out of memory"); }
+
 
 /* B_rel expanded to [heads][w*w][w*w] so kernels index it directly. */
 static mst_status rel_bias(loader *L, mst_block *bk, const char *p)
@@ -372,6 +375,18 @@ static int is_buffer(const char *name)
     return 0;
 }
 
+/* Everything in the checkpoint must have been used: a tensor left over means
+ * the inferred architecture is not the one the file describes. */
+static mst_status check_all_used(loader *L)
+{
+    for (int i = 0; i < L->st.num_tensors; i++)
+        if (!L->st.used[i] && !is_buffer(L->st.tensors[i].name))
+            return mst_fail(L->err, MST_ERR_FORMAT,
+                            "%s: unexpected tensor \"%s\": not part of the architecture inferred from the others",
+                            L->st.path, L->st.tensors[i].name);
+    return MST_OK;
+}
+
 static void count_params(loader *L)
 {
     int64_t n = 0;
@@ -434,6 +449,7 @@ static mst_status load(loader *L, const mst_load_opts *opts)
     if (r == MST_OK) r = stages(L);
     if (r == MST_OK) r = head(L);
     if (r == MST_OK) r = transpose_all(L);
+    if (r == MST_OK) r = check_all_used(L);
     if (r == MST_OK) r = metadata(L);
     if (r == MST_OK) count_params(L);
     return r;

@@ -185,7 +185,8 @@ static int name_cmp(const void *a, const void *b)
 static mst_status index_names(mst_safetensors *st, mst_error *err)
 {
     st->by_name = malloc(sizeof(*st->by_name) * (size_t)(st->num_tensors + 1));
-    if (!st->by_name) return mst_fail(err, MST_ERR_NOMEM, "out of memory");
+    st->used = calloc((size_t)st->num_tensors + 1, 1);
+    if (!st->by_name || !st->used) return mst_fail(err, MST_ERR_NOMEM, "out of memory");
     for (int i = 0; i < st->num_tensors; i++) st->by_name[i] = &st->tensors[i];
     qsort(st->by_name, (size_t)st->num_tensors, sizeof *st->by_name, name_cmp);
     return MST_OK;
@@ -231,6 +232,7 @@ void mst_st_close(mst_safetensors *st)
     }
     free(st->tensors);
     free(st->by_name);
+    free(st->used);
     free(st->meta_keys);
     free(st->meta_values);
     free(st->path);
@@ -331,6 +333,7 @@ mst_status mst_st_read_f32(const mst_safetensors *st, const char *name, int ndim
                             st->path, name, bad, (long long)i);
         }
     }
+    st->used[t - st->tensors] = 1;
     *out = dst;
     return MST_OK;
 }

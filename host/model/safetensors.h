@@ -25,6 +25,7 @@ typedef struct mst_safetensors {
     mst_st_tensor *tensors;
     int num_tensors;
     const mst_st_tensor **by_name; /* sorted, for lookups */
+    unsigned char *used;           /* [num_tensors]: read by mst_st_read_f32 */
     char **meta_keys, **meta_values;
     int num_meta;
 } mst_safetensors;

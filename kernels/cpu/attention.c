@@ -26,9 +26,9 @@ typedef struct {
 
 static size_t scratch_bytes(int n, int d)
 {
-    int words = (d + 63) / 64, big = n * (n > d ? n : d);
-    return sizeof(int) * (size_t)n + sizeof(float) * (size_t)(n * n + 3 * n * d + n * n + d) +
-           sizeof(uint64_t) * (size_t)(2 * n * words) + sizeof(uint32_t) * (size_t)(big + 8) + 64;
+    size_t N = (size_t)n, D = (size_t)d, words = (D + 63) / 64, big = N * (N > D ? N : D);
+    return sizeof(int) * N + sizeof(float) * (N * N + 3 * N * D + N * N + D) + sizeof(uint64_t) * 2 * N * words +
+           sizeof(uint32_t) * (big + 8) + 64;
 }
 
 static void scratch_carve(scratch *s, void *mem, int n, int d)
