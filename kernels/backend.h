@@ -67,10 +67,14 @@ typedef struct mst_backend {
     /* y[M][N] = x[M][K] w[K][N] + b[N], for analog inputs */
     mst_status (*linear)(void *ctx, const float *x, long M, int K, const float *w, const float *b, int N,
                          float *y, mst_error *err);
-    /* The same product for packed spike inputs x [M][mst_spike_words(K)]:
-     * each input that fired adds its weight row (a synaptic operation). */
-    mst_status (*spike_linear)(void *ctx, const uint64_t *x, long M, int K, const float *w, const float *b,
-                               int N, float *y, mst_error *err);
+    /* A synapse fed by packed spikes and the IF site it feeds, over `steps`
+     * steps: x [steps][R][mst_spike_words(K)] in; z = x w + b (each input
+     * spike adds its weight row: a synaptic operation) goes straight into the
+     * membranes v [R][N], and the spikes come out as from if_scan: packed to
+     * `bits`, or to out * out_scale when bits is NULL. */
+    mst_status (*synapse_if)(void *ctx, const uint64_t *x, int steps, long R, int K, const float *w,
+                             const float *b, int N, float *v, uint64_t *bits, float *out, float out_scale,
+                             mst_error *err);
     mst_status (*if_scan)(void *ctx, const mst_if_args *a, mst_error *err);
     mst_status (*qcfs)(void *ctx, const mst_if_args *a, mst_error *err);
     mst_status (*window_attention)(void *ctx, const mst_attn_args *a, mst_error *err);

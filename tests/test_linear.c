@@ -1,13 +1,11 @@
-/* Linear layers: the BLAS path for analog inputs and synaptic accumulation
- * for spikes, against a plain triple loop, on odd and even shapes; and the
- * property the engine's invariance rests on: a row's result does not depend
- * on the other rows in the call. */
+/* The analog linear layer (OpenBLAS) against a plain triple loop, on odd and
+ * even shapes; and the property the engine's invariance rests on: a row's
+ * result does not depend on the other rows in the call. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "helpers.h"
 #include "kernels/backend.h"
 
 typedef struct {
@@ -33,7 +31,7 @@ static void naive(const float *x, long M, int K, const float *w, const float *b,
         }
 }
 
-static void check(const lshape *sh, int spikes)
+static void check(const lshape *sh)
 {
     mst_backend be;
     cr_assert_eq(mst_backend_cpu(&be, NULL), MST_OK);
@@ -44,34 +42,26 @@ static void check(const lshape *sh, int spikes)
     float *b = malloc(sizeof(float) * (size_t)N), *y = malloc(sizeof(float) * (size_t)(M * N));
     double *want = malloc(sizeof(double) * (size_t)(M * N));
     for (long i = 0; i < M * K; i++)
-        x[i] = spikes ? (float)(frand(&seed) + 0.5f < sh->density) : frand(&seed);
+        x[i] = frand(&seed) + 0.5f < sh->density ? frand(&seed) : 0.0f;
     for (long i = 0; i < (long)K * N; i++) w[i] = frand(&seed);
     for (int i = 0; i < N; i++) b[i] = frand(&seed);
-    uint64_t *xb = pack_spikes(x, M, K);
-    int W = (K + 63) / 64;
-    mst_status r = spikes ? be.spike_linear(be.ctx, xb, M, K, w, b, N, y, NULL) : be.linear(be.ctx, x, M, K, w, b, N, y, NULL);
+    mst_status r = be.linear(be.ctx, x, M, K, w, b, N, y, NULL);
     cr_assert_eq(r, MST_OK);
     naive(x, M, K, w, b, N, want);
     for (long i = 0; i < M * N; i++)
-        cr_expect(fabs(y[i] - want[i]) <= 1e-5 * (1.0 + sqrt((double)K)), "%s M=%ld K=%d N=%d: y[%ld] = %g, want %g",
-                  spikes ? "spike" : "analog", M, K, N, i, y[i], want[i]);
+        cr_expect(fabs(y[i] - want[i]) <= 1e-5 * (1.0 + sqrt((double)K)), "M=%ld K=%d N=%d: y[%ld] = %g, want %g", M,
+                  K, N, i, y[i], want[i]);
     /* the same rows, one at a time and from an offset: bit-identical */
     float *one = malloc(sizeof(float) * (size_t)N);
     for (long m = 0; m < M; m += 1 + M / 7) {
-        r = spikes ? be.spike_linear(be.ctx, xb + m * W, 1, K, w, b, N, one, NULL)
-                   : be.linear(be.ctx, x + m * K, 1, K, w, b, N, one, NULL);
+        r = be.linear(be.ctx, x + m * K, 1, K, w, b, N, one, NULL);
         cr_expect(memcmp(one, y + m * N, sizeof(float) * (size_t)N) == 0, "row %ld alone differs (M=%ld)", m, M);
     }
-    free(one), free(xb), free(x), free(w), free(b), free(y), free(want);
+    free(one), free(x), free(w), free(b), free(y), free(want);
     be.destroy(&be);
 }
 
-Test(linear, analog_matches_naive_and_is_row_independent)
+Test(linear, matches_naive_and_is_row_independent)
 {
-    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) check(&shapes[i], 0);
-}
-
-Test(spike_linear, matches_naive_and_is_row_independent)
-{
-    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) check(&shapes[i], 1);
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) check(&shapes[i]);
 }

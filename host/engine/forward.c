@@ -32,12 +32,18 @@ static mst_status linear(mst_engine *e, const float *x, long M, const mst_dense 
     return e->be.linear(e->be.ctx, x, M, d->n_in, D(d->w), D(d->b), d->n_out, y, err);
 }
 
-/* A layer fed by an IF site: packed spikes in SNN mode, QCFS levels in ANN mode. */
-static mst_status synapse(mst_engine *e, const float *levels, const uint64_t *bits, long M, const mst_dense *d,
-                          float *y, mst_error *err)
+/* A layer fed by an IF site, and the IF site it feeds. SNN: packed spikes in,
+ * the fused synapse + IF op; ANN: QCFS levels in, a GEMM, then QCFS. The
+ * output goes where site() would put it (bits, or out * out_scale). */
+static mst_status synapse(mst_engine *e, const chunk *k, const float *levels, const uint64_t *spikes,
+                          const mst_dense *d, float *v, long R, float *out, float out_scale, uint64_t *bits,
+                          mst_error *err)
 {
-    if (e->o.mode == MST_MODE_ANN) return linear(e, levels, M, d, y, err);
-    return e->be.spike_linear(e->be.ctx, bits, M, d->n_in, D(d->w), D(d->b), d->n_out, y, err);
+    if (e->o.mode == MST_MODE_SNN)
+        return e->be.synapse_if(e->be.ctx, spikes, k->steps, R, d->n_in, D(d->w), D(d->b), d->n_out, v, bits, out,
+                                out_scale, err);
+    TRY(linear(e, levels, R * k->steps, d, out, err));
+    return site(e, k, v, out, R * d->n_out, NULL, NULL, d->n_out, out, out_scale, NULL, R * d->n_out, err);
 }
 
 static mst_status attention(mst_engine *e, const chunk *k, const mst_block *b, const block_state *s,
@@ -56,22 +62,18 @@ static mst_status attention(mst_engine *e, const chunk *k, const mst_block *b, c
 static mst_status block(mst_engine *e, const chunk *k, const mst_block *b, const block_state *s,
                         mst_error *err)
 {
-    int C = b->dim, H = b->mlp_hidden;
+    int C = b->dim;
     long R = (long)k->n * b->res * b->res, rows = R * k->steps;
     mst_backend *be = &e->be;
     TRY(site(e, k, s->sc1, e->x, R * C, D(b->sc1_scale), D(b->sc1_shift), C, e->bufA, 1.0f, e->sA, R * C, err));
-    TRY(synapse(e, e->bufA, e->sA, rows, &b->qkv, e->bufH, err));
-    TRY(site(e, k, s->qkv, e->bufH, R * 3 * C, NULL, NULL, 3 * C, e->bufH, 1.0f, e->sH, R * 3 * C, err));
+    TRY(synapse(e, k, e->bufA, e->sA, &b->qkv, s->qkv, R, e->bufH, 1.0f, e->sH, err));
     TRY(attention(e, k, b, s, err));
     TRY(site(e, k, s->av, e->bufA, R * C, NULL, NULL, C, e->bufA, 1.0f, e->sA, R * C, err));
-    TRY(synapse(e, e->bufA, e->sA, rows, &b->proj, e->bufH, err));
-    TRY(site(e, k, s->proj, e->bufH, R * C, NULL, NULL, C, e->bufH, 1.0f, NULL, R * C, err));
+    TRY(synapse(e, k, e->bufA, e->sA, &b->proj, s->proj, R, e->bufH, 1.0f, NULL, err));
     TRY(be->residual(be->ctx, e->x, e->bufH, b->lam_proj, D(b->bn2_scale), D(b->bn2_shift), C, rows * C, err));
     TRY(site(e, k, s->sc2, e->x, R * C, D(b->sc2_scale), D(b->sc2_shift), C, e->bufA, 1.0f, e->sA, R * C, err));
-    TRY(synapse(e, e->bufA, e->sA, rows, &b->fc1, e->bufH, err));
-    TRY(site(e, k, s->fc1, e->bufH, R * H, NULL, NULL, H, e->bufH, 1.0f, e->sH, R * H, err));
-    TRY(synapse(e, e->bufH, e->sH, rows, &b->fc2, e->bufA, err));
-    TRY(site(e, k, s->fc2, e->bufA, R * C, NULL, NULL, C, e->bufA, 1.0f, NULL, R * C, err));
+    TRY(synapse(e, k, e->bufA, e->sA, &b->fc1, s->fc1, R, e->bufH, 1.0f, e->sH, err));
+    TRY(synapse(e, k, e->bufH, e->sH, &b->fc2, s->fc2, R, e->bufA, 1.0f, NULL, err));
     return be->residual(be->ctx, e->x, e->bufA, b->lam_fc2, NULL, NULL, C, rows * C, err);
 }
 

@@ -69,7 +69,7 @@ mst_status mst_backend_cpu(mst_backend *b, mst_error *err)
     b->fill = cpu_fill;
     b->patchify = mst_cpu_patchify;
     b->linear = mst_cpu_linear;
-    b->spike_linear = mst_cpu_spike_linear;
+    b->synapse_if = mst_cpu_synapse_if;
     b->if_scan = mst_cpu_if_scan;
     b->qcfs = mst_cpu_qcfs;
     b->window_attention = mst_cpu_window_attention;

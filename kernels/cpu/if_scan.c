@@ -17,18 +17,6 @@ static inline float affine_in(const mst_if_args *a, long t, long r, int c)
     return a->scale ? u * a->scale[c] + a->shift[c] : u;
 }
 
-static void scan_rows(const mst_if_args *a, long row0, long row1)
-{
-    int C = a->channels;
-    for (int t = 0; t < a->steps; t++)
-        for (long row = row0; row < row1; row++)
-            for (int c = 0; c < C; c++) {
-                long r = row * C + c;
-                float z = affine_in(a, t, r, c);
-                a->out[(long)t * a->R + r] = mst_if_step(&a->v[r], z) * a->out_scale;
-            }
-}
-
 /* 0/1 floats -> bits. AVX-512 compares 16 at a time into a mask register;
  * elsewhere a plain loop. */
 static void pack_row(const float *s, int C, uint64_t *dst)
@@ -46,19 +34,25 @@ static void pack_row(const float *s, int C, uint64_t *dst)
     }
 }
 
-/* The same scan, spikes packed 64 to a word: each row runs the vectorised
- * float scan into `tmp`, then packs it. */
-static void scan_rows_packed(const mst_if_args *a, long row0, long row1, float *tmp)
+void mst_cpu_fire_row(float *v, float *z, int C, uint64_t *bits, float *out, float out_scale)
+{
+    for (int c = 0; c < C; c++) z[c] = mst_if_step(&v[c], z[c]);
+    if (bits)
+        pack_row(z, C, bits);
+    else
+        for (int c = 0; c < C; c++) out[c] = z[c] * out_scale;
+}
+
+static void scan_rows(const mst_if_args *a, long row0, long row1, float *z)
 {
     int C = a->channels, W = mst_spike_words(C);
     long rows = a->R / C;
     for (int t = 0; t < a->steps; t++)
         for (long row = row0; row < row1; row++) {
-            for (int c = 0; c < C; c++) {
-                long r = row * C + c;
-                tmp[c] = mst_if_step(&a->v[r], affine_in(a, t, r, c));
-            }
-            pack_row(tmp, C, a->bits + ((long)t * rows + row) * W);
+            for (int c = 0; c < C; c++) z[c] = affine_in(a, t, row * C + c, c);
+            long at = (long)t * rows + row;
+            mst_cpu_fire_row(a->v + row * C, z, C, a->bits ? a->bits + at * W : NULL, a->out ? a->out + at * C : NULL,
+                             a->out_scale);
         }
 }
 
@@ -67,16 +61,11 @@ mst_status mst_cpu_if_scan(void *ctx, const mst_if_args *a, mst_error *err)
     mst_cpu *cpu = ctx;
     long rows = a->R / a->channels, per = ROWS_PER_BLOCK(a->channels);
     int threads = omp_get_max_threads();
-    mst_status r = a->bits ? mst_cpu_scratch(cpu, (size_t)a->channels * (size_t)threads, err) : MST_OK;
+    mst_status r = mst_cpu_scratch(cpu, (size_t)a->channels * (size_t)threads, err);
     if (r != MST_OK) return r;
 #pragma omp parallel for schedule(static)
-    for (long r0 = 0; r0 < rows; r0 += per) {
-        long r1 = r0 + per < rows ? r0 + per : rows;
-        if (a->bits)
-            scan_rows_packed(a, r0, r1, cpu->scratch + (size_t)a->channels * (size_t)omp_get_thread_num());
-        else
-            scan_rows(a, r0, r1);
-    }
+    for (long r0 = 0; r0 < rows; r0 += per)
+        scan_rows(a, r0, r0 + per < rows ? r0 + per : rows, cpu->scratch + (size_t)a->channels * (size_t)omp_get_thread_num());
     return MST_OK;
 }
 

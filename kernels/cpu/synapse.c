@@ -1,0 +1,135 @@
+/* Synapses fed by spikes, fused with the IF site they feed. Each input spike
+ * adds its weight row; the potentials of a block of tokens go straight into
+ * their membranes, step after step, so no float potential tensor is written
+ * and read back. A row's sums run in the order of its own spikes only, so the
+ * result never depends on the other rows (batch, time chunk). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../host/error.h"
+#include "../common/mst_bits.h"
+#include "cpu_backend.h"
+#include "cpu_ops.h"
+
+/* Spike rows run in tiles: the active-input lists of up to ROW_BLOCK rows are
+ * built once; then for each block of 64 output columns (that slice of w stays
+ * in cache) every row adds the w rows of its active inputs. The order of the
+ * sums is fixed by the row's own spikes, never by the other rows. */
+#define ROW_BLOCK 64
+#define VEC 16
+#define COL_BLOCK (4 * VEC)
+typedef float vf __attribute__((vector_size(VEC * sizeof(float)), aligned(4)));
+
+static int active_inputs(const uint64_t *x, int K, int *active)
+{
+    int nnz = 0;
+    for (int w = 0; w < mst_spike_words(K); w++)
+        for (uint64_t m = x[w]; m; m &= m - 1) active[nnz++] = 64 * w + __builtin_ctzll(m);
+    return nnz;
+}
+
+/* y[n0, n0 + nv*16) += the w rows of inputs act[0..cnt). Two accumulator sets
+ * (first and second half of the list) keep enough adds in flight; inlined
+ * with a constant nv so the accumulators live in registers. */
+static inline __attribute__((always_inline)) void add_rows(const int *act, int cnt, const float *w, int N, int n0,
+                                                           float *y, const int nv)
+{
+    vf a[4], c[4];
+    int half = cnt / 2;
+    for (int v = 0; v < nv; v++) {
+        a[v] = *(const vf *)(y + n0 + v * VEC);
+        c[v] = (vf){0};
+    }
+    for (int q = 0; q < half; q++) {
+        const float *wa = w + (long)act[q] * N + n0, *wc = w + (long)act[half + q] * N + n0;
+        for (int v = 0; v < nv; v++) {
+            a[v] += *(const vf *)(wa + v * VEC);
+            c[v] += *(const vf *)(wc + v * VEC);
+        }
+    }
+    if (cnt & 1)
+        for (int v = 0; v < nv; v++) c[v] += *(const vf *)(w + (long)act[cnt - 1] * N + n0 + v * VEC);
+    for (int v = 0; v < nv; v++) *(vf *)(y + n0 + v * VEC) = a[v] + c[v];
+}
+
+/* The same, one column at a time, for the last n1 - n0 < 16 columns. */
+static void add_rows_scalar(const int *act, int cnt, const float *w, int N, int n0, int n1, float *y)
+{
+    int half = cnt / 2;
+    for (int n = n0; n < n1; n++) {
+        float a = y[n], c = 0.0f;
+        for (int q = 0; q < half; q++) {
+            a += w[(long)act[q] * N + n];
+            c += w[(long)act[half + q] * N + n];
+        }
+        if (cnt & 1) c += w[(long)act[cnt - 1] * N + n];
+        y[n] = a + c;
+    }
+}
+
+/* Columns [n0, n1) (at most 64) of one row: whole vectors, then the rest. */
+static void add_columns(const int *act, int cnt, const float *w, int N, int n0, int n1, float *y)
+{
+    switch ((n1 - n0) / VEC) {
+    case 4: add_rows(act, cnt, w, N, n0, y, 4); break;
+    case 3: add_rows(act, cnt, w, N, n0, y, 3); break;
+    case 2: add_rows(act, cnt, w, N, n0, y, 2); break;
+    case 1: add_rows(act, cnt, w, N, n0, y, 1); break;
+    default: break;
+    }
+    int done = n0 + (n1 - n0) / VEC * VEC;
+    if (done < n1) add_rows_scalar(act, cnt, w, N, done, n1, y);
+}
+
+static void spike_rows(const uint64_t *x, int rows, int K, const float *w, const float *b, int N, float *y, int *act)
+{
+    int nnz[ROW_BLOCK]; /* 1 KB of stack */
+    for (int r = 0; r < rows; r++) nnz[r] = active_inputs(x + (long)r * mst_spike_words(K), K, act + r * K);
+    for (int n0 = 0; n0 < N; n0 += COL_BLOCK) {
+        int n1 = n0 + COL_BLOCK < N ? n0 + COL_BLOCK : N;
+        for (int r = 0; r < rows; r++) {
+            for (int n = n0; n < n1; n++) y[(long)r * N + n] = b ? b[n] : 0.0f;
+            add_columns(act + r * K, nnz[r], w, N, n0, n1, y + (long)r * N);
+        }
+    }
+}
+
+/* One block of tokens over all steps: potentials into `tile`, then fired. */
+static void synapse_block(const uint64_t *x, int steps, long R, long r0, int rows, int K, const float *w,
+                          const float *b, int N, float *v, uint64_t *bits, float *out, float out_scale, float *tile,
+                          int *act)
+{
+    int WK = mst_spike_words(K), WN = mst_spike_words(N);
+    for (int t = 0; t < steps; t++) {
+        long first = (long)t * R + r0;
+        spike_rows(x + first * WK, rows, K, w, b, N, tile, act);
+        for (int r = 0; r < rows; r++)
+            mst_cpu_fire_row(v + (r0 + r) * N, tile + (long)r * N, N, bits ? bits + (first + r) * WN : NULL,
+                             out ? out + (first + r) * N : NULL, out_scale);
+    }
+}
+
+mst_status mst_cpu_synapse_if(void *ctx, const uint64_t *x, int steps, long R, int K, const float *w,
+                              const float *b, int N, float *v, uint64_t *bits, float *out, float out_scale,
+                              mst_error *err)
+{
+    mst_cpu *cpu = ctx;
+    int threads = omp_get_max_threads();
+    /* enough token blocks to keep every thread busy; a block's potentials stay in cache */
+    long block = R / (4L * threads);
+    block = block < 8 ? 8 : (block > 64 ? 64 : block);
+    size_t per = (size_t)block * ((size_t)K + (size_t)N);
+    mst_status r = mst_cpu_scratch(cpu, per * (size_t)threads, err);
+    if (r != MST_OK) return r;
+#pragma omp parallel
+    {
+        float *tile = cpu->scratch + per * (size_t)omp_get_thread_num();
+        int *act = (int *)(tile + (size_t)block * (size_t)N);
+#pragma omp for schedule(dynamic, 1)
+        for (long r0 = 0; r0 < R; r0 += block) {
+            int rows = (int)(R - r0 < block ? R - r0 : block);
+            synapse_block(x, steps, R, r0, rows, K, w, b, N, v, bits, out, out_scale, tile, act);
+        }
+    }
+    return MST_OK;
+}
