@@ -131,10 +131,15 @@ static void scores_snn(const mst_attn_args *a, const scratch *s, float *vm)
     int n = s->n, W = s->words;
     for (int i = 0; i < n; i++) {
         float *S = s->S + i * n, *v = vm + i * n;
-        for (int j = 0; j < n; j++) {
-            int cnt = 0;
-            for (int w = 0; w < W; w++) cnt += __builtin_popcountll(s->qb[i * W + w] & s->kb[j * W + w]);
-            S[j] = (float)cnt * a->qk_scale;
+        if (W == 1) { /* d <= 64, every released shape: a loop the compiler vectorises */
+            uint64_t q = s->qb[i];
+            for (int j = 0; j < n; j++) S[j] = (float)__builtin_popcountll(q & s->kb[j]) * a->qk_scale;
+        } else {
+            for (int j = 0; j < n; j++) {
+                int cnt = 0;
+                for (int w = 0; w < W; w++) cnt += __builtin_popcountll(s->qb[i * W + w] & s->kb[j * W + w]);
+                S[j] = (float)cnt * a->qk_scale;
+            }
         }
         for (int j = 0; j < n; j++) S[j] = mst_if_step(&v[j], S[j]);
     }
@@ -154,15 +159,31 @@ static void scores_ann(const mst_attn_args *a, const scratch *s)
 
 typedef float vf __attribute__((vector_size(64), aligned(4)));
 
-/* o[c] = sum_j u[j] v[j][c], in key order, 16 channels at a time in a register. */
+static inline vf load16(const float *p) { return *(const vf *)p; }
+
+/* o[c] = sum_j u[j] v[j][c] for 16 * nv channels from c0: even and odd keys
+ * in separate registers (summed at the end) so the adds overlap. */
+static inline __attribute__((always_inline)) void weighted_block(const float *u, const float *v, int n, int d,
+                                                                 int c0, float *o, const int nv)
+{
+    vf ev[2] = {{0}, {0}}, od[2] = {{0}, {0}};
+    int j = 0;
+    for (; j + 1 < n; j += 2)
+        for (int b = 0; b < nv; b++) {
+            ev[b] += u[j] * load16(v + j * d + c0 + 16 * b);
+            od[b] += u[j + 1] * load16(v + (j + 1) * d + c0 + 16 * b);
+        }
+    if (j < n)
+        for (int b = 0; b < nv; b++) ev[b] += u[j] * load16(v + j * d + c0 + 16 * b);
+    for (int b = 0; b < nv; b++) *(vf *)(o + c0 + 16 * b) = ev[b] + od[b];
+}
+
+/* o[c] = sum_j u[j] v[j][c]: 32 and 16 channels at a time, then the rest. */
 static void weighted_sum(const float *u, const float *v, int n, int d, float *o)
 {
     int c0 = 0;
-    for (; c0 + 16 <= d; c0 += 16) {
-        vf acc = {0};
-        for (int j = 0; j < n; j++) acc += u[j] * *(const vf *)(v + j * d + c0);
-        *(vf *)(o + c0) = acc;
-    }
+    for (; c0 + 32 <= d; c0 += 32) weighted_block(u, v, n, d, c0, o, 2);
+    for (; c0 + 16 <= d; c0 += 16) weighted_block(u, v, n, d, c0, o, 1);
     for (int c = c0; c < d; c++) {
         float acc = 0.0f;
         for (int j = 0; j < n; j++) acc += u[j] * v[j * d + c];
