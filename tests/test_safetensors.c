@@ -142,6 +142,30 @@ typedef struct {
     const char *expect;
 } bad_model;
 
+/* Pieces of a rewritten safetensors file: a tensor's shape, its header
+ * entry at [at, at + n) of the new data section, and the write-out. */
+static json_t *shape_of(const mst_st_tensor *t)
+{
+    json_t *shape = json_array();
+    for (int d = 0; d < t->ndim; d++) json_array_append_new(shape, json_integer(t->shape[d]));
+    return shape;
+}
+
+static void add_entry(json_t *h, const char *name, const char *dtype, json_t *shape, size_t at, size_t n)
+{
+    json_object_set_new(h, name, json_pack("{s:s, s:o, s:[I,I]}", "dtype", dtype, "shape", shape, "data_offsets",
+                                           (json_int_t)at, (json_int_t)(at + n)));
+}
+
+static void write_out(const char *out, json_t *h, unsigned char *data, size_t n)
+{
+    char *text = json_dumps(h, JSON_COMPACT);
+    write_raw_st(out, text, data, n, 0);
+    free(text);
+    free(data);
+    json_decref(h);
+}
+
 /* Copies tiny_bn.safetensors to `out` with one edit applied to `name`. */
 static void rewrite(const char *out, const bad_model *c)
 {
@@ -160,22 +184,15 @@ static void rewrite(const char *out, const bad_model *c)
         size_t n = t->end - t->begin;
         memcpy(data + at, st.data + t->begin, n);
         if (hit && c->kind == POKE) memcpy(data + at, &c->value, 4);
-        json_t *shape = json_array();
-        for (int d = 0; d < t->ndim; d++) json_array_append_new(shape, json_integer(t->shape[d]));
+        json_t *shape = shape_of(t);
         if (hit && c->kind == RESHAPE) { /* same bytes, split the first axis */
             json_array_set_new(shape, 0, json_integer(t->shape[0] / 2));
             json_array_insert_new(shape, 0, json_integer(2));
         }
-        json_t *d = json_pack("{s:s, s:o, s:[I,I]}", "dtype", hit && c->kind == RETYPE ? "I32" : t->dtype,
-                              "shape", shape, "data_offsets", (json_int_t)at, (json_int_t)(at + n));
-        json_object_set_new(h, t->name, d);
+        add_entry(h, t->name, hit && c->kind == RETYPE ? "I32" : t->dtype, shape, at, n);
         at += n;
     }
-    char *text = json_dumps(h, JSON_COMPACT);
-    write_raw_st(out, text, data, at, 0);
-    free(text);
-    free(data);
-    json_decref(h);
+    write_out(out, h, data, at);
     mst_st_close(&st);
 }
 
@@ -275,20 +292,13 @@ static void retype(const char *src, const char *out, const char *dtype)
         } else {
             memcpy(data + at, st.data + t->begin, n);
         }
-        json_t *shape = json_array();
-        for (int d = 0; d < t->ndim; d++) json_array_append_new(shape, json_integer(t->shape[d]));
-        json_object_set_new(h, t->name, json_pack("{s:s, s:o, s:[I,I]}", "dtype", convert ? dtype : t->dtype, "shape",
-                                                  shape, "data_offsets", (json_int_t)at, (json_int_t)(at + n)));
+        add_entry(h, t->name, convert ? dtype : t->dtype, shape_of(t), at, n);
         at += n;
     }
     json_t *meta = json_object();
     for (int i = 0; i < st.num_meta; i++) json_object_set_new(meta, st.meta_keys[i], json_string(st.meta_values[i]));
     json_object_set_new(h, "__metadata__", meta);
-    char *text = json_dumps(h, JSON_COMPACT);
-    write_raw_st(out, text, data, at, 0);
-    free(text);
-    free(data);
-    json_decref(h);
+    write_out(out, h, data, at);
     mst_st_close(&st);
 }
 
