@@ -7,4 +7,5 @@ SUDO=""
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
-  build-essential cmake pkg-config libopenblas-openmp-dev libjansson-dev libcriterion-dev >/dev/null
+  build-essential cmake pkg-config libopenblas-openmp-dev libjansson-dev libcriterion-dev zlib1g-dev \
+  dataset-fashion-mnist >/dev/null

@@ -1,0 +1,85 @@
+/* Dataset readers: IDX files (gzip or not) against Fashion-MNIST's known
+ * counts, and malformed IDX files. */
+#include <zlib.h>
+
+#include "helpers.h"
+#include "host/data/idx.h"
+
+#define FMNIST "/usr/share/datasets/fashion-mnist"
+
+static int have_fmnist(void) { return access(FMNIST "/t10k-labels-idx1-ubyte.gz", R_OK) == 0; }
+
+Test(idx, fashion_mnist_test_set_counts)
+{
+    if (!have_fmnist()) cr_skip_test("Debian package dataset-fashion-mnist not installed");
+    mst_idx img, lab;
+    mst_error err = {0};
+    cr_assert_eq(mst_idx_read(FMNIST "/t10k-images-idx3-ubyte.gz", &img, &err), MST_OK, "%s", err.msg);
+    cr_assert_eq(mst_idx_read(FMNIST "/t10k-labels-idx1-ubyte.gz", &lab, &err), MST_OK, "%s", err.msg);
+    cr_expect(img.ndim == 3 && img.dims[0] == 10000 && img.dims[1] == 28 && img.dims[2] == 28);
+    cr_expect(lab.ndim == 1 && lab.dims[0] == 10000);
+    long per_class[10] = {0}, bad = 0;
+    for (long i = 0; i < lab.dims[0]; i++) lab.data[i] < 10 ? per_class[lab.data[i]]++ : bad++;
+    cr_expect_eq(bad, 0);
+    for (int c = 0; c < 10; c++) cr_expect_eq(per_class[c], 1000, "class %d has %ld test images", c, per_class[c]);
+    mst_idx_free(&img);
+    mst_idx_free(&lab);
+}
+
+static void write_idx(const char *path, const unsigned char *bytes, size_t n, int gz)
+{
+    if (gz) {
+        gzFile f = gzopen(path, "wb");
+        gzwrite(f, bytes, (unsigned)n);
+        gzclose(f);
+    } else {
+        FILE *f = fopen(path, "wb");
+        fwrite(bytes, 1, n, f);
+        fclose(f);
+    }
+}
+
+Test(idx, plain_and_gzip_files_and_their_errors)
+{
+    /* 2 x 3 unsigned bytes */
+    unsigned char good[4 + 8 + 6] = {0, 0, 8, 2, 0, 0, 0, 2, 0, 0, 0, 3, 1, 2, 3, 4, 5, 6};
+    struct {
+        size_t n;
+        unsigned char patch_at, patch;
+        const char *expect;
+    } cases[] = {
+        {sizeof good, 0, 0, NULL},
+        {sizeof good - 1, 0, 0, "truncated: the dimensions need 6 bytes, the file holds 5"},
+        {sizeof good, 0, 1, "not an IDX file"},
+        {sizeof good, 2, 0x0D, "only unsigned bytes"},
+        {sizeof good, 3, 9, "IDX with 9 dimensions"},
+        {6, 0, 0, "truncated IDX header"},
+    };
+    const char *p = tmp_path("x.idx");
+    for (int gz = 0; gz < 2; gz++)
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            unsigned char b[sizeof good + 1];
+            memcpy(b, good, sizeof good);
+            b[cases[i].patch_at] = cases[i].patch_at || cases[i].patch ? cases[i].patch : b[0];
+            write_idx(p, b, cases[i].n, gz);
+            mst_idx a;
+            mst_error err = {0};
+            mst_status s = mst_idx_read(p, &a, &err);
+            if (!cases[i].expect) {
+                cr_assert_eq(s, MST_OK, "%s", err.msg);
+                cr_expect(a.ndim == 2 && a.dims[0] == 2 && a.dims[1] == 3 && a.data[5] == 6);
+                mst_idx_free(&a);
+            } else {
+                cr_expect_neq(s, MST_OK, "case %zu gz %d accepted", i, gz);
+                cr_expect(contains(err.msg, cases[i].expect), "case %zu gz %d: %s", i, gz, err.msg);
+            }
+        }
+    unsigned char longer[sizeof good + 1];
+    memcpy(longer, good, sizeof good);
+    write_idx(p, longer, sizeof longer, 0);
+    mst_idx a;
+    mst_error err = {0};
+    cr_expect_eq(mst_idx_read(p, &a, &err), MST_ERR_FORMAT);
+    cr_expect(contains(err.msg, "bytes after the 6"), "%s", err.msg);
+    unlink(p);
+}
