@@ -4,6 +4,8 @@
 #include <math.h>
 #include <sys/wait.h>
 
+#include <jansson.h>
+
 #include "helpers.h"
 #include "host/data/npy.h"
 
@@ -155,6 +157,48 @@ Test(cli, run_writes_logits_and_prints_top5)
     cr_expect(y.ndim == 3 && y.shape[0] == 1 && y.shape[1] == 4 && y.shape[2] == 10);
     mst_npy_free(&y);
     unlink(p);
+}
+
+/* mst eval's accuracy equals the accuracy of mst run's logits on the same
+ * images preprocessed in Python (tests/data/fmnist16_input.npy). */
+Test(cli, eval_agrees_with_run_on_the_same_images)
+{
+    if (access("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz", R_OK) != 0)
+        cr_skip_test("Debian package dataset-fashion-mnist not installed");
+    const char *logits = tmp_path("eval.npy"), *json = tmp_path("eval.json");
+    char args[1024], out[8192];
+    snprintf(args, sizeof args, "eval --model %s --data /usr/share/datasets/fashion-mnist --limit 16 --timesteps 8 "
+             "--report-steps 2,8 --batch 5 --mask-ratio 0.5 --results-file %s", DATA("tiny_gray.safetensors"), json);
+    cr_assert_eq(mst(args, out, sizeof out), 0, "%s", out);
+    snprintf(args, sizeof args, "run --model %s --timesteps 8 --batch 16 --mask-ratio 0.5 --logits %s %s",
+             DATA("tiny_gray.safetensors"), logits, DATA("fmnist16_input.npy"));
+    char out2[8192];
+    cr_assert_eq(mst(args, out2, sizeof out2), 0, "%s", out2);
+    mst_npy y;
+    mst_error err = {0};
+    cr_assert_eq(mst_npy_read(logits, &y, &err), MST_OK, "%s", err.msg);
+    static const int labels[16] = {9, 2, 1, 1, 6, 1, 4, 6, 5, 7, 4, 5, 7, 3, 4, 1}; /* t10k labels 0..15 */
+    int steps[2] = {2, 8};
+    json_error_t je;
+    json_t *res = json_load_file(json, 0, &je);
+    cr_assert(res != NULL, "%s", je.text);
+    for (int s = 0; s < 2; s++) {
+        int correct = 0;
+        for (int i = 0; i < 16; i++) {
+            const float *l = y.data + ((long)(steps[s] - 1) * 16 + i) * 10;
+            int best = 0;
+            for (int k = 1; k < 10; k++) best = l[k] > l[best] ? k : best;
+            correct += best == labels[i];
+        }
+        double got = json_real_value(json_array_get(json_object_get(res, "top1"), (size_t)s));
+        cr_expect(fabs(got - 100.0 * correct / 16) < 1e-9, "step %d: eval %g %%, run %g %%", steps[s], got,
+                  100.0 * correct / 16);
+    }
+    cr_expect(contains(out, "16 images, SNN, mask ratio 0.5"), "%s", out);
+    json_decref(res);
+    mst_npy_free(&y);
+    unlink(logits);
+    unlink(json);
 }
 
 Test(cli, info_prints_architecture_and_thresholds)

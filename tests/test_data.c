@@ -2,8 +2,13 @@
  * counts, and malformed IDX files. */
 #include <zlib.h>
 
+#include <math.h>
+
 #include "helpers.h"
+#include "host/data/dataset.h"
 #include "host/data/idx.h"
+#include "host/data/npy.h"
+#include "host/data/transform.h"
 
 #define FMNIST "/usr/share/datasets/fashion-mnist"
 
@@ -82,4 +87,47 @@ Test(idx, plain_and_gzip_files_and_their_errors)
     cr_expect_eq(mst_idx_read(p, &a, &err), MST_ERR_FORMAT);
     cr_expect(contains(err.msg, "bytes after the 6"), "%s", err.msg);
     unlink(p);
+}
+
+/* The bilinear 28 -> 32 resize and normalisation against torch's
+ * F.interpolate in tools/train.py (tests/data/fmnist16_input.npy). */
+Test(transform, bilinear_matches_torch_on_fashion_mnist)
+{
+    if (!have_fmnist()) cr_skip_test("Debian package dataset-fashion-mnist not installed");
+    mst_dataset d;
+    mst_npy want;
+    mst_error err = {0};
+    cr_assert_eq(mst_dataset_open(FMNIST, &d, &err), MST_OK, "%s", err.msg);
+    cr_assert_eq(mst_npy_read(DATA("fmnist16_input.npy"), &want, &err), MST_OK, "%s", err.msg);
+    cr_assert(d.count == 10000 && d.height == 28 && d.channels == 1, "opened the test split");
+    float mean = 0.2860f, std = 0.3530f, out[32 * 32];
+    mst_transform tf = {.channels = 1, .size = 32, .mean = &mean, .std = &std};
+    long exact = 0, total = 0;
+    float worst = 0;
+    for (int i = 0; i < 16; i++) {
+        mst_transform_bilinear(&tf, d.pixels + (long)i * 28 * 28, 28, 28, out);
+        for (int k = 0; k < 32 * 32; k++, total++) {
+            float diff = fabsf(out[k] - want.data[i * 32 * 32 + k]);
+            worst = fmaxf(worst, diff);
+            exact += diff == 0.0f;
+        }
+    }
+    cr_log_info("transform: %ld of %ld values identical, worst difference %g", exact, total, worst);
+    cr_expect(worst <= 1e-6f, "worst difference %g", worst);
+    mst_npy_free(&want);
+    mst_dataset_close(&d);
+}
+
+Test(dataset, labels_file_follows_the_images_file)
+{
+    if (!have_fmnist()) cr_skip_test("Debian package dataset-fashion-mnist not installed");
+    mst_dataset d;
+    mst_error err = {0};
+    cr_assert_eq(mst_dataset_open(FMNIST "/train-images-idx3-ubyte.gz", &d, &err), MST_OK, "%s", err.msg);
+    cr_expect(d.count == 60000 && d.width == 28);
+    mst_dataset_close(&d);
+    cr_expect_eq(mst_dataset_open("/nonexistent", &d, &err), MST_ERR_ARG);
+    cr_expect(contains(err.msg, "cannot tell the labels file"), "%s", err.msg);
+    cr_expect_eq(mst_dataset_open(MST_TEST_DATA, &d, &err), MST_ERR_IO);
+    cr_expect(contains(err.msg, "no t10k- or train-images-idx3-ubyte"), "%s", err.msg);
 }

@@ -6,8 +6,11 @@
 Two small calibrated random models of the MST family go through the real
 conversion path (.pth -> tools/convert_pth.py -> safetensors); the reference
 loop in mst_ref.py then writes per-step cumulative logits for SNN and ANN
-mode, masking 0 and 0.75.
+mode, masking 0 and 0.75. A third, 1-channel model and the first 16
+Fashion-MNIST test images preprocessed in Python serve the eval tests (needs
+the Debian package dataset-fashion-mnist).
 """
+import json
 import os
 import sys
 import tempfile
@@ -49,8 +52,25 @@ def build(name, cfg, seed):
     return model, x
 
 
+def fashion_mnist_fixtures():
+    """A 1-channel model with Fashion-MNIST metadata, and the first 16 test
+    images preprocessed as tools/train.py does (for the eval and transform tests)."""
+    import train
+    x, _ = train.load("test")
+    inputs = train.preprocess(x[:16])
+    np.save(os.path.join(OUT, "fmnist16_input.npy"), inputs.numpy())
+    cfg = dict(img_size=32, patch=2, in_chans=1, embed_dim=16, depths=(2, 2), heads=(2, 4), window=4, mlp_ratio=2.0,
+               num_classes=10, mlp_bn=False)
+    model = mst_ref.random_model(200, **cfg)
+    mst_ref.calibrate(model, inputs, seed=200)
+    convert_pth.convert(model.state_dict(), os.path.join(OUT, "tiny_gray.safetensors"), dataset="fashion-mnist",
+                        class_names=train.CLASSES,
+                        extra={"mean": json.dumps([train.MEAN]), "std": json.dumps([train.STD]), "resize": "bilinear"})
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
+    fashion_mnist_fixtures()
     for i, (name, cfg) in enumerate(MODELS.items()):
         model, x = build(name, cfg, 100 + i)
         for mode in ("snn", "ann"):

@@ -1,0 +1,117 @@
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+
+void cli_die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "mst: ");
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(2);
+}
+
+void cli_fail(const mst_error *err)
+{
+    fprintf(stderr, "mst: %s\n", err->msg[0] ? err->msg : mst_strerror(err->status));
+    exit(1);
+}
+
+const char *cli_usage_text =
+    "usage:\n"
+    "  mst run --model FILE [--timesteps T] [--mask-ratio P] [--seed S] [--mode snn|ann]\n"
+    "          [--batch B] [--time-chunk C] [--img-size N] [--logits OUT.npy] INPUT.npy\n"
+    "  mst eval --model FILE --data PATH [--timesteps T] [--mask-ratio P] [--seed S] [--mode snn|ann]\n"
+    "          [--batch B] [--time-chunk C] [--report-steps LIST] [--results-file OUT.json|OUT.csv]\n"
+    "          [--limit N] [--mean LIST] [--std LIST]\n"
+    "  mst info --model FILE [--img-size N]\n";
+
+void cli_usage(void)
+{
+    fputs(cli_usage_text, stderr);
+    exit(2);
+}
+
+static long int_arg(const char *opt, const char *s, long lo, long hi)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) cli_die("--%s needs an integer in [%ld, %ld], got \"%s\"", opt, lo, hi, s);
+    return v;
+}
+
+static double real_arg(const char *opt, const char *s, double lo, double hi)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= lo && v <= hi)) cli_die("--%s needs a number in [%g, %g], got \"%s\"", opt, lo, hi, s);
+    return v;
+}
+
+static const struct option options[] = {
+    {"model", 1, 0, 'm'},      {"timesteps", 1, 0, 'T'}, {"mask-ratio", 1, 0, 'p'},   {"seed", 1, 0, 's'},
+    {"mode", 1, 0, 'M'},       {"batch", 1, 0, 'b'},     {"time-chunk", 1, 0, 'c'},   {"logits", 1, 0, 'o'},
+    {"img-size", 1, 0, 'i'},   {"data", 1, 0, 'd'},      {"results-file", 1, 0, 'r'}, {"report-steps", 1, 0, 'R'},
+    {"limit", 1, 0, 'l'},      {"mean", 1, 0, 'u'},      {"std", 1, 0, 'v'},          {"help", 0, 0, 'h'},
+    {0, 0, 0, 0}};
+
+static void option(cli_args *a, int c, char **argv)
+{
+    switch (c) {
+    case 'm': a->model = optarg; break;
+    case 'T': a->eo.timesteps = (int)int_arg("timesteps", optarg, 1, 65535); break;
+    case 'p': a->eo.mask_ratio = real_arg("mask-ratio", optarg, 0.0, 1.0); break;
+    case 's': a->eo.seed = (uint64_t)int_arg("seed", optarg, 0, 0x7fffffffffffffffL); break;
+    case 'b': a->eo.max_batch = (int)int_arg("batch", optarg, 1, 1 << 20); break;
+    case 'c': a->eo.time_chunk = (int)int_arg("time-chunk", optarg, 1, 65535); break;
+    case 'o': a->logits = optarg; break;
+    case 'i': a->img_size = (int)int_arg("img-size", optarg, 1, 1 << 16); break;
+    case 'd': a->data = optarg; break;
+    case 'r': a->results_file = optarg; break;
+    case 'R': a->report_steps = optarg; break;
+    case 'l': a->limit = int_arg("limit", optarg, 1, 0x7fffffffffffffffL); break;
+    case 'u': a->mean = optarg; break;
+    case 'v': a->std = optarg; break;
+    case 'M':
+        if (strcmp(optarg, "snn") && strcmp(optarg, "ann")) cli_die("--mode must be snn or ann, got \"%s\"", optarg);
+        a->eo.mode = strcmp(optarg, "ann") ? MST_MODE_SNN : MST_MODE_ANN;
+        break;
+    case 'h': cli_usage();
+    default: cli_die("unknown option \"%s\"", argv[optind - 1]);
+    }
+}
+
+void cli_parse(int argc, char **argv, cli_args *a)
+{
+    *a = (cli_args){.eo = {.mode = MST_MODE_SNN, .timesteps = 64, .max_batch = 8}};
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "", options, NULL)) != -1) option(a, c, argv);
+    if (!a->model) cli_die("missing --model FILE");
+}
+
+mst_model *cli_load(const char *path, int img_size)
+{
+    mst_error err = {0};
+    mst_model *m = NULL;
+    mst_load_opts lo = {.img_size = img_size};
+    if (mst_model_load(path, &lo, &m, &err) != MST_OK) cli_fail(&err);
+    return m;
+}
+
+double cli_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}

@@ -1,0 +1,29 @@
+/* The command line's shared pieces. Only host/cli prints and exits. */
+#ifndef MST_CLI_H
+#define MST_CLI_H
+
+#include "mst/mst.h"
+
+typedef struct {
+    const char *model, *logits, *data, *results_file, *report_steps;
+    const char *mean, *std;
+    long limit;
+    int img_size;
+    mst_engine_opts eo;
+} cli_args;
+
+/* A usage or input error: one line, exit status 2. */
+__attribute__((format(printf, 1, 2), noreturn)) void cli_die(const char *fmt, ...);
+/* A library error: its one-line message, exit status 1. */
+__attribute__((noreturn)) void cli_fail(const mst_error *err);
+__attribute__((noreturn)) void cli_usage(void);
+extern const char *cli_usage_text;
+
+/* Parses every option of every command; commands check which they need. */
+void cli_parse(int argc, char **argv, cli_args *a);
+mst_model *cli_load(const char *path, int img_size);
+double cli_now(void);
+
+int cli_eval(int argc, char **argv);
+
+#endif

@@ -1,0 +1,199 @@
+/* mst eval: accuracy over a labelled image set at chosen timesteps. */
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../data/dataset.h"
+#include "../data/transform.h"
+#include "cli.h"
+
+typedef struct {
+    int n, *step;         /* reported steps, 1-based, ascending */
+    long *top1, *top5;    /* correct counts per reported step */
+} tally;
+
+/* "1,2,8" -> steps; default: powers of two up to T, and T. */
+static void report_steps(const char *list, int T, tally *r)
+{
+    r->step = calloc(64 + (size_t)T, sizeof(int));
+    r->n = 0;
+    if (!list) {
+        for (int t = 1; t < T; t *= 2) r->step[r->n++] = t;
+        r->step[r->n++] = T;
+    } else {
+        for (const char *p = list; *p;) {
+            char *end;
+            long t = strtol(p, &end, 10);
+            if (end == p || t < 1 || t > T || (*end && *end != ',') || (r->n && t <= r->step[r->n - 1]))
+                cli_die("--report-steps needs ascending steps in [1, %d], got \"%s\"", T, list);
+            r->step[r->n++] = (int)t;
+            p = *end ? end + 1 : end;
+        }
+    }
+    r->top1 = calloc((size_t)r->n, sizeof(long));
+    r->top5 = calloc((size_t)r->n, sizeof(long));
+}
+
+/* Per-channel values from --mean/--std, or the checkpoint's metadata. */
+static float *channel_values(const char *flag, const char *list, const float *meta, int C)
+{
+    float *v = malloc(sizeof(float) * (size_t)C);
+    if (!list) {
+        if (!meta) cli_die("the checkpoint's metadata has no %s; pass --%s with %d values", flag, flag, C);
+        memcpy(v, meta, sizeof(float) * (size_t)C);
+        return v;
+    }
+    const char *p = list;
+    for (int c = 0; c < C; c++) {
+        char *end;
+        v[c] = strtof(p, &end);
+        if (end == p || (c + 1 < C && *end != ',') || (c + 1 == C && *end)) cli_die("--%s needs %d comma-separated numbers, got \"%s\"", flag, C, list);
+        p = end + 1;
+    }
+    return v;
+}
+
+/* Rank of the label among the logits: how many classes beat it (ties go to the lower index). */
+static int rank_of(const float *l, int K, int y)
+{
+    int r = 0;
+    for (int k = 0; k < K; k++) r += l[k] > l[y] || (l[k] == l[y] && k < y);
+    return r;
+}
+
+static void count(tally *r, const float *cum, int n, int K, const int *labels, int T)
+{
+    for (int i = 0; i < r->n; i++) {
+        int t = T == 1 ? 0 : r->step[i] - 1;
+        for (int b = 0; b < n; b++) {
+            int rank = rank_of(cum + ((long)t * n + b) * K, K, labels[b]);
+            r->top1[i] += rank == 0;
+            r->top5[i] += rank < 5;
+        }
+    }
+}
+
+static void progress(long done, long total, double t0)
+{
+    if (!isatty(2)) return;
+    double dt = cli_now() - t0, rate = done / (dt > 0 ? dt : 1e-9);
+    int bar = (int)(30 * done / total);
+    fprintf(stderr, "\r[%.*s%*s] %ld/%ld images  %.1f images/s  ETA %.0f s ", bar, "==============================",
+            30 - bar, "", done, total, rate, (total - done) / rate);
+    if (done == total) fputc('\n', stderr);
+}
+
+static void write_results(const cli_args *a, const tally *r, long N, int K, double rate)
+{
+    FILE *f = fopen(a->results_file, "w");
+    if (!f) cli_die("%s: cannot create", a->results_file);
+    size_t len = strlen(a->results_file);
+    if (len > 4 && strcmp(a->results_file + len - 4, ".csv") == 0) {
+        fprintf(f, "step,top1,top5\n");
+        for (int i = 0; i < r->n; i++)
+            fprintf(f, "%d,%.4f,%.4f\n", r->step[i], 100.0 * r->top1[i] / N, K > 5 ? 100.0 * r->top5[i] / N : 100.0);
+    } else {
+        json_t *s = json_array(), *t1 = json_array(), *t5 = json_array();
+        for (int i = 0; i < r->n; i++) {
+            json_array_append_new(s, json_integer(r->step[i]));
+            json_array_append_new(t1, json_real(100.0 * r->top1[i] / N));
+            json_array_append_new(t5, json_real(K > 5 ? 100.0 * r->top5[i] / N : 100.0));
+        }
+        json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:i, s:f, s:I, s:o, s:o, s:o, s:f, s:f, s:f}", "model", a->model,
+                              "data", a->data, "images", (json_int_t)N, "mode",
+                              a->eo.mode == MST_MODE_SNN ? "snn" : "ann", "timesteps", a->eo.timesteps, "mask_ratio",
+                              a->eo.mask_ratio, "seed", (json_int_t)a->eo.seed, "steps", s, "top1", t1, "top5", t5,
+                              "final_top1", 100.0 * r->top1[r->n - 1] / N, "final_top5",
+                              K > 5 ? 100.0 * r->top5[r->n - 1] / N : 100.0, "images_per_second", rate);
+        json_dumpf(o, f, JSON_INDENT(2));
+        fputc('\n', f);
+        json_decref(o);
+    }
+    if (fclose(f) != 0) cli_die("%s: write failed", a->results_file);
+}
+
+/* One image's pixels with the model's channel count (gray replicated to RGB). */
+static const uint8_t *as_channels(const mst_dataset *d, long i, int C, uint8_t *tmp)
+{
+    long px = (long)d->height * d->width;
+    const uint8_t *p = d->pixels + i * px * d->channels;
+    if (d->channels == C) return p;
+    for (long q = 0; q < px; q++)
+        for (int c = 0; c < C; c++) tmp[q * C + c] = p[q];
+    return tmp;
+}
+
+static void run_eval(const cli_args *a, mst_model *m, const mst_dataset *d, long N, tally *r, double *rate)
+{
+    const mst_arch *arch = mst_model_arch(m);
+    int C = arch->in_chans, S = arch->img_size, B = a->eo.max_batch, K = arch->num_classes;
+    float *mean = channel_values("mean", a->mean, arch->mean, C), *std = channel_values("std", a->std, arch->std, C);
+    mst_transform tf = {.channels = C, .size = S, .mean = mean, .std = std};
+    mst_error err = {0};
+    mst_engine *e;
+    if (mst_engine_create(m, &a->eo, &e, &err) != MST_OK) cli_fail(&err);
+    int T = mst_engine_steps_out(e);
+    float *x = malloc(sizeof(float) * (size_t)B * C * S * S), *cum = malloc(sizeof(float) * (size_t)T * B * K);
+    uint8_t *tmp = malloc((size_t)d->height * d->width * C);
+    double t0 = cli_now();
+    for (long i0 = 0; i0 < N; i0 += B) {
+        int n = (int)(N - i0 < B ? N - i0 : B);
+        for (int b = 0; b < n; b++)
+            mst_transform_bilinear(&tf, as_channels(d, i0 + b, C, tmp), d->height, d->width, x + (long)b * C * S * S);
+        if (mst_engine_run(e, x, n, (uint64_t)i0, cum, &err) != MST_OK) cli_fail(&err);
+        count(r, cum, n, K, d->labels + i0, T);
+        progress(i0 + n, N, t0);
+    }
+    *rate = N / (cli_now() - t0);
+    free(x), free(cum), free(tmp), free(mean), free(std);
+    mst_engine_free(e);
+}
+
+static void print_table(const tally *r, long N, int K, const cli_args *a, double rate)
+{
+    printf("%ld images, %s, mask ratio %g, seed %llu: %.1f images/s\n", N, a->eo.mode == MST_MODE_SNN ? "SNN" : "ANN (QCFS)",
+           a->eo.mask_ratio, (unsigned long long)a->eo.seed, rate);
+    printf("%6s  %8s%s\n", a->eo.mode == MST_MODE_SNN ? "step" : "", "top-1", K > 5 ? "     top-5" : "");
+    for (int i = 0; i < r->n; i++) {
+        if (a->eo.mode == MST_MODE_SNN)
+            printf("%6d", r->step[i]);
+        else
+            printf("%6s", "ann");
+        printf("  %7.2f%%", 100.0 * r->top1[i] / N);
+        if (K > 5) printf("  %7.2f%%", 100.0 * r->top5[i] / N);
+        printf("\n");
+    }
+}
+
+int cli_eval(int argc, char **argv)
+{
+    cli_args a;
+    cli_parse(argc, argv, &a);
+    if (optind != argc) cli_die("eval takes no positional arguments (got \"%s\")", argv[optind]);
+    if (!a.data) cli_die("missing --data PATH");
+    if (a.logits) cli_die("--logits is for mst run");
+    mst_model *m = cli_load(a.model, a.img_size);
+    mst_dataset d;
+    mst_error err = {0};
+    if (mst_dataset_open(a.data, &d, &err) != MST_OK) cli_fail(&err);
+    const mst_arch *arch = mst_model_arch(m);
+    if (d.channels != 1 && d.channels != arch->in_chans)
+        cli_die("%s: images have %d channels, the model takes %d", a.data, d.channels, arch->in_chans);
+    for (long i = 0; i < d.count; i++)
+        if (d.labels[i] < 0 || d.labels[i] >= arch->num_classes)
+            cli_die("%s: image %ld has label %d, the model has %d classes", a.data, i, d.labels[i], arch->num_classes);
+    long N = a.limit && a.limit < d.count ? a.limit : d.count;
+    tally r;
+    report_steps(a.eo.mode == MST_MODE_ANN ? "1" : a.report_steps, a.eo.mode == MST_MODE_ANN ? 1 : a.eo.timesteps, &r);
+    double rate;
+    run_eval(&a, m, &d, N, &r, &rate);
+    print_table(&r, N, arch->num_classes, &a, rate);
+    if (a.results_file) write_results(&a, &r, N, arch->num_classes, rate);
+    free(r.step), free(r.top1), free(r.top5);
+    mst_dataset_close(&d);
+    mst_model_free(m);
+    return 0;
+}
