@@ -25,6 +25,7 @@ typedef struct {
     float *out;                 /* [steps][R]; may alias in when in_tstride == R */
     float out_scale;
     uint64_t *bits;             /* packed spikes instead of out, or NULL */
+    uint64_t *count;            /* IF: += spikes fired in this call, or NULL */
     int steps;
     long R;
 } mst_if_args;
@@ -48,7 +49,15 @@ typedef struct {
     uint64_t seed, first_image;
     uint32_t site_q;        /* k is site_q + 1, attn site_q + 2 */
     uint64_t mask_threshold;
+    uint64_t *counts;       /* SNN: += spike counts, indexed by mst_attn_count, or NULL */
 } mst_attn_args;
+
+/* What window attention counts (SNN): spikes of q, k and v as they arrive,
+ * q and k after RSM, and attention-score spikes before and after RSM. */
+typedef enum {
+    MST_ATTN_Q, MST_ATTN_K, MST_ATTN_V, MST_ATTN_Q_KEPT, MST_ATTN_K_KEPT, MST_ATTN_S, MST_ATTN_S_KEPT,
+    MST_ATTN_NCOUNTS
+} mst_attn_count;
 
 typedef struct mst_backend {
     const char *name;
@@ -71,10 +80,10 @@ typedef struct mst_backend {
      * steps: x [steps][R][mst_spike_words(K)] in; z = x w + b (each input
      * spike adds its weight row: a synaptic operation) goes straight into the
      * membranes v [R][N], and the spikes come out as from if_scan: packed to
-     * `bits`, or to out * out_scale when bits is NULL. */
+     * `bits`, or to out * out_scale when bits is NULL; *count += spikes fired. */
     mst_status (*synapse_if)(void *ctx, const uint64_t *x, int steps, long R, int K, const float *w,
                              const float *b, int N, float *v, uint64_t *bits, float *out, float out_scale,
-                             mst_error *err);
+                             uint64_t *count, mst_error *err);
     mst_status (*if_scan)(void *ctx, const mst_if_args *a, mst_error *err);
     mst_status (*qcfs)(void *ctx, const mst_if_args *a, mst_error *err);
     mst_status (*window_attention)(void *ctx, const mst_attn_args *a, mst_error *err);

@@ -1,5 +1,6 @@
 /* End to end: per-step cumulative logits against the Python reference loop
  * (tools/make_goldens.py), and invariance to batch size and time chunking. */
+#include <jansson.h>
 #include <math.h>
 
 #include "helpers.h"
@@ -114,6 +115,60 @@ Test(engine, matches_python_reference_loop, .timeout = 120)
         mst_npy_free(&x);
         mst_npy_free(&want);
     }
+}
+
+/* Energy accounting: every IF site's spike and neuron-step counts equal the
+ * Python loop's (no threshold flips happen in these runs), and SOPs, MACs and
+ * energy follow spec section 6 by hand. */
+Test(engine, energy_counts_match_python_reference, .timeout = 120)
+{
+    const char *models[] = {"tiny_bn", "tiny_nobn"};
+    const double ratios[] = {0.0, 0.75};
+    for (int mi = 0; mi < 2; mi++)
+        for (int pi = 0; pi < 2; pi++) {
+            char in[64], js[512];
+            snprintf(in, sizeof in, "%s_input", models[mi]);
+            snprintf(js, sizeof js, "%s/%s_snn_p%02d_spikes.json", MST_TEST_DATA, models[mi], (int)(ratios[pi] * 100));
+            mst_npy x;
+            load_npy(in, &x);
+            mst_model *m = load_model(models[mi]);
+            mst_engine_opts o = {.mode = MST_MODE_SNN, .timesteps = T_GOLDEN, .time_chunk = 5, .max_batch = 2,
+                                 .mask_ratio = ratios[pi], .seed = SEED};
+            mst_engine *e;
+            mst_error err = {0};
+            cr_assert_eq(mst_engine_create(m, &o, &e, &err), MST_OK, "%s", err.msg);
+            const mst_arch *a = mst_model_arch(m);
+            long img = x.shape[1] * x.shape[2] * x.shape[3];
+            float *cum = malloc(sizeof(float) * (size_t)(T_GOLDEN * 2 * a->num_classes));
+            for (int i0 = 0; i0 < 4; i0 += 2)
+                cr_assert_eq(mst_engine_run(e, x.data + i0 * img, 2, (uint64_t)i0, cum, &err), MST_OK, "%s", err.msg);
+            mst_stats st;
+            cr_assert_eq(mst_engine_stats(e, &st, &err), MST_OK, "%s", err.msg);
+            json_error_t je;
+            json_t *want = json_load_file(js, 0, &je);
+            cr_assert(want != NULL, "%s: %s", js, je.text);
+            cr_expect_eq(st.num_sites, (int)json_object_size(want));
+            for (int i = 0; i < st.num_sites; i++) {
+                json_t *w = json_object_get(want, st.sites[i].name);
+                cr_assert(w != NULL, "%s: no site %s", js, st.sites[i].name);
+                cr_expect_eq(st.sites[i].spikes, (double)json_integer_value(json_array_get(w, 0)), "%s p%g %s spikes",
+                             models[mi], ratios[pi], st.sites[i].name);
+                cr_expect_eq(st.sites[i].neurons, (double)json_integer_value(json_array_get(w, 1)), "%s %s neurons",
+                             models[mi], st.sites[i].name);
+            }
+            /* by hand: qkv SOPs = IF_sc1 spikes x 3C; patch embedding MACs every step; energy */
+            int C0 = a->stages[0].dim, N0 = a->stages[0].resolution * a->stages[0].resolution;
+            cr_expect_str_eq(st.layers[1].name, "layers.0.blocks.0.attn.qkv");
+            cr_expect_eq(st.layers[1].sops, st.sites[1].spikes * 3 * C0);
+            cr_expect_eq(st.layers[0].macs, 4.0 * T_GOLDEN * N0 * C0 * a->in_chans * a->patch_size * a->patch_size);
+            cr_expect(fabs(st.energy_j - (0.9e-12 * st.sops + 4.6e-12 * st.macs)) <= 1e-9 * st.energy_j);
+            cr_expect(st.images == 4 && st.steps == T_GOLDEN);
+            json_decref(want);
+            free(cum);
+            mst_engine_free(e);
+            mst_model_free(m);
+            mst_npy_free(&x);
+        }
 }
 
 static void expect_identical(const float *a, const float *b, long n, const char *what)

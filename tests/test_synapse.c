@@ -55,7 +55,12 @@ Test(synapse_if, potentials_match_naive_and_spikes_follow_the_if_rule)
         int WN = mst_spike_words(sh.N);
         float *v = calloc((size_t)(sh.R * sh.N), sizeof(float));
         uint64_t *bits = calloc((size_t)(sh.R * WN), sizeof(uint64_t));
-        cr_assert_eq(be.synapse_if(be.ctx, in.xb, 1, sh.R, sh.K, in.w, in.b, sh.N, v, bits, NULL, 1.0f, NULL), MST_OK);
+        uint64_t fired = 0, want_fired = 0;
+        cr_assert_eq(be.synapse_if(be.ctx, in.xb, 1, sh.R, sh.K, in.w, in.b, sh.N, v, bits, NULL, 1.0f, &fired, NULL),
+                     MST_OK);
+        for (long q = 0; q < sh.R * WN; q++) want_fired += (uint64_t)__builtin_popcountll(bits[q]);
+        cr_expect_eq(fired, want_fired, "shape %zu: counted %llu spikes, packed %llu", i, (unsigned long long)fired,
+                     (unsigned long long)want_fired);
         for (long r = 0; r < sh.R; r++)
             for (int n = 0; n < sh.N; n++) {
                 double z = in.b[n];
@@ -86,12 +91,12 @@ Test(synapse_if, grouping_of_tokens_and_steps_does_not_matter)
         float *v3 = malloc(sizeof(float) * (size_t)vn), *out = malloc(sizeof(float) * (size_t)(sh->steps * vn));
         uint64_t *b1 = calloc((size_t)(sh->steps * R * WN), 8), *b2 = calloc((size_t)(sh->steps * R * WN), 8);
         for (long j = 0; j < vn; j++) v1[j] = v2[j] = v3[j] = 0.5f;
-        cr_assert_eq(be.synapse_if(be.ctx, in.xb, sh->steps, R, sh->K, in.w, in.b, sh->N, v1, b1, NULL, 1.0f, NULL), MST_OK);
-        cr_assert_eq(be.synapse_if(be.ctx, in.xb, sh->steps, R, sh->K, in.w, in.b, sh->N, v3, NULL, out, 2.5f, NULL), MST_OK);
+        cr_assert_eq(be.synapse_if(be.ctx, in.xb, sh->steps, R, sh->K, in.w, in.b, sh->N, v1, b1, NULL, 1.0f, NULL, NULL), MST_OK);
+        cr_assert_eq(be.synapse_if(be.ctx, in.xb, sh->steps, R, sh->K, in.w, in.b, sh->N, v3, NULL, out, 2.5f, NULL, NULL), MST_OK);
         for (int t = 0; t < sh->steps; t++)
             for (long r = 0; r < R; r++)
                 cr_assert_eq(be.synapse_if(be.ctx, in.xb + (t * R + r) * WK, 1, 1, sh->K, in.w, in.b, sh->N,
-                                           v2 + r * sh->N, b2 + (t * R + r) * WN, NULL, 1.0f, NULL), MST_OK);
+                                           v2 + r * sh->N, b2 + (t * R + r) * WN, NULL, 1.0f, NULL, NULL), MST_OK);
         cr_expect(memcmp(b1, b2, sizeof(uint64_t) * (size_t)(sh->steps * R * WN)) == 0, "shape %zu: spikes", i);
         cr_expect(memcmp(v1, v2, sizeof(float) * (size_t)vn) == 0, "shape %zu: membranes", i);
         for (long j = 0; j < sh->steps * R; j++)

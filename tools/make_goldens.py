@@ -79,6 +79,10 @@ def main():
                 tag = f"{name}_{mode}_p{int(p * 100):02d}"
                 np.save(os.path.join(OUT, f"{tag}.npy"), out.numpy().astype(np.float32))
                 rates = [s.spikes / max(s.neurons, 1) for s in model.sites()] if mode == "snn" else []
+                if mode == "snn":  # spikes and neuron-steps per IF site, for the energy-accounting test
+                    counts = {n: [m.spikes, m.neurons] for n, m in model.named_modules() if isinstance(m, mst_ref.IFSite)}
+                    with open(os.path.join(OUT, f"{tag}_spikes.json"), "w") as f:
+                        json.dump(counts, f, indent=0)
                 pred = out[-1].argmax(-1).tolist()
                 print(f"{tag}: shape {tuple(out.shape)}, predictions {pred}"
                       + (f", firing rate {np.mean(rates):.3f}" if rates else ""))

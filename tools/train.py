@@ -128,7 +128,16 @@ def train(args):
                       f"{time.time() - t0:.0f}s", flush=True)
         acc = evaluate(model, xte, yte, args.mask_ratio, args.seed)
         print(f"epoch {epoch}: test top-1 (ANN, QCFS) {acc * 100:.2f} %, {time.time() - t0:.0f}s", flush=True)
+        save(model, args, acc, epoch + 1)  # every epoch, so a stopped run still leaves a model
     return model, acc
+
+
+def save(model, args, acc, epochs):
+    convert_pth.convert(model.state_dict(), args.out, dataset="fashion-mnist", img_size=ARCH["img_size"],
+                        class_names=CLASSES, extra={"mean": json.dumps([MEAN]), "std": json.dumps([STD]),
+                                                    "resize": "bilinear", "mask_ratio": str(args.mask_ratio),
+                                                    "train": json.dumps(vars(args)), "epochs_done": str(epochs),
+                                                    "ann_top1": f"{acc:.4f}"})
 
 
 def main():
@@ -144,10 +153,6 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model, acc = train(args)
-    convert_pth.convert(model.state_dict(), args.out, dataset="fashion-mnist", img_size=ARCH["img_size"],
-                        class_names=CLASSES, extra={"mean": json.dumps([MEAN]), "std": json.dumps([STD]),
-                                                    "resize": "bilinear", "mask_ratio": str(args.mask_ratio),
-                                                    "train": json.dumps(vars(args)), "ann_top1": f"{acc:.4f}"})
     print(f"wrote {args.out} (fashion-mnist, ANN top-1 {acc * 100:.2f} %)")
 
 

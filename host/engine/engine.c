@@ -158,8 +158,17 @@ static mst_status check_opts(const mst_engine_opts *o, mst_error *err)
     return MST_OK;
 }
 
+static mst_status counters(mst_engine *e, mst_error *err)
+{
+    const mst_arch *a = &e->m->arch;
+    e->spikes = calloc((size_t)a->num_if_sites, sizeof(uint64_t));
+    e->attn_counts = calloc((size_t)a->num_mask_sites / 3 * MST_ATTN_NCOUNTS + 1, sizeof(uint64_t));
+    return e->spikes && e->attn_counts ? MST_OK : mst_fail(err, MST_ERR_NOMEM, "out of memory");
+}
+
 static mst_status create(mst_engine *e, mst_error *err)
 {
+    TRY(counters(e, err));
     TRY(mst_backend_cpu(&e->be, err));
     TRY(upload_model(e, err));
     TRY(plan_membranes(e, err));
@@ -208,6 +217,11 @@ void mst_engine_free(mst_engine *e)
     free(e->state_n);
     free(e->w);
     free(e->logits_host);
+    free(e->spikes);
+    free(e->attn_counts);
+    free(e->layer_stats);
+    free(e->site_stats);
+    free(e->names);
     if (e->be.destroy) e->be.destroy(&e->be);
     free(e);
 }

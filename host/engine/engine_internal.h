@@ -37,6 +37,13 @@ struct mst_engine {
     int num_state;
     weight *w;
     int num_w, cap_w;
+    /* energy-accounting counters (SNN), and the tables mst_engine_stats fills */
+    uint64_t *spikes;      /* [num_if_sites] spikes fired */
+    uint64_t *attn_counts; /* [blocks][MST_ATTN_NCOUNTS] */
+    uint64_t images;
+    mst_layer_stat *layer_stats;
+    mst_site_stat *site_stats;
+    char *names;           /* storage for layer_stats[].name */
 };
 
 const float *mst_engine_dev(const mst_engine *e, const float *host);

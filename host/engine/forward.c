@@ -17,13 +17,14 @@ typedef struct {
  * synapse writes packed spikes to `bits` in SNN mode and levels to `out` in
  * ANN mode; a site that feeds the residual stream (bits NULL) writes
  * spike * out_scale to `out`. */
-static mst_status site(mst_engine *e, const chunk *k, float *v, const float *in, long tstride, const float *scale,
-                       const float *shift, int C, float *out, float out_scale, uint64_t *bits, long R,
-                       mst_error *err)
+static mst_status site(mst_engine *e, const chunk *k, int idx, float *v, const float *in, long tstride,
+                       const float *scale, const float *shift, int C, float *out, float out_scale, uint64_t *bits,
+                       long R, mst_error *err)
 {
     int snn = e->o.mode == MST_MODE_SNN;
     mst_if_args a = {.in = in, .in_tstride = tstride, .scale = scale, .shift = shift, .channels = C, .v = v,
-                     .out = out, .out_scale = out_scale, .bits = snn ? bits : NULL, .steps = k->steps, .R = R};
+                     .out = out, .out_scale = out_scale, .bits = snn ? bits : NULL, .count = &e->spikes[idx],
+                     .steps = k->steps, .R = R};
     return snn ? e->be.if_scan(e->be.ctx, &a, err) : e->be.qcfs(e->be.ctx, &a, err);
 }
 
@@ -35,15 +36,17 @@ static mst_status linear(mst_engine *e, const float *x, long M, const mst_dense 
 /* A layer fed by an IF site, and the IF site it feeds. SNN: packed spikes in,
  * the fused synapse + IF op; ANN: QCFS levels in, a GEMM, then QCFS. The
  * output goes where site() would put it (bits, or out * out_scale). */
-static mst_status synapse(mst_engine *e, const chunk *k, const float *levels, const uint64_t *spikes,
+static mst_status synapse(mst_engine *e, const chunk *k, int idx, const float *levels, const uint64_t *spikes,
                           const mst_dense *d, float *v, long R, float *out, float out_scale, uint64_t *bits,
                           mst_error *err)
 {
+    uint64_t *count = idx >= 0 ? &e->spikes[idx] : NULL;
     if (e->o.mode == MST_MODE_SNN)
         return e->be.synapse_if(e->be.ctx, spikes, k->steps, R, d->n_in, D(d->w), D(d->b), d->n_out, v, bits, out,
-                                out_scale, err);
+                                out_scale, count, err);
     TRY(linear(e, levels, R * k->steps, d, out, err));
-    return site(e, k, v, out, R * d->n_out, NULL, NULL, d->n_out, out, out_scale, NULL, R * d->n_out, err);
+    return site(e, k, idx >= 0 ? idx : 0, v, out, R * d->n_out, NULL, NULL, d->n_out, out, out_scale, NULL,
+                R * d->n_out, err);
 }
 
 static mst_status attention(mst_engine *e, const chunk *k, const mst_block *b, const block_state *s,
@@ -55,7 +58,8 @@ static mst_status attention(mst_engine *e, const chunk *k, const mst_block *b, c
                        .qk_scale = b->qk_scale, .lam_attn = b->lam_attn, .v_scale = b->v_scale,
                        .mode = e->o.mode, .seed = e->o.seed, .first_image = k->first_image,
                        .site_q = (uint32_t)b->mask_site,
-                       .mask_threshold = mst_mask_threshold(e->o.mask_ratio)};
+                       .mask_threshold = mst_mask_threshold(e->o.mask_ratio),
+                       .counts = e->attn_counts + (long)b->mask_site / 3 * MST_ATTN_NCOUNTS};
     return e->be.window_attention(e->be.ctx, &a, err);
 }
 
@@ -65,15 +69,18 @@ static mst_status block(mst_engine *e, const chunk *k, const mst_block *b, const
     int C = b->dim;
     long R = (long)k->n * b->res * b->res, rows = R * k->steps;
     mst_backend *be = &e->be;
-    TRY(site(e, k, s->sc1, e->x, R * C, D(b->sc1_scale), D(b->sc1_shift), C, e->bufA, 1.0f, e->sA, R * C, err));
-    TRY(synapse(e, k, e->bufA, e->sA, &b->qkv, s->qkv, R, e->bufH, 1.0f, e->sH, err));
+    /* site indices: sc1 q k v attn av proj sc2 fc1 fc2 from b->site; q, k, v and
+       attn are counted by the attention op, so the qkv synapse counts nothing */
+    int i = b->site;
+    TRY(site(e, k, i, s->sc1, e->x, R * C, D(b->sc1_scale), D(b->sc1_shift), C, e->bufA, 1.0f, e->sA, R * C, err));
+    TRY(synapse(e, k, -1, e->bufA, e->sA, &b->qkv, s->qkv, R, e->bufH, 1.0f, e->sH, err));
     TRY(attention(e, k, b, s, err));
-    TRY(site(e, k, s->av, e->bufA, R * C, NULL, NULL, C, e->bufA, 1.0f, e->sA, R * C, err));
-    TRY(synapse(e, k, e->bufA, e->sA, &b->proj, s->proj, R, e->bufH, 1.0f, NULL, err));
+    TRY(site(e, k, i + 5, s->av, e->bufA, R * C, NULL, NULL, C, e->bufA, 1.0f, e->sA, R * C, err));
+    TRY(synapse(e, k, i + 6, e->bufA, e->sA, &b->proj, s->proj, R, e->bufH, 1.0f, NULL, err));
     TRY(be->residual(be->ctx, e->x, e->bufH, b->lam_proj, D(b->bn2_scale), D(b->bn2_shift), C, rows * C, err));
-    TRY(site(e, k, s->sc2, e->x, R * C, D(b->sc2_scale), D(b->sc2_shift), C, e->bufA, 1.0f, e->sA, R * C, err));
-    TRY(synapse(e, k, e->bufA, e->sA, &b->fc1, s->fc1, R, e->bufH, 1.0f, e->sH, err));
-    TRY(synapse(e, k, e->bufH, e->sH, &b->fc2, s->fc2, R, e->bufA, 1.0f, NULL, err));
+    TRY(site(e, k, i + 7, s->sc2, e->x, R * C, D(b->sc2_scale), D(b->sc2_shift), C, e->bufA, 1.0f, e->sA, R * C, err));
+    TRY(synapse(e, k, i + 8, e->bufA, e->sA, &b->fc1, s->fc1, R, e->bufH, 1.0f, e->sH, err));
+    TRY(synapse(e, k, i + 9, e->bufH, e->sH, &b->fc2, s->fc2, R, e->bufA, 1.0f, NULL, err));
     return be->residual(be->ctx, e->x, e->bufA, b->lam_fc2, NULL, NULL, C, rows * C, err);
 }
 
@@ -83,7 +90,7 @@ static mst_status merge(mst_engine *e, const chunk *k, const mst_stage *sg, floa
     long rows = (long)k->steps * k->n, R = (long)k->n * (res / 2) * (res / 2) * 2 * C;
     TRY(e->be.patch_merge(e->be.ctx, e->x, rows, res, C, e->bufA, err));
     TRY(linear(e, e->bufA, rows * (res / 2) * (res / 2), &sg->reduction, e->bufH, err));
-    return site(e, k, v, e->bufH, R, NULL, NULL, 2 * C, e->x, sg->lam_red, NULL, R, err);
+    return site(e, k, sg->site_red, v, e->bufH, R, NULL, NULL, 2 * C, e->x, sg->lam_red, NULL, R, err);
 }
 
 static mst_status head(mst_engine *e, const chunk *k, float *cum, mst_error *err)
@@ -112,7 +119,7 @@ static mst_status run_chunk(mst_engine *e, const chunk *k, float *cum, mst_error
     const mst_model *m = e->m;
     long R0 = (long)k->n * m->arch.stages[0].resolution * m->arch.stages[0].resolution * m->arch.embed_dim;
     /* direct encoding: the patch embedding is the same at every step */
-    TRY(site(e, k, e->v_pe, e->pe_z, 0, NULL, NULL, m->arch.embed_dim, e->x, m->lam_pe, NULL, R0, err));
+    TRY(site(e, k, 0, e->v_pe, e->pe_z, 0, NULL, NULL, m->arch.embed_dim, e->x, m->lam_pe, NULL, R0, err));
     for (int s = 0; s < m->arch.num_stages; s++) {
         const mst_stage *sg = &m->stages[s];
         for (int b = 0; b < sg->info.depth; b++) TRY(block(e, k, &sg->blocks[b], &e->bs[s][b], err));
@@ -150,5 +157,6 @@ mst_status mst_engine_run(mst_engine *e, const float *images, int n, uint64_t fi
         chunk k = {.steps = e->T - t0 < e->Tc ? e->T - t0 : e->Tc, .t0 = t0, .n = n, .first_image = first_index};
         TRY(run_chunk(e, &k, cum, err));
     }
+    e->images += (uint64_t)n;
     return MST_OK;
 }

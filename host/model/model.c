@@ -204,6 +204,7 @@ static mst_status block(loader *L, const mst_stage_info *si, int s, int b, mst_b
     bk->res = si->resolution;
     bk->mlp_hidden = si->mlp_hidden;
     bk->shift = (b % 2 == 1 && si->resolution > si->window) ? si->window / 2 : 0;
+    bk->site = L->site;
     float lam_sc1, lam_sc2, lam_fc1;
     snprintf(pre, sizeof pre, "%s.norm1", p);
     mst_status r = batchnorm(L, pre, bk->dim, &bk->sc1_scale, &bk->sc1_shift);
@@ -239,6 +240,7 @@ static mst_status downsample(loader *L, int s, mst_stage *sg)
     snprintf(pre, sizeof pre, "layers.%d.downsample.reduction", s);
     r = dense(L, &sg->reduction, 2 * C, 4 * C, 0, pre);
     snprintf(pre, sizeof pre, "layers.%d.downsample.reduction_if", s);
+    sg->site_red = L->site;
     if (r == MST_OK) r = lambda(L, pre, &sg->lam_red);
     for (int n = 0; r == MST_OK && n < 2 * C; n++) {
         float *w = sg->reduction.w + (size_t)n * 4 * C, acc = 0.0f;

@@ -32,6 +32,7 @@ typedef struct {
     mst_dense fc1, fc2;           /* MLP with its BatchNorms and lambdas folded */
     float lam_fc2;
     int mask_site;                /* site id of the q mask; k and attn follow */
+    int site;                     /* index of IF_sc1 among the model's IF sites; the block's 10 follow */
 } mst_block;
 
 typedef struct {
@@ -39,6 +40,7 @@ typedef struct {
     mst_block *blocks;
     mst_dense reduction; /* BN folded in, 1/lambda_red out, no bias in the checkpoint */
     float lam_red;
+    int site_red;        /* index of IF_red among the model's IF sites */
 } mst_stage;
 
 struct mst_model {

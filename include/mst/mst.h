@@ -101,6 +101,36 @@ mst_status mst_engine_run(mst_engine *e, const float *images, int n,
 /* Number of logit rows per image the engine writes: T or 1. */
 int mst_engine_steps_out(const mst_engine *e);
 
+/* ---- Energy accounting (spec section 6; SNN mode) ------------------------ */
+
+typedef struct {
+    const char *name;  /* checkpoint-style, e.g. "layers.0.blocks.1.mlp.fc1", "layers.0.blocks.1.attn.qk" */
+    double spikes_in;  /* spikes into the layer, after masking (0 for analog layers) */
+    double sops;       /* synaptic operations: spikes x fan-out */
+    double macs;       /* multiply-accumulates of analog layers */
+} mst_layer_stat;
+
+typedef struct {
+    const char *name;  /* IF site, as in the checkpoint without ".up" */
+    double spikes;     /* spikes fired (q, k, attn: before masking) */
+    double neurons;    /* neuron-steps: its firing rate is spikes / neurons */
+} mst_site_stat;
+
+typedef struct {
+    double images, steps;              /* images run, timesteps each */
+    int num_layers, num_sites;
+    const mst_layer_stat *layers;      /* synaptic and analog matmuls, in execution order */
+    const mst_site_stat *sites;        /* every IF site, in execution order */
+    double sops, macs;                 /* totals over the layers */
+    double energy_j;                   /* 0.9 pJ x sops + 4.6 pJ x macs */
+    double head_macs, softmax_exps, norm_elems; /* listed separately, not in energy_j */
+} mst_stats;
+
+/* Totals over every image run since the engine was made or the counters
+ * reset (SNN mode only). The arrays stay valid until the next call. */
+mst_status mst_engine_stats(mst_engine *e, mst_stats *out, mst_error *err);
+void mst_engine_reset_stats(mst_engine *e);
+
 #ifdef __cplusplus
 }
 #endif

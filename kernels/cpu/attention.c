@@ -22,6 +22,7 @@ typedef struct {
     uint64_t *qb, *kb; /* [n][words], q and k bit-packed (SNN) */
     float *S, *o;      /* [n][n], [d] */
     uint32_t *raw;     /* random numbers of one mask site */
+    uint64_t count[MST_ATTN_NCOUNTS]; /* this thread's spike counts */
 } scratch;
 
 static size_t scratch_bytes(int n, int d)
@@ -35,6 +36,7 @@ static void scratch_carve(scratch *s, void *mem, int n, int d)
 {
     char *p = mem;
     s->n = n, s->d = d, s->words = (d + 63) / 64;
+    memset(s->count, 0, sizeof s->count);
     s->qb = (uint64_t *)p, p += sizeof(uint64_t) * (size_t)(n * s->words);
     s->kb = (uint64_t *)p, p += sizeof(uint64_t) * (size_t)(n * s->words);
     s->expb = (float *)p, p += sizeof(float) * (size_t)(n * n);
@@ -101,7 +103,10 @@ static void gather_qk(const mst_attn_args *a, int part, int b, int win, int h, i
             }
             if (a->mode == MST_MODE_SNN) {
                 const uint64_t *row = a->qkv_bits + (row0 + s->tok[i]) * W3;
-                bits[i * s->words + j0 / 64] = mst_bit_field(row, part * C + h * d + j0, len) & keep;
+                uint64_t field = mst_bit_field(row, part * C + h * d + j0, len);
+                bits[i * s->words + j0 / 64] = field & keep;
+                s->count[part ? MST_ATTN_K : MST_ATTN_Q] += (uint64_t)__builtin_popcountll(field);
+                s->count[part ? MST_ATTN_K_KEPT : MST_ATTN_Q_KEPT] += (uint64_t)__builtin_popcountll(field & keep);
             } else {
                 const float *src = a->qkv + (row0 + s->tok[i]) * 3 * C + part * C + h * d + j0;
                 for (int j = 0; j < len; j++) dst[i * d + j0 + j] = (keep >> j) & 1 ? src[j] : 0.0f;
@@ -118,7 +123,10 @@ static void gather_v(const mst_attn_args *a, int b, int t, scratch *s, int h)
     for (int i = 0; i < s->n; i++) {
         if (a->mode == MST_MODE_SNN) {
             const uint64_t *row = a->qkv_bits + (row0 + s->tok[i]) * W3;
-            for (int j = 0; j < d; j++) s->v[i * d + j] = (float)mst_bit(row, 2 * C + h * d + j);
+            for (int j = 0; j < d; j++) {
+                s->v[i * d + j] = (float)mst_bit(row, 2 * C + h * d + j);
+                s->count[MST_ATTN_V] += (uint64_t)mst_bit(row, 2 * C + h * d + j);
+            }
         } else {
             memcpy(s->v + i * d, a->qkv + (row0 + s->tok[i]) * 3 * C + 2 * C + h * d, sizeof(float) * (size_t)d);
         }
@@ -205,8 +213,10 @@ static void softmax_v(const mst_attn_args *a, int b, int win, int h, int t, scra
     for (int i = 0; i < n; i++) {
         float *u = s->S + i * n, sum = 0.0f;
         for (int j = 0; j < n; j++) {
-            int keep = masked ? mst_mask_keep(s->raw[i * n + j], a->mask_threshold) : 1;
+            int keep = masked ? mst_mask_keep(s->raw[i * n + j], a->mask_threshold) : 1, fired = u[j] != 0.0f;
             int level = keep * (int)(u[j] * (float)MST_QCFS_LEVELS + 0.5f);
+            s->count[MST_ATTN_S] += (uint64_t)fired;
+            s->count[MST_ATTN_S_KEPT] += (uint64_t)(fired & keep);
             sum += (u[j] = s->expb[i * n + j] * s->gain[level]);
         }
         weighted_sum(u, s->v, n, d, s->o);
@@ -269,6 +279,8 @@ mst_status mst_cpu_window_attention(void *ctx, const mst_attn_args *a, mst_error
 #pragma omp for schedule(dynamic, 1)
         for (long u = 0; u < units; u++)
             unit(a, (int)(u / ((long)nw * a->heads)), (int)(u / a->heads % nw), (int)(u % a->heads), &s);
+#pragma omp critical
+        for (int c = 0; a->counts && c < MST_ATTN_NCOUNTS; c++) a->counts[c] += s.count[c];
     }
     free(mem);
     return MST_OK;

@@ -34,26 +34,33 @@ static void pack_row(const float *s, int C, uint64_t *dst)
     }
 }
 
-void mst_cpu_fire_row(float *v, float *z, int C, uint64_t *bits, float *out, float out_scale)
+int mst_cpu_fire_row(float *v, float *z, int C, uint64_t *bits, float *out, float out_scale)
 {
-    for (int c = 0; c < C; c++) z[c] = mst_if_step(&v[c], z[c]);
+    int fired = 0;
+    for (int c = 0; c < C; c++) {
+        z[c] = mst_if_step(&v[c], z[c]);
+        fired += z[c] != 0.0f;
+    }
     if (bits)
         pack_row(z, C, bits);
     else
         for (int c = 0; c < C; c++) out[c] = z[c] * out_scale;
+    return fired;
 }
 
-static void scan_rows(const mst_if_args *a, long row0, long row1, float *z)
+static uint64_t scan_rows(const mst_if_args *a, long row0, long row1, float *z)
 {
     int C = a->channels, W = mst_spike_words(C);
     long rows = a->R / C;
+    uint64_t fired = 0;
     for (int t = 0; t < a->steps; t++)
         for (long row = row0; row < row1; row++) {
             for (int c = 0; c < C; c++) z[c] = affine_in(a, t, row * C + c, c);
             long at = (long)t * rows + row;
-            mst_cpu_fire_row(a->v + row * C, z, C, a->bits ? a->bits + at * W : NULL, a->out ? a->out + at * C : NULL,
-                             a->out_scale);
+            fired += (uint64_t)mst_cpu_fire_row(a->v + row * C, z, C, a->bits ? a->bits + at * W : NULL,
+                                                a->out ? a->out + at * C : NULL, a->out_scale);
         }
+    return fired;
 }
 
 mst_status mst_cpu_if_scan(void *ctx, const mst_if_args *a, mst_error *err)
@@ -63,9 +70,12 @@ mst_status mst_cpu_if_scan(void *ctx, const mst_if_args *a, mst_error *err)
     int threads = omp_get_max_threads();
     mst_status r = mst_cpu_scratch(cpu, (size_t)a->channels * (size_t)threads, err);
     if (r != MST_OK) return r;
-#pragma omp parallel for schedule(static)
+    uint64_t fired = 0;
+#pragma omp parallel for schedule(static) reduction(+ : fired)
     for (long r0 = 0; r0 < rows; r0 += per)
-        scan_rows(a, r0, r0 + per < rows ? r0 + per : rows, cpu->scratch + (size_t)a->channels * (size_t)omp_get_thread_num());
+        fired += scan_rows(a, r0, r0 + per < rows ? r0 + per : rows,
+                           cpu->scratch + (size_t)a->channels * (size_t)omp_get_thread_num());
+    if (a->count) *a->count += fired;
     return MST_OK;
 }
 

@@ -95,23 +95,26 @@ static void spike_rows(const uint64_t *x, int rows, int K, const float *w, const
 }
 
 /* One block of tokens over all steps: potentials into `tile`, then fired. */
-static void synapse_block(const uint64_t *x, int steps, long R, long r0, int rows, int K, const float *w,
-                          const float *b, int N, float *v, uint64_t *bits, float *out, float out_scale, float *tile,
-                          int *act)
+static uint64_t synapse_block(const uint64_t *x, int steps, long R, long r0, int rows, int K, const float *w,
+                              const float *b, int N, float *v, uint64_t *bits, float *out, float out_scale,
+                              float *tile, int *act)
 {
     int WK = mst_spike_words(K), WN = mst_spike_words(N);
+    uint64_t fired = 0;
     for (int t = 0; t < steps; t++) {
         long first = (long)t * R + r0;
         spike_rows(x + first * WK, rows, K, w, b, N, tile, act);
         for (int r = 0; r < rows; r++)
-            mst_cpu_fire_row(v + (r0 + r) * N, tile + (long)r * N, N, bits ? bits + (first + r) * WN : NULL,
-                             out ? out + (first + r) * N : NULL, out_scale);
+            fired += (uint64_t)mst_cpu_fire_row(v + (r0 + r) * N, tile + (long)r * N, N,
+                                                bits ? bits + (first + r) * WN : NULL, out ? out + (first + r) * N : NULL,
+                                                out_scale);
     }
+    return fired;
 }
 
 mst_status mst_cpu_synapse_if(void *ctx, const uint64_t *x, int steps, long R, int K, const float *w,
                               const float *b, int N, float *v, uint64_t *bits, float *out, float out_scale,
-                              mst_error *err)
+                              uint64_t *count, mst_error *err)
 {
     mst_cpu *cpu = ctx;
     int threads = omp_get_max_threads();
@@ -121,15 +124,17 @@ mst_status mst_cpu_synapse_if(void *ctx, const uint64_t *x, int steps, long R, i
     size_t per = (size_t)block * ((size_t)K + (size_t)N);
     mst_status r = mst_cpu_scratch(cpu, per * (size_t)threads, err);
     if (r != MST_OK) return r;
-#pragma omp parallel
+    uint64_t fired = 0;
+#pragma omp parallel reduction(+ : fired)
     {
         float *tile = cpu->scratch + per * (size_t)omp_get_thread_num();
         int *act = (int *)(tile + (size_t)block * (size_t)N);
 #pragma omp for schedule(dynamic, 1)
         for (long r0 = 0; r0 < R; r0 += block) {
             int rows = (int)(R - r0 < block ? R - r0 : block);
-            synapse_block(x, steps, R, r0, rows, K, w, b, N, v, bits, out, out_scale, tile, act);
+            fired += synapse_block(x, steps, R, r0, rows, K, w, b, N, v, bits, out, out_scale, tile, act);
         }
     }
+    if (count) *count += fired;
     return MST_OK;
 }
