@@ -196,6 +196,21 @@ Test(cli, eval_agrees_with_run_on_the_same_images)
     }
     cr_expect(contains(out, "16 images, SNN, mask ratio 0.5"), "%s", out);
     json_decref(res);
+    /* --stats: the energy table, and the same in the results file */
+    snprintf(args, sizeof args, "eval --model %s --data /usr/share/datasets/fashion-mnist --limit 4 --timesteps 4 "
+             "--stats --results-file %s", DATA("tiny_gray.safetensors"), json);
+    cr_assert_eq(mst(args, out, sizeof out), 0, "%s", out);
+    cr_expect(contains(out, "layers.1.blocks.1.mlp.fc2") && contains(out, "mJ per image"), "%s", out);
+    res = json_load_file(json, 0, &je);
+    cr_assert(res != NULL, "%s", je.text);
+    json_t *energy = json_object_get(res, "energy");
+    cr_expect(json_real_value(json_object_get(energy, "energy_mj_per_image")) > 0);
+    cr_expect_eq(json_array_size(json_object_get(energy, "sites")), 1 + 4 * 10 + 1);
+    json_decref(res);
+    snprintf(args, sizeof args, "eval --model %s --data /usr/share/datasets/fashion-mnist --mode ann --stats",
+             DATA("tiny_gray.safetensors"));
+    cr_expect_eq(mst(args, out, sizeof out), 2);
+    cr_expect(contains(out, "--stats counts spikes: it needs --mode snn"), "%s", out);
     mst_npy_free(&y);
     unlink(logits);
     unlink(json);

@@ -28,10 +28,10 @@ void cli_fail(const mst_error *err)
 const char *cli_usage_text =
     "usage:\n"
     "  mst run --model FILE [--timesteps T] [--mask-ratio P] [--seed S] [--mode snn|ann]\n"
-    "          [--batch B] [--time-chunk C] [--img-size N] [--logits OUT.npy] INPUT.npy\n"
+    "          [--batch B] [--time-chunk C] [--img-size N] [--logits OUT.npy] [--stats] INPUT.npy\n"
     "  mst eval --model FILE --data PATH [--timesteps T] [--mask-ratio P] [--seed S] [--mode snn|ann]\n"
     "          [--batch B] [--time-chunk C] [--report-steps LIST] [--results-file OUT.json|OUT.csv]\n"
-    "          [--limit N] [--mean LIST] [--std LIST]\n"
+    "          [--limit N] [--mean LIST] [--std LIST] [--stats]\n"
     "  mst info --model FILE [--img-size N]\n";
 
 void cli_usage(void)
@@ -63,7 +63,7 @@ static const struct option options[] = {
     {"mode", 1, 0, 'M'},       {"batch", 1, 0, 'b'},     {"time-chunk", 1, 0, 'c'},   {"logits", 1, 0, 'o'},
     {"img-size", 1, 0, 'i'},   {"data", 1, 0, 'd'},      {"results-file", 1, 0, 'r'}, {"report-steps", 1, 0, 'R'},
     {"limit", 1, 0, 'l'},      {"mean", 1, 0, 'u'},      {"std", 1, 0, 'v'},          {"help", 0, 0, 'h'},
-    {0, 0, 0, 0}};
+    {"stats", 0, 0, 'S'},      {0, 0, 0, 0}};
 
 static void option(cli_args *a, int c, char **argv)
 {
@@ -82,6 +82,7 @@ static void option(cli_args *a, int c, char **argv)
     case 'l': a->limit = int_arg("limit", optarg, 1, 0x7fffffffffffffffL); break;
     case 'u': a->mean = optarg; break;
     case 'v': a->std = optarg; break;
+    case 'S': a->stats = 1; break;
     case 'M':
         if (strcmp(optarg, "snn") && strcmp(optarg, "ann")) cli_die("--mode must be snn or ann, got \"%s\"", optarg);
         a->eo.mode = strcmp(optarg, "ann") ? MST_MODE_SNN : MST_MODE_ANN;

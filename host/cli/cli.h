@@ -8,7 +8,7 @@ typedef struct {
     const char *model, *logits, *data, *results_file, *report_steps;
     const char *mean, *std;
     long limit;
-    int img_size;
+    int img_size, stats;
     mst_engine_opts eo;
 } cli_args;
 
@@ -25,5 +25,10 @@ mst_model *cli_load(const char *path, int img_size);
 double cli_now(void);
 
 int cli_eval(int argc, char **argv);
+
+/* --stats: the energy table on stdout, and its JSON form (caller owns it). */
+void cli_print_stats(const mst_stats *s);
+struct json_t;
+struct json_t *cli_stats_json(const mst_stats *s);
 
 #endif

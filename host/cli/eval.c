@@ -86,7 +86,7 @@ static void progress(long done, long total, double t0)
     if (done == total) fputc('\n', stderr);
 }
 
-static void write_results(const cli_args *a, const tally *r, long N, int K, double rate)
+static void write_results(const cli_args *a, const tally *r, long N, int K, double rate, const mst_stats *st)
 {
     FILE *f = fopen(a->results_file, "w");
     if (!f) cli_die("%s: cannot create", a->results_file);
@@ -95,6 +95,14 @@ static void write_results(const cli_args *a, const tally *r, long N, int K, doub
         fprintf(f, "step,top1,top5\n");
         for (int i = 0; i < r->n; i++)
             fprintf(f, "%d,%.4f,%.4f\n", r->step[i], 100.0 * r->top1[i] / N, K > 5 ? 100.0 * r->top5[i] / N : 100.0);
+        if (st) { /* a second table: per-image energy accounting */
+            double n = st->images;
+            fprintf(f, "\nlayer,spikes_in,sops,macs\n");
+            for (int i = 0; i < st->num_layers; i++)
+                fprintf(f, "%s,%.6g,%.6g,%.6g\n", st->layers[i].name, st->layers[i].spikes_in / n,
+                        st->layers[i].sops / n, st->layers[i].macs / n);
+            fprintf(f, "total,,%.6g,%.6g\nenergy_mj,%.6g,,\n", st->sops / n, st->macs / n, st->energy_j / n * 1e3);
+        }
     } else {
         json_t *s = json_array(), *t1 = json_array(), *t5 = json_array();
         for (int i = 0; i < r->n; i++) {
@@ -108,6 +116,7 @@ static void write_results(const cli_args *a, const tally *r, long N, int K, doub
                               a->eo.mask_ratio, "seed", (json_int_t)a->eo.seed, "steps", s, "top1", t1, "top5", t5,
                               "final_top1", 100.0 * r->top1[r->n - 1] / N, "final_top5",
                               K > 5 ? 100.0 * r->top5[r->n - 1] / N : 100.0, "images_per_second", rate);
+        if (st) json_object_set_new(o, "energy", cli_stats_json(st));
         json_dumpf(o, f, JSON_INDENT(2));
         fputc('\n', f);
         json_decref(o);
@@ -126,7 +135,7 @@ static const uint8_t *as_channels(const mst_dataset *d, long i, int C, uint8_t *
     return tmp;
 }
 
-static void run_eval(const cli_args *a, mst_model *m, const mst_dataset *d, long N, tally *r, double *rate)
+static mst_engine *run_eval(const cli_args *a, mst_model *m, const mst_dataset *d, long N, tally *r, double *rate)
 {
     const mst_arch *arch = mst_model_arch(m);
     int C = arch->in_chans, S = arch->img_size, B = a->eo.max_batch, K = arch->num_classes;
@@ -149,7 +158,7 @@ static void run_eval(const cli_args *a, mst_model *m, const mst_dataset *d, long
     }
     *rate = N / (cli_now() - t0);
     free(x), free(cum), free(tmp), free(mean), free(std);
-    mst_engine_free(e);
+    return e;
 }
 
 static void print_table(const tally *r, long N, int K, const cli_args *a, double rate)
@@ -175,6 +184,7 @@ int cli_eval(int argc, char **argv)
     if (optind != argc) cli_die("eval takes no positional arguments (got \"%s\")", argv[optind]);
     if (!a.data) cli_die("missing --data PATH");
     if (a.logits) cli_die("--logits is for mst run");
+    if (a.stats && a.eo.mode != MST_MODE_SNN) cli_die("--stats counts spikes: it needs --mode snn");
     mst_model *m = cli_load(a.model, a.img_size);
     mst_dataset d;
     mst_error err = {0};
@@ -189,9 +199,13 @@ int cli_eval(int argc, char **argv)
     tally r;
     report_steps(a.eo.mode == MST_MODE_ANN ? "1" : a.report_steps, a.eo.mode == MST_MODE_ANN ? 1 : a.eo.timesteps, &r);
     double rate;
-    run_eval(&a, m, &d, N, &r, &rate);
+    mst_engine *e = run_eval(&a, m, &d, N, &r, &rate);
     print_table(&r, N, arch->num_classes, &a, rate);
-    if (a.results_file) write_results(&a, &r, N, arch->num_classes, rate);
+    mst_stats st;
+    if (a.stats && mst_engine_stats(e, &st, &err) != MST_OK) cli_fail(&err);
+    if (a.stats) cli_print_stats(&st);
+    if (a.results_file) write_results(&a, &r, N, arch->num_classes, rate, a.stats ? &st : NULL);
+    mst_engine_free(e);
     free(r.step), free(r.top1), free(r.top5);
     mst_dataset_close(&d);
     mst_model_free(m);

@@ -81,6 +81,9 @@ static int cmd_run(int argc, char **argv)
     print_top5(m, cum + (long)(steps - 1) * x.shape[0] * K, (int)x.shape[0], steps);
     long shape[3] = {steps, x.shape[0], K};
     if (a.logits && mst_npy_write(a.logits, cum, 3, shape, &err) != MST_OK) cli_fail(&err);
+    mst_stats st;
+    if (a.stats && mst_engine_stats(e, &st, &err) != MST_OK) cli_fail(&err);
+    if (a.stats) cli_print_stats(&st);
     free(cum);
     mst_engine_free(e);
     mst_npy_free(&x);
