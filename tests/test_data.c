@@ -7,6 +7,7 @@
 #include "helpers.h"
 #include "host/data/dataset.h"
 #include "host/data/idx.h"
+#include "host/data/image.h"
 #include "host/data/npy.h"
 #include "host/data/transform.h"
 
@@ -130,4 +131,61 @@ Test(dataset, labels_file_follows_the_images_file)
     cr_expect(contains(err.msg, "cannot tell the labels file"), "%s", err.msg);
     cr_expect_eq(mst_dataset_open(MST_TEST_DATA, &d, &err), MST_ERR_IO);
     cr_expect(contains(err.msg, "no t10k- or train-images-idx3-ubyte"), "%s", err.msg);
+}
+
+/* PNG and JPEG decoding against the pixels Pillow gives for the same files
+ * (tests/data/images, written by tools/make_goldens.py). */
+Test(image, decodes_like_pillow)
+{
+    static const struct {
+        const char *file;
+        int channels;
+    } files[] = {{"gray.png", 1}, {"rgb.png", 3},  {"rgba.png", 3}, {"palette.png", 3},
+                 {"gray.jpg", 1}, {"rgb.jpg", 3},  {"cmyk.jpg", 3}};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char path[512], npy[600];
+        snprintf(path, sizeof path, "%s/images/%s", MST_TEST_DATA, files[i].file);
+        snprintf(npy, sizeof npy, "%s.npy", path);
+        mst_image im;
+        mst_npy want;
+        mst_error err = {0};
+        cr_assert_eq(mst_image_read(path, &im, &err), MST_OK, "%s", err.msg);
+        cr_assert_eq(mst_npy_read(npy, &want, &err), MST_OK, "%s", err.msg);
+        cr_expect(im.height == want.shape[0] && im.width == want.shape[1] && im.channels == files[i].channels &&
+                      want.shape[2] == files[i].channels,
+                  "%s: %dx%dx%d", files[i].file, im.height, im.width, im.channels);
+        long n = (long)im.height * im.width * im.channels, same = 0;
+        int worst = 0;
+        for (long k = 0; k < n && k < mst_npy_numel(&want); k++) {
+            int d = abs((int)im.pixels[k] - (int)want.data[k]);
+            worst = d > worst ? d : worst;
+            same += d == 0;
+        }
+        cr_log_info("%s: %ld of %ld values identical to Pillow, worst %d", files[i].file, same, n, worst);
+        cr_expect_eq(worst, 0, "%s: differs from Pillow by up to %d levels (%ld of %ld identical)", files[i].file,
+                     worst, same, n);
+        mst_image_free(&im);
+        mst_npy_free(&want);
+    }
+}
+
+Test(image, broken_files_are_named)
+{
+    static const struct {
+        const char *file, *expect;
+    } files[] = {{"truncated.jpg", "corrupt or truncated JPEG"},
+                 {"corrupt.png", "bad PNG"},
+                 {"empty.png", "empty or unreadable file"},
+                 {"rgb.png.npy", "neither a PNG nor a JPEG file"},
+                 {"missing.png", "cannot open"}};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/images/%s", MST_TEST_DATA, files[i].file);
+        mst_image im;
+        mst_error err = {0};
+        cr_expect_neq(mst_image_read(path, &im, &err), MST_OK, "%s accepted", files[i].file);
+        cr_expect(contains(err.msg, files[i].expect) && contains(err.msg, files[i].file), "%s: %s", files[i].file,
+                  err.msg);
+        cr_expect(im.pixels == NULL);
+    }
 }

@@ -8,4 +8,5 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
   build-essential cmake pkg-config libopenblas-openmp-dev libjansson-dev libcriterion-dev zlib1g-dev \
+  libspng-dev libturbojpeg0-dev \
   dataset-fashion-mnist >/dev/null

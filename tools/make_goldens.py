@@ -68,8 +68,41 @@ def fashion_mnist_fixtures():
                         extra={"mean": json.dumps([train.MEAN]), "std": json.dumps([train.STD]), "resize": "bilinear"})
 
 
+def image_fixtures():
+    """Small PNG and JPEG files in gray, RGB, RGBA, palette and CMYK, with the
+    pixels Pillow decodes them to (convert("L") for gray files, else "RGB"),
+    and broken files for the error paths."""
+    from PIL import Image
+
+    out = os.path.join(OUT, "images")
+    os.makedirs(out, exist_ok=True)
+    rng = np.random.default_rng(5)
+    specs = [("gray.png", "L", (13, 7), {}), ("rgb.png", "RGB", (9, 11), {}), ("rgba.png", "RGBA", (8, 5), {}),
+             ("palette.png", "P", (6, 6), {}), ("gray.jpg", "L", (17, 9), {"quality": 90}),
+             ("rgb.jpg", "RGB", (23, 15), {"quality": 90}), ("cmyk.jpg", "CMYK", (10, 12), {"quality": 95})]
+    for name, mode, (w, h), kw in specs:
+        bands = {"L": 1, "RGB": 3, "RGBA": 4, "P": 1, "CMYK": 4}[mode]
+        a = rng.integers(0, 256, size=(h, w, bands), dtype=np.uint8)
+        a[: h // 2] //= 4  # some smooth, some busy content
+        img = Image.fromarray(a[:, :, 0] if bands == 1 else a, mode="L" if mode == "P" else mode)
+        if mode == "P":
+            img = img.convert("P")
+        img.save(os.path.join(out, name), **kw)
+        back = Image.open(os.path.join(out, name))
+        pix = np.asarray(back.convert("L" if back.mode == "L" else "RGB"), dtype=np.float32)
+        np.save(os.path.join(out, name + ".npy"), pix.reshape(h, w, -1))
+    with open(os.path.join(out, "rgb.jpg"), "rb") as f:
+        jpg = f.read()
+    with open(os.path.join(out, "truncated.jpg"), "wb") as f:
+        f.write(jpg[: len(jpg) * 4 // 5])  # cut inside the entropy-coded data
+    with open(os.path.join(out, "corrupt.png"), "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + bytes(rng.integers(0, 256, 100, dtype=np.uint8)))
+    open(os.path.join(out, "empty.png"), "wb").close()
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
+    image_fixtures()
     fashion_mnist_fixtures()
     for i, (name, cfg) in enumerate(MODELS.items()):
         model, x = build(name, cfg, 100 + i)

@@ -1,0 +1,20 @@
+/* Image files: PNG (libspng) and JPEG (TurboJPEG), decoded to 8-bit pixels as
+ * Pillow's convert("RGB") / convert("L") would give them. */
+#ifndef MST_IMAGE_H
+#define MST_IMAGE_H
+
+#include <stdint.h>
+
+#include "mst/mst.h"
+
+typedef struct {
+    int height, width, channels; /* channels: 1 (grayscale) or 3 (RGB) */
+    uint8_t *pixels;             /* [height][width][channels] */
+} mst_image;
+
+/* Decodes a PNG or JPEG file (told apart by their signatures). Alpha is
+ * dropped, CMYK converted to RGB, 16-bit samples reduced to 8. */
+mst_status mst_image_read(const char *path, mst_image *out, mst_error *err);
+void mst_image_free(mst_image *im);
+
+#endif
