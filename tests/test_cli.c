@@ -216,6 +216,24 @@ Test(cli, eval_agrees_with_run_on_the_same_images)
     unlink(json);
 }
 
+/* A bad file in a folder dataset is reported by name, counted and skipped. */
+Test(cli, eval_skips_unreadable_images)
+{
+    const char *root = tmp_path("tree");
+    char cmd[2048], out[8192];
+    snprintf(cmd, sizeof cmd, "mkdir -p %s/a %s/b && cp %s/images/gray.png %s/images/rgb.jpg %s/a/ && "
+             "cp %s/images/truncated.jpg %s/images/cmyk.jpg %s/b/", root, root, MST_TEST_DATA, MST_TEST_DATA, root,
+             MST_TEST_DATA, MST_TEST_DATA, root);
+    cr_assert_eq(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "eval --model %s --data %s --timesteps 2 --batch 3", DATA("tiny_gray.safetensors"), root);
+    cr_expect_eq(mst(cmd, out, sizeof out), 0, "%s", out);
+    cr_expect(contains(out, "skipped: ") && contains(out, "truncated.jpg: corrupt or truncated JPEG"), "%s", out);
+    cr_expect(contains(out, "1 of 4 images could not be read and were skipped"), "%s", out);
+    cr_expect(contains(out, "3 images, SNN"), "%s", out);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", root);
+    cr_expect_eq(system(cmd), 0);
+}
+
 Test(cli, info_prints_architecture_and_thresholds)
 {
     char out[16384];

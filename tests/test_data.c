@@ -1,5 +1,6 @@
 /* Dataset readers: IDX files (gzip or not) against Fashion-MNIST's known
  * counts, and malformed IDX files. */
+#include <sys/stat.h>
 #include <zlib.h>
 
 #include <math.h>
@@ -129,8 +130,59 @@ Test(dataset, labels_file_follows_the_images_file)
     mst_dataset_close(&d);
     cr_expect_eq(mst_dataset_open("/nonexistent", &d, &err), MST_ERR_ARG);
     cr_expect(contains(err.msg, "cannot tell the labels file"), "%s", err.msg);
-    cr_expect_eq(mst_dataset_open(MST_TEST_DATA, &d, &err), MST_ERR_IO);
-    cr_expect(contains(err.msg, "no t10k- or train-images-idx3-ubyte"), "%s", err.msg);
+    const char *empty = tmp_path("empty-dir");
+    mkdir(empty, 0755);
+    cr_expect_eq(mst_dataset_open(empty, &d, &err), MST_ERR_FORMAT);
+    cr_expect(contains(err.msg, "no class subfolders"), "%s", err.msg);
+    rmdir(empty);
+}
+
+static void copy_file(const char *from, const char *to)
+{
+    FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
+    char buf[4096];
+    size_t n;
+    while (a && b && (n = fread(buf, 1, sizeof buf, a)) > 0) fwrite(buf, 1, n, b);
+    if (a) fclose(a);
+    if (b) fclose(b);
+}
+
+/* A folder per class: classes and files in sorted order, non-images ignored. */
+Test(dataset, folder_per_class)
+{
+    const char *root = tmp_path("classes");
+    char dir[600], path[700];
+    const char *layout[][2] = {{"b_class", "rgb.png"}, {"a_class", "gray.jpg"}, {"a_class", "rgb.jpg"},
+                               {"b_class", "corrupt.png"}, {"a_class", "rgb.png.npy"}};
+    mkdir(root, 0755);
+    for (size_t i = 0; i < sizeof layout / sizeof layout[0]; i++) {
+        snprintf(dir, sizeof dir, "%s/%s", root, layout[i][0]);
+        mkdir(dir, 0755);
+        char from[600];
+        snprintf(from, sizeof from, "%s/images/%s", MST_TEST_DATA, layout[i][1]);
+        snprintf(path, sizeof path, "%s/%s", dir, layout[i][1]);
+        copy_file(from, path);
+    }
+    mst_dataset d;
+    mst_error err = {0};
+    cr_assert_eq(mst_dataset_open(root, &d, &err), MST_OK, "%s", err.msg);
+    cr_expect_eq(d.count, 4);
+    cr_expect(d.num_classes == 2 && !strcmp(d.classes[0], "a_class") && !strcmp(d.classes[1], "b_class"));
+    int want_label[4] = {0, 0, 1, 1};
+    const char *want_file[4] = {"gray.jpg", "rgb.jpg", "corrupt.png", "rgb.png"};
+    for (int i = 0; i < 4; i++) {
+        cr_expect_eq(d.labels[i], want_label[i], "image %d", i);
+        cr_expect(contains(mst_dataset_file(&d, i), want_file[i]), "image %d is %s", i, mst_dataset_file(&d, i));
+    }
+    mst_image im;
+    cr_expect_eq(mst_dataset_image(&d, 0, &im, &err), MST_OK, "%s", err.msg);
+    cr_expect(im.channels == 1 && im.width == 17);
+    cr_expect_eq(mst_image_to_channels(&im, 3, &err), MST_OK);
+    cr_expect(im.channels == 3 && im.pixels[0] == im.pixels[1] && im.pixels[1] == im.pixels[2]);
+    mst_image_free(&im);
+    cr_expect_neq(mst_dataset_image(&d, 2, &im, &err), MST_OK);
+    cr_expect(contains(err.msg, "corrupt.png: bad PNG"), "%s", err.msg);
+    mst_dataset_close(&d);
 }
 
 /* PNG and JPEG decoding against the pixels Pillow gives for the same files

@@ -124,41 +124,72 @@ static void write_results(const cli_args *a, const tally *r, long N, int K, doub
     if (fclose(f) != 0) cli_die("%s: write failed", a->results_file);
 }
 
-/* One image's pixels with the model's channel count (gray replicated to RGB). */
-static const uint8_t *as_channels(const mst_dataset *d, long i, int C, uint8_t *tmp)
+/* Image i decoded, converted to the model's channels and transformed into x;
+ * a file that cannot be read is reported and skipped (returns 0). */
+static int prepare(const mst_dataset *d, long i, const mst_transform *tf, float *x)
 {
-    long px = (long)d->height * d->width;
-    const uint8_t *p = d->pixels + i * px * d->channels;
-    if (d->channels == C) return p;
-    for (long q = 0; q < px; q++)
-        for (int c = 0; c < C; c++) tmp[q * C + c] = p[q];
-    return tmp;
+    mst_image im;
+    mst_error err = {0};
+    mst_status r = mst_dataset_image(d, i, &im, &err);
+    if (r == MST_OK) r = mst_image_to_channels(&im, tf->channels, &err);
+    if (r == MST_OK) mst_transform_bilinear(tf, im.pixels, im.height, im.width, x);
+    mst_image_free(&im);
+    if (r != MST_OK) fprintf(stderr, "%smst: skipped: %s\n", isatty(2) ? "\n" : "", err.msg);
+    return r == MST_OK;
 }
 
-static mst_engine *run_eval(const cli_args *a, mst_model *m, const mst_dataset *d, long N, tally *r, double *rate)
+typedef struct {
+    mst_engine *e;
+    const mst_dataset *d;
+    tally *r;
+    float *x, *cum;
+    long img, skipped;
+    int T, K;
+} evaluator;
+
+/* Runs images [i0, i0 + n) of the batch that were read, in runs of
+ * consecutive dataset positions (the masks are keyed by position). */
+static void run_batch(evaluator *v, long i0, int n, const int *ok)
+{
+    mst_error err = {0};
+    for (int b = 0; b < n;) {
+        if (!ok[b]) {
+            b++;
+            continue;
+        }
+        int end = b;
+        while (end < n && ok[end]) end++;
+        if (mst_engine_run(v->e, v->x + b * v->img, end - b, (uint64_t)(i0 + b), v->cum, &err) != MST_OK) cli_fail(&err);
+        count(v->r, v->cum, end - b, v->K, v->d->labels + i0 + b, v->T);
+        b = end;
+    }
+}
+
+static mst_engine *run_eval(const cli_args *a, mst_model *m, const mst_dataset *d, long N, tally *r, double *rate,
+                            long *skipped)
 {
     const mst_arch *arch = mst_model_arch(m);
-    int C = arch->in_chans, S = arch->img_size, B = a->eo.max_batch, K = arch->num_classes;
+    int C = arch->in_chans, S = arch->img_size, B = a->eo.max_batch;
     float *mean = channel_values("mean", a->mean, arch->mean, C), *std = channel_values("std", a->std, arch->std, C);
     mst_transform tf = {.channels = C, .size = S, .mean = mean, .std = std};
     mst_error err = {0};
-    mst_engine *e;
-    if (mst_engine_create(m, &a->eo, &e, &err) != MST_OK) cli_fail(&err);
-    int T = mst_engine_steps_out(e);
-    float *x = malloc(sizeof(float) * (size_t)B * C * S * S), *cum = malloc(sizeof(float) * (size_t)T * B * K);
-    uint8_t *tmp = malloc((size_t)d->height * d->width * C);
+    evaluator v = {.d = d, .r = r, .img = (long)C * S * S, .K = arch->num_classes};
+    if (mst_engine_create(m, &a->eo, &v.e, &err) != MST_OK) cli_fail(&err);
+    v.T = mst_engine_steps_out(v.e);
+    v.x = malloc(sizeof(float) * (size_t)B * v.img);
+    v.cum = malloc(sizeof(float) * (size_t)v.T * B * v.K);
+    int *ok = malloc(sizeof(int) * (size_t)B);
     double t0 = cli_now();
     for (long i0 = 0; i0 < N; i0 += B) {
         int n = (int)(N - i0 < B ? N - i0 : B);
-        for (int b = 0; b < n; b++)
-            mst_transform_bilinear(&tf, as_channels(d, i0 + b, C, tmp), d->height, d->width, x + (long)b * C * S * S);
-        if (mst_engine_run(e, x, n, (uint64_t)i0, cum, &err) != MST_OK) cli_fail(&err);
-        count(r, cum, n, K, d->labels + i0, T);
+        for (int b = 0; b < n; b++) v.skipped += !(ok[b] = prepare(d, i0 + b, &tf, v.x + b * v.img));
+        run_batch(&v, i0, n, ok);
         progress(i0 + n, N, t0);
     }
     *rate = N / (cli_now() - t0);
-    free(x), free(cum), free(tmp), free(mean), free(std);
-    return e;
+    *skipped = v.skipped;
+    free(v.x), free(v.cum), free(ok), free(mean), free(std);
+    return v.e;
 }
 
 static void print_table(const tally *r, long N, int K, const cli_args *a, double rate)
@@ -190,8 +221,6 @@ int cli_eval(int argc, char **argv)
     mst_error err = {0};
     if (mst_dataset_open(a.data, &d, &err) != MST_OK) cli_fail(&err);
     const mst_arch *arch = mst_model_arch(m);
-    if (d.channels != 1 && d.channels != arch->in_chans)
-        cli_die("%s: images have %d channels, the model takes %d", a.data, d.channels, arch->in_chans);
     for (long i = 0; i < d.count; i++)
         if (d.labels[i] < 0 || d.labels[i] >= arch->num_classes)
             cli_die("%s: image %ld has label %d, the model has %d classes", a.data, i, d.labels[i], arch->num_classes);
@@ -199,7 +228,11 @@ int cli_eval(int argc, char **argv)
     tally r;
     report_steps(a.eo.mode == MST_MODE_ANN ? "1" : a.report_steps, a.eo.mode == MST_MODE_ANN ? 1 : a.eo.timesteps, &r);
     double rate;
-    mst_engine *e = run_eval(&a, m, &d, N, &r, &rate);
+    long skipped;
+    mst_engine *e = run_eval(&a, m, &d, N, &r, &rate, &skipped);
+    if (skipped == N) cli_die("%s: none of the %ld images could be read", a.data, N);
+    if (skipped) printf("%ld of %ld images could not be read and were skipped\n", skipped, N);
+    N -= skipped;
     print_table(&r, N, arch->num_classes, &a, rate);
     mst_stats st;
     if (a.stats && mst_engine_stats(e, &st, &err) != MST_OK) cli_fail(&err);

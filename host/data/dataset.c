@@ -1,8 +1,10 @@
 #include "dataset.h"
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -13,6 +15,86 @@ static int is_dir(const char *p)
 {
     struct stat sb;
     return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static int image_name(const char *n)
+{
+    const char *dot = strrchr(n, '.');
+    return dot && (!strcasecmp(dot, ".png") || !strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg"));
+}
+
+/* Sorted entries of a folder that are subfolders (want_dirs) or image files. */
+static mst_status list_dir(const char *dir, int want_dirs, char ***out, int *n, mst_error *err)
+{
+    DIR *dp = opendir(dir);
+    if (!dp) return mst_fail(err, MST_ERR_IO, "%s: cannot open folder", dir);
+    int cap = 16;
+    *n = 0;
+    *out = malloc(sizeof(char *) * (size_t)cap);
+    for (struct dirent *de; *out && (de = readdir(dp));) {
+        if (de->d_name[0] == '.') continue;
+        char full[4400];
+        snprintf(full, sizeof full, "%.4000s/%.256s", dir, de->d_name);
+        if (want_dirs ? !is_dir(full) : (is_dir(full) || !image_name(de->d_name))) continue;
+        if (*n == cap) *out = realloc(*out, sizeof(char *) * (size_t)(cap *= 2));
+        if (*out) (*out)[(*n)++] = strdup(de->d_name);
+    }
+    closedir(dp);
+    if (!*out) return mst_fail(err, MST_ERR_NOMEM, "out of memory listing %s", dir);
+    qsort(*out, (size_t)*n, sizeof(char *), by_name);
+    return MST_OK;
+}
+
+static void free_list(char **list, int n)
+{
+    for (int i = 0; list && i < n; i++) free(list[i]);
+    free(list);
+}
+
+/* One subfolder per class; label = the class's position in sorted order. */
+static mst_status from_folders(const char *dir, mst_dataset *d, mst_error *err)
+{
+    mst_status r = list_dir(dir, 1, &d->classes, &d->num_classes, err);
+    if (r == MST_OK && d->num_classes == 0) r = mst_fail(err, MST_ERR_FORMAT, "%s: no class subfolders", dir);
+    long cap = 0;
+    for (int c = 0; r == MST_OK && c < d->num_classes; c++) {
+        char sub[4400], **names = NULL;
+        int n = 0;
+        snprintf(sub, sizeof sub, "%.4000s/%.256s", dir, d->classes[c]);
+        r = list_dir(sub, 0, &names, &n, err);
+        for (int i = 0; r == MST_OK && i < n; i++) {
+            if (d->count == cap) {
+                cap = cap ? 2 * cap : 256;
+                d->files = realloc(d->files, sizeof(char *) * (size_t)cap);
+                d->labels = realloc(d->labels, sizeof(int) * (size_t)cap);
+                if (!d->files || !d->labels) r = mst_fail(err, MST_ERR_NOMEM, "out of memory listing %s", dir);
+            }
+            if (r != MST_OK) break;
+            char full[8800];
+            snprintf(full, sizeof full, "%.4400s/%.256s", sub, names[i]);
+            d->files[d->count] = strdup(full);
+            d->labels[d->count++] = c;
+        }
+        if (names) free_list(names, n);
+    }
+    if (r == MST_OK && d->count == 0) r = mst_fail(err, MST_ERR_FORMAT, "%s: no .png or .jpg files in the class folders", dir);
+    return r;
+}
+
+/* A folder of IDX files, or of class folders. */
+static int holds_idx(const char *dir)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s/t10k-images-idx3-ubyte.gz", dir);
+    if (access(p, R_OK) == 0) return 1;
+    snprintf(p, sizeof p, "%s/t10k-images-idx3-ubyte", dir);
+    if (access(p, R_OK) == 0) return 1;
+    snprintf(p, sizeof p, "%s/train-images-idx3-ubyte.gz", dir);
+    if (access(p, R_OK) == 0) return 1;
+    snprintf(p, sizeof p, "%s/train-images-idx3-ubyte", dir);
+    return access(p, R_OK) == 0;
 }
 
 /* The images file inside a folder: the test split first. */
@@ -66,6 +148,11 @@ mst_status mst_dataset_open(const char *path, mst_dataset *d, mst_error *err)
     memset(d, 0, sizeof *d);
     char images[4096], labels[4096];
     mst_status r = MST_OK;
+    if (is_dir(path) && !holds_idx(path)) {
+        r = from_folders(path, d, err);
+        if (r != MST_OK) mst_dataset_close(d);
+        return r;
+    }
     if (is_dir(path))
         r = find_images(path, images, sizeof images, err);
     else
@@ -80,5 +167,19 @@ void mst_dataset_close(mst_dataset *d)
 {
     free(d->pixels);
     free(d->labels);
+    free_list(d->files, (int)d->count);
+    free_list(d->classes, d->num_classes);
     memset(d, 0, sizeof *d);
+}
+
+const char *mst_dataset_file(const mst_dataset *d, long i) { return d->files ? d->files[i] : NULL; }
+
+mst_status mst_dataset_image(const mst_dataset *d, long i, mst_image *out, mst_error *err)
+{
+    if (d->files) return mst_image_read(d->files[i], out, err);
+    size_t n = (size_t)d->height * d->width * d->channels;
+    *out = (mst_image){.height = d->height, .width = d->width, .channels = d->channels, .pixels = malloc(n)};
+    if (!out->pixels) return mst_fail(err, MST_ERR_NOMEM, "out of memory");
+    memcpy(out->pixels, d->pixels + (size_t)i * n, n);
+    return MST_OK;
 }

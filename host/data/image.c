@@ -133,3 +133,24 @@ mst_status mst_image_read(const char *path, mst_image *out, mst_error *err)
     if (r != MST_OK) mst_image_free(out);
     return r;
 }
+
+mst_status mst_image_to_channels(mst_image *im, int channels, mst_error *err)
+{
+    if (im->channels == channels) return MST_OK;
+    if (channels != 1 && channels != 3)
+        return mst_fail(err, MST_ERR_UNSUPPORTED, "images can become 1 or 3 channels, not %d", channels);
+    long px = (long)im->height * im->width;
+    uint8_t *p = malloc((size_t)(px * channels));
+    if (!p) return mst_fail(err, MST_ERR_NOMEM, "out of memory converting an image");
+    for (long i = 0; i < px; i++) {
+        const uint8_t *s = im->pixels + i * im->channels;
+        if (channels == 3)
+            p[3 * i] = p[3 * i + 1] = p[3 * i + 2] = s[0];
+        else
+            p[i] = (uint8_t)((19595u * s[0] + 38470u * s[1] + 7471u * s[2] + 0x8000u) >> 16);
+    }
+    free(im->pixels);
+    im->pixels = p;
+    im->channels = channels;
+    return MST_OK;
+}

@@ -17,4 +17,8 @@ typedef struct {
 mst_status mst_image_read(const char *path, mst_image *out, mst_error *err);
 void mst_image_free(mst_image *im);
 
+/* Converts in place to `channels` (1 or 3) as Pillow's convert("L") /
+ * convert("RGB") would: L = (19595 R + 38470 G + 7471 B + 2^15) >> 16. */
+mst_status mst_image_to_channels(mst_image *im, int channels, mst_error *err);
+
 #endif
