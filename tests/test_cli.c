@@ -216,6 +216,24 @@ Test(cli, eval_agrees_with_run_on_the_same_images)
     unlink(json);
 }
 
+/* mst run on image files and folders: preprocessed from the metadata, the
+ * same logits as the Python-preprocessed tensor for the same image. */
+Test(cli, run_on_image_files)
+{
+    char args[1024], out[8192];
+    snprintf(args, sizeof args, "run --model %s --timesteps 4 %s/images/rgb.jpg", DATA("tiny_gray.safetensors"),
+             MST_TEST_DATA);
+    cr_assert_eq(mst(args, out, sizeof out), 0, "%s", out);
+    cr_expect(contains(out, "images/rgb.jpg:") && contains(out, "(Trouser)"), "%s", out);
+    snprintf(args, sizeof args, "run --model %s --timesteps 4 %s/images", DATA("tiny_gray.safetensors"), MST_TEST_DATA);
+    cr_assert_eq(mst(args, out, sizeof out), 0, "%s", out);
+    cr_expect(contains(out, "skipped: ") && contains(out, "corrupt.png") && contains(out, "images/palette.png:"), "%s",
+              out);
+    snprintf(args, sizeof args, "run --model %s %s/images/rgb.jpg", BN, MST_TEST_DATA);
+    cr_expect_eq(mst(args, out, sizeof out), 2);
+    cr_expect(contains(out, "the checkpoint's metadata has no mean"), "%s", out);
+}
+
 /* A bad file in a folder dataset is reported by name, counted and skipped. */
 Test(cli, eval_skips_unreadable_images)
 {

@@ -28,7 +28,8 @@ void cli_fail(const mst_error *err)
 const char *cli_usage_text =
     "usage:\n"
     "  mst run --model FILE [--timesteps T] [--mask-ratio P] [--seed S] [--mode snn|ann]\n"
-    "          [--batch B] [--time-chunk C] [--img-size N] [--logits OUT.npy] [--stats] INPUT.npy\n"
+    "          [--batch B] [--time-chunk C] [--img-size N] [--logits OUT.npy] [--stats]\n"
+    "          INPUT.npy | IMAGE | FOLDER\n"
     "  mst eval --model FILE --data PATH [--timesteps T] [--mask-ratio P] [--seed S] [--mode snn|ann]\n"
     "          [--batch B] [--time-chunk C] [--report-steps LIST] [--results-file OUT.json|OUT.csv]\n"
     "          [--limit N] [--mean LIST] [--std LIST] [--stats]\n"

@@ -2,6 +2,8 @@
 #ifndef MST_CLI_H
 #define MST_CLI_H
 
+#include "../data/dataset.h"
+#include "../data/transform.h"
 #include "mst/mst.h"
 
 typedef struct {
@@ -25,6 +27,12 @@ mst_model *cli_load(const char *path, int img_size);
 double cli_now(void);
 
 int cli_eval(int argc, char **argv);
+
+/* Image i decoded, converted to the model's channels and transformed into x;
+ * a file that cannot be read is reported on stderr and skipped (returns 0). */
+int cli_prepare(const mst_dataset *d, long i, const mst_transform *tf, float *x);
+/* Per-channel values from --mean/--std (flag), else the checkpoint's metadata. */
+float *cli_channel_values(const char *flag, const char *list, const float *meta, int C);
 
 /* --stats: the energy table on stdout, and its JSON form (caller owns it). */
 void cli_print_stats(const mst_stats *s);

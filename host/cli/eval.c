@@ -38,7 +38,7 @@ static void report_steps(const char *list, int T, tally *r)
 }
 
 /* Per-channel values from --mean/--std, or the checkpoint's metadata. */
-static float *channel_values(const char *flag, const char *list, const float *meta, int C)
+float *cli_channel_values(const char *flag, const char *list, const float *meta, int C)
 {
     float *v = malloc(sizeof(float) * (size_t)C);
     if (!list) {
@@ -126,7 +126,7 @@ static void write_results(const cli_args *a, const tally *r, long N, int K, doub
 
 /* Image i decoded, converted to the model's channels and transformed into x;
  * a file that cannot be read is reported and skipped (returns 0). */
-static int prepare(const mst_dataset *d, long i, const mst_transform *tf, float *x)
+int cli_prepare(const mst_dataset *d, long i, const mst_transform *tf, float *x)
 {
     mst_image im;
     mst_error err = {0};
@@ -170,7 +170,8 @@ static mst_engine *run_eval(const cli_args *a, mst_model *m, const mst_dataset *
 {
     const mst_arch *arch = mst_model_arch(m);
     int C = arch->in_chans, S = arch->img_size, B = a->eo.max_batch;
-    float *mean = channel_values("mean", a->mean, arch->mean, C), *std = channel_values("std", a->std, arch->std, C);
+    float *mean = cli_channel_values("mean", a->mean, arch->mean, C);
+    float *std = cli_channel_values("std", a->std, arch->std, C);
     mst_transform tf = {.channels = C, .size = S, .mean = mean, .std = std};
     mst_error err = {0};
     evaluator v = {.d = d, .r = r, .img = (long)C * S * S, .K = arch->num_classes};
@@ -182,7 +183,7 @@ static mst_engine *run_eval(const cli_args *a, mst_model *m, const mst_dataset *
     double t0 = cli_now();
     for (long i0 = 0; i0 < N; i0 += B) {
         int n = (int)(N - i0 < B ? N - i0 : B);
-        for (int b = 0; b < n; b++) v.skipped += !(ok[b] = prepare(d, i0 + b, &tf, v.x + b * v.img));
+        for (int b = 0; b < n; b++) v.skipped += !(ok[b] = cli_prepare(d, i0 + b, &tf, v.x + b * v.img));
         run_batch(&v, i0, n, ok);
         progress(i0 + n, N, t0);
     }
@@ -222,7 +223,9 @@ int cli_eval(int argc, char **argv)
     if (mst_dataset_open(a.data, &d, &err) != MST_OK) cli_fail(&err);
     const mst_arch *arch = mst_model_arch(m);
     for (long i = 0; i < d.count; i++)
-        if (d.labels[i] < 0 || d.labels[i] >= arch->num_classes)
+        if (d.labels[i] < 0) cli_die("%s: no labels (mst eval needs one subfolder per class, or IDX files)", a.data);
+    for (long i = 0; i < d.count; i++)
+        if (d.labels[i] >= arch->num_classes)
             cli_die("%s: image %ld has label %d, the model has %d classes", a.data, i, d.labels[i], arch->num_classes);
     long N = a.limit && a.limit < d.count ? a.limit : d.count;
     tally r;

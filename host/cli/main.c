@@ -16,13 +16,17 @@ static void check_input(const mst_npy *x, const mst_arch *a, const char *path)
     if (x->shape[0] < 1) cli_die("%s: input holds no images", path);
 }
 
-static void print_top5(const mst_model *m, const float *cum, int n, int T)
+static void print_top5(const mst_model *m, const float *cum, int n, int T, const mst_dataset *files,
+                       const long *which)
 {
     int K = mst_model_arch(m)->num_classes;
     for (int i = 0; i < n; i++) {
         const float *l = cum + (long)i * K;
         int used[5], top = K < 5 ? K : 5;
-        printf("image %d:", i);
+        if (which)
+            printf("%s:", mst_dataset_file(files, which[i]));
+        else
+            printf("image %d:", i);
         for (int r = 0; r < top; r++) {
             int best = -1;
             for (int k = 0; k < K; k++) {
@@ -58,6 +62,34 @@ static float *run_all(mst_engine *e, const mst_npy *x, const char *path, int K, 
     return all;
 }
 
+/* Image files or folders as the input: decoded and preprocessed as the
+ * checkpoint's metadata says; unreadable files are reported and skipped. */
+static void images_input(const cli_args *a, const mst_arch *arch, const char *path, mst_npy *x, mst_dataset *d,
+                         long **which)
+{
+    mst_error err = {0};
+    if (mst_dataset_open(path, d, &err) != MST_OK) cli_fail(&err);
+    if (!d->files) cli_die("%s: mst run takes image files or folders, or a .npy file", path);
+    int C = arch->in_chans, S = arch->img_size;
+    float *mean = cli_channel_values("mean", a->mean, arch->mean, C), *std = cli_channel_values("std", a->std, arch->std, C);
+    mst_transform tf = {.channels = C, .size = S, .mean = mean, .std = std};
+    long img = (long)C * S * S, n = 0;
+    *x = (mst_npy){.ndim = 4, .shape = {0, C, S, S}, .data = malloc(sizeof(float) * (size_t)(d->count * img))};
+    *which = malloc(sizeof(long) * (size_t)d->count);
+    if (!x->data || !*which) cli_die("out of memory for %ld images", d->count);
+    for (long i = 0; i < d->count; i++)
+        if (cli_prepare(d, i, &tf, x->data + n * img)) (*which)[n++] = i;
+    if (n == 0) cli_die("%s: none of the %ld images could be read", path, d->count);
+    x->shape[0] = n;
+    free(mean), free(std);
+}
+
+static int ends_with(const char *s, const char *tail)
+{
+    size_t n = strlen(s), k = strlen(tail);
+    return n >= k && strcmp(s + n - k, tail) == 0;
+}
+
 static int cmd_run(int argc, char **argv)
 {
     cli_args a;
@@ -68,7 +100,13 @@ static int cmd_run(int argc, char **argv)
     const mst_arch *arch = mst_model_arch(m);
     mst_npy x;
     mst_error err = {0};
-    if (mst_npy_read(input, &x, &err) != MST_OK) cli_fail(&err);
+    mst_dataset files = {0};
+    long *which = NULL;
+    if (ends_with(input, ".npy")) {
+        if (mst_npy_read(input, &x, &err) != MST_OK) cli_fail(&err);
+    } else {
+        images_input(&a, arch, input, &x, &files, &which);
+    }
     check_input(&x, arch, input);
     mst_engine *e;
     if (mst_engine_create(m, &a.eo, &e, &err) != MST_OK) cli_fail(&err);
@@ -78,13 +116,15 @@ static int cmd_run(int argc, char **argv)
     double dt = cli_now() - t0;
     fprintf(stderr, "mst: %ld images x %d steps (%s, mask ratio %g) in %.3f s: %.2f images/s\n", x.shape[0], steps,
             a.eo.mode == MST_MODE_SNN ? "snn" : "ann", a.eo.mask_ratio, dt, x.shape[0] / dt);
-    print_top5(m, cum + (long)(steps - 1) * x.shape[0] * K, (int)x.shape[0], steps);
+    print_top5(m, cum + (long)(steps - 1) * x.shape[0] * K, (int)x.shape[0], steps, &files, which);
     long shape[3] = {steps, x.shape[0], K};
     if (a.logits && mst_npy_write(a.logits, cum, 3, shape, &err) != MST_OK) cli_fail(&err);
     mst_stats st;
     if (a.stats && mst_engine_stats(e, &st, &err) != MST_OK) cli_fail(&err);
     if (a.stats) cli_print_stats(&st);
     free(cum);
+    free(which);
+    mst_dataset_close(&files);
     mst_engine_free(e);
     mst_npy_free(&x);
     mst_model_free(m);

@@ -53,11 +53,43 @@ static void free_list(char **list, int n)
     free(list);
 }
 
+static mst_status add_file(mst_dataset *d, long *cap, const char *path, int label, mst_error *err)
+{
+    if (d->count == *cap) {
+        *cap = *cap ? 2 * *cap : 256;
+        char **f = realloc(d->files, sizeof(char *) * (size_t)*cap);
+        int *l = f ? realloc(d->labels, sizeof(int) * (size_t)*cap) : NULL;
+        if (f) d->files = f;
+        if (l) d->labels = l;
+        if (!f || !l) return mst_fail(err, MST_ERR_NOMEM, "out of memory listing %s", path);
+    }
+    if (!(d->files[d->count] = strdup(path))) return mst_fail(err, MST_ERR_NOMEM, "out of memory");
+    d->labels[d->count++] = label;
+    return MST_OK;
+}
+
+/* Image files directly in a folder: an unlabelled set (labels -1). */
+static mst_status from_flat_folder(const char *dir, mst_dataset *d, mst_error *err)
+{
+    char **names = NULL;
+    int n = 0;
+    long cap = 0;
+    mst_status r = list_dir(dir, 0, &names, &n, err);
+    if (r == MST_OK && n == 0) r = mst_fail(err, MST_ERR_FORMAT, "%s: no class subfolders and no .png or .jpg files", dir);
+    for (int i = 0; r == MST_OK && i < n; i++) {
+        char full[4400];
+        snprintf(full, sizeof full, "%.4000s/%.256s", dir, names[i]);
+        r = add_file(d, &cap, full, -1, err);
+    }
+    free_list(names, n);
+    return r;
+}
+
 /* One subfolder per class; label = the class's position in sorted order. */
 static mst_status from_folders(const char *dir, mst_dataset *d, mst_error *err)
 {
     mst_status r = list_dir(dir, 1, &d->classes, &d->num_classes, err);
-    if (r == MST_OK && d->num_classes == 0) r = mst_fail(err, MST_ERR_FORMAT, "%s: no class subfolders", dir);
+    if (r == MST_OK && d->num_classes == 0) return from_flat_folder(dir, d, err);
     long cap = 0;
     for (int c = 0; r == MST_OK && c < d->num_classes; c++) {
         char sub[4400], **names = NULL;
@@ -65,17 +97,9 @@ static mst_status from_folders(const char *dir, mst_dataset *d, mst_error *err)
         snprintf(sub, sizeof sub, "%.4000s/%.256s", dir, d->classes[c]);
         r = list_dir(sub, 0, &names, &n, err);
         for (int i = 0; r == MST_OK && i < n; i++) {
-            if (d->count == cap) {
-                cap = cap ? 2 * cap : 256;
-                d->files = realloc(d->files, sizeof(char *) * (size_t)cap);
-                d->labels = realloc(d->labels, sizeof(int) * (size_t)cap);
-                if (!d->files || !d->labels) r = mst_fail(err, MST_ERR_NOMEM, "out of memory listing %s", dir);
-            }
-            if (r != MST_OK) break;
             char full[8800];
             snprintf(full, sizeof full, "%.4400s/%.256s", sub, names[i]);
-            d->files[d->count] = strdup(full);
-            d->labels[d->count++] = c;
+            r = add_file(d, &cap, full, c, err);
         }
         if (names) free_list(names, n);
     }
@@ -148,6 +172,12 @@ mst_status mst_dataset_open(const char *path, mst_dataset *d, mst_error *err)
     memset(d, 0, sizeof *d);
     char images[4096], labels[4096];
     mst_status r = MST_OK;
+    if (!is_dir(path) && image_name(path)) { /* one image file: unlabelled */
+        long cap = 0;
+        r = add_file(d, &cap, path, -1, err);
+        if (r != MST_OK) mst_dataset_close(d);
+        return r;
+    }
     if (is_dir(path) && !holds_idx(path)) {
         r = from_folders(path, d, err);
         if (r != MST_OK) mst_dataset_close(d);

@@ -23,7 +23,9 @@ typedef struct {
 /* path: an IDX images file (its labels file is the same name with
  * "images-idx3" -> "labels-idx1"), a folder holding t10k-images-idx3-ubyte
  * (or train-images-idx3-ubyte), gzip or not, or a folder of class
- * subfolders of .png/.jpg/.jpeg files (classes and files in sorted order). */
+ * subfolders of .png/.jpg/.jpeg files (classes and files in sorted order).
+ * A folder of image files without subfolders, or one image file, is an
+ * unlabelled set (labels -1). */
 mst_status mst_dataset_open(const char *path, mst_dataset *d, mst_error *err);
 void mst_dataset_close(mst_dataset *d);
 
