@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
 
 #include "../data/npy.h"
 #include "cli.h"
@@ -84,10 +86,13 @@ static void images_input(const cli_args *a, const mst_arch *arch, const char *pa
     free(mean), free(std);
 }
 
-static int ends_with(const char *s, const char *tail)
+/* A folder, or a file named like an image: decoded; anything else is read as .npy. */
+static int image_input(const char *path)
 {
-    size_t n = strlen(s), k = strlen(tail);
-    return n >= k && strcmp(s + n - k, tail) == 0;
+    struct stat sb;
+    const char *dot = strrchr(path, '.');
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) return 1;
+    return dot && (!strcasecmp(dot, ".png") || !strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg"));
 }
 
 static int cmd_run(int argc, char **argv)
@@ -102,10 +107,10 @@ static int cmd_run(int argc, char **argv)
     mst_error err = {0};
     mst_dataset files = {0};
     long *which = NULL;
-    if (ends_with(input, ".npy")) {
-        if (mst_npy_read(input, &x, &err) != MST_OK) cli_fail(&err);
-    } else {
+    if (image_input(input)) {
         images_input(&a, arch, input, &x, &files, &which);
+    } else if (mst_npy_read(input, &x, &err) != MST_OK) {
+        cli_fail(&err);
     }
     check_input(&x, arch, input);
     mst_engine *e;
