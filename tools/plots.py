@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""PNG plots from `mst eval --results-file X.json` files.
+
+  /usr/bin/python3 tools/plots.py --out plots/ snn_p00.json snn_p75.json [--ann ann_p00.json ...]
+
+* accuracy.png: SNN top-1 versus timestep for every results file, with the
+  ANN (QCFS) accuracy of the files given with --ann drawn as horizontal lines;
+* masking.png (when the files differ in mask ratio and ran with --stats):
+  final top-1 and energy per image versus the masking ratio.
+"""
+import argparse
+import json
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def label(r):
+    return f"{os.path.basename(r['model'])}, p = {r['mask_ratio']:g}"
+
+
+def accuracy(snn, ann, out):
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in snn:
+        ax.plot(r["steps"], r["top1"], marker="o", label=f"SNN {label(r)}")
+    for r in ann:
+        ax.axhline(r["top1"][0], linestyle="--", color="gray", label=f"ANN (QCFS) {label(r)}")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("timestep T")
+    ax.set_ylabel("top-1 (%)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "accuracy.png"), dpi=120)
+
+
+def masking(snn, out):
+    rows = sorted((r["mask_ratio"], r["final_top1"], r["energy"]["energy_mj_per_image"]) for r in snn if "energy" in r)
+    if len({p for p, _, _ in rows}) < 2:
+        return False
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([p for p, _, _ in rows], [e for _, _, e in rows], marker="s", color="tab:red")
+    ax.set_xlabel("masking ratio p")
+    ax.set_ylabel("energy per image (mJ)", color="tab:red")
+    ax2 = ax.twinx()
+    ax2.plot([p for p, _, _ in rows], [a for _, a, _ in rows], marker="o", color="tab:blue")
+    ax2.set_ylabel("top-1 at the last step (%)", color="tab:blue")
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "masking.png"), dpi=120)
+    return True
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("results", nargs="+", help="SNN results files")
+    ap.add_argument("--ann", nargs="*", default=[], help="ANN (--mode ann) results files")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    snn = [json.load(open(p)) for p in args.results]
+    ann = [json.load(open(p)) for p in args.ann]
+    accuracy(snn, ann, args.out)
+    wrote = ["accuracy.png"] + (["masking.png"] if masking(snn, args.out) else [])
+    print("wrote " + ", ".join(os.path.join(args.out, w) for w in wrote))
+
+
+if __name__ == "__main__":
+    main()
