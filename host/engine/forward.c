@@ -16,14 +16,14 @@ typedef struct {
 /* An IF site (SNN) or QCFS site (ANN) over one chunk. A site that feeds a
  * synapse writes packed spikes to `bits` in SNN mode and levels to `out` in
  * ANN mode; a site that feeds the residual stream (bits NULL) writes
- * spike * out_scale to `out`. */
+ * spike * out_scale to `out`. Its spikes are counted into site idx (-1: not counted). */
 static mst_status site(mst_engine *e, const chunk *k, int idx, float *v, const float *in, long tstride,
                        const float *scale, const float *shift, int C, float *out, float out_scale, uint64_t *bits,
                        long R, mst_error *err)
 {
     int snn = e->o.mode == MST_MODE_SNN;
     mst_if_args a = {.in = in, .in_tstride = tstride, .scale = scale, .shift = shift, .channels = C, .v = v,
-                     .out = out, .out_scale = out_scale, .bits = snn ? bits : NULL, .count = &e->spikes[idx],
+                     .out = out, .out_scale = out_scale, .bits = snn ? bits : NULL, .count = idx >= 0 ? &e->spikes[idx] : NULL,
                      .steps = k->steps, .R = R};
     return snn ? e->be.if_scan(e->be.ctx, &a, err) : e->be.qcfs(e->be.ctx, &a, err);
 }
@@ -45,7 +45,7 @@ static mst_status synapse(mst_engine *e, const chunk *k, int idx, const float *l
         return e->be.synapse_if(e->be.ctx, spikes, k->steps, R, d->n_in, D(d->w), D(d->b), d->n_out, v, bits, out,
                                 out_scale, count, err);
     TRY(linear(e, levels, R * k->steps, d, out, err));
-    return site(e, k, idx >= 0 ? idx : 0, v, out, R * d->n_out, NULL, NULL, d->n_out, out, out_scale, NULL,
+    return site(e, k, idx, v, out, R * d->n_out, NULL, NULL, d->n_out, out, out_scale, NULL,
                 R * d->n_out, err);
 }
 
