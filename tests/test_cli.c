@@ -194,7 +194,28 @@ Test(cli, eval_agrees_with_run_on_the_same_images)
         cr_expect(fabs(got - 100.0 * correct / 16) < 1e-9, "step %d: eval %g %%, run %g %%", steps[s], got,
                   100.0 * correct / 16);
     }
+    /* per class at the last reported step: images and top-1, in label order */
+    json_t *rows = json_object_get(res, "per_class");
+    size_t row = 0;
+    for (int k = 0; k < 10; k++) {
+        int seen = 0, hit = 0;
+        for (int i = 0; i < 16; i++) {
+            if (labels[i] != k) continue;
+            const float *l = y.data + ((long)7 * 16 + i) * 10;
+            int best = 0;
+            for (int c = 1; c < 10; c++) best = l[c] > l[best] ? c : best;
+            seen++, hit += best == k;
+        }
+        if (!seen) continue;
+        json_t *r = json_array_get(rows, row++);
+        cr_expect_eq(json_integer_value(json_object_get(r, "class")), k);
+        cr_expect_eq(json_integer_value(json_object_get(r, "images")), seen, "class %d", k);
+        double got = json_real_value(json_array_get(json_object_get(r, "top1"), 1));
+        cr_expect(fabs(got - 100.0 * hit / seen) < 1e-9, "class %d: eval %g %%, run %g %%", k, got, 100.0 * hit / seen);
+    }
+    cr_expect_eq(json_array_size(rows), row, "per_class lists only classes that occur");
     cr_expect(contains(out, "16 images, SNN, mask ratio 0.5"), "%s", out);
+    cr_expect(contains(out, "Ankle boot"), "a per-class table with the class names: %s", out);
     json_decref(res);
     /* --stats: the energy table, and the same in the results file */
     snprintf(args, sizeof args, "eval --model %s --data /usr/share/datasets/fashion-mnist --limit 4 --timesteps 4 "

@@ -81,6 +81,28 @@ class GlobalRngMasks:
 
 # ---------------------------------------------------------------- neurons
 
+class QcfsSte(torch.autograd.Function):
+    """QCFS with a straight-through floor (the value of floor, the gradient of
+    identity), written out so that training keeps one saved tensor per site
+    instead of autograd's chain of temporaries: the step that bounds training
+    speed on a 2-core machine."""
+
+    @staticmethod
+    def forward(ctx, u, lam):
+        ctx.save_for_backward(u, lam)
+        return torch.clamp(torch.floor(u / lam * QCFS_LEVELS + 0.5) / QCFS_LEVELS, 0, 1) * lam
+
+    @staticmethod
+    def backward(ctx, grad):
+        u, lam = ctx.saved_tensors
+        level = torch.floor(u / lam * QCFS_LEVELS + 0.5)
+        inside = ((level >= 0) & (level <= QCFS_LEVELS)).to(grad.dtype)
+        q = torch.clamp(level, 0, QCFS_LEVELS) / QCFS_LEVELS
+        grad_u = grad * inside
+        grad_lam = (grad * (q - inside * u / lam)).sum().reshape(lam.shape)
+        return grad_u, grad_lam
+
+
 class IFSite(nn.Module):
     """A converted ReLU: QCFS in ANN mode, integrate-and-fire in SNN mode."""
 
@@ -103,12 +125,9 @@ class IFSite(nn.Module):
             self.calibrate_q = None
         lam = self.up
         if not self.snn:
-            x = u / lam * QCFS_LEVELS + 0.5
-            if self.training:  # straight-through floor: the value of floor, the gradient of identity
-                x = x + (torch.floor(x) - x).detach()
-            else:
-                x = torch.floor(x)
-            return torch.clamp(x / QCFS_LEVELS, 0, 1) * lam
+            if self.training:
+                return QcfsSte.apply(u, lam)
+            return torch.clamp(torch.floor(u / lam * QCFS_LEVELS + 0.5) / QCFS_LEVELS, 0, 1) * lam
         if self.v is None:
             self.v = torch.full_like(u, 0.5)
         self.v = self.v + u / lam

@@ -13,10 +13,12 @@
 typedef struct {
     int n, *step;         /* reported steps, 1-based, ascending */
     long *top1, *top5;    /* correct counts per reported step */
+    int K;                /* classes */
+    long *seen, *hit;     /* per class: images, and top-1 hits per reported step [class][step] */
 } tally;
 
 /* "1,2,8" -> steps; default: powers of two up to T, and T. */
-static void report_steps(const char *list, int T, tally *r)
+static void report_steps(const char *list, int T, int K, tally *r)
 {
     r->step = calloc(64 + (size_t)T, sizeof(int));
     r->n = 0;
@@ -35,6 +37,14 @@ static void report_steps(const char *list, int T, tally *r)
     }
     r->top1 = calloc((size_t)r->n, sizeof(long));
     r->top5 = calloc((size_t)r->n, sizeof(long));
+    r->K = K;
+    r->seen = calloc((size_t)K, sizeof(long));
+    r->hit = calloc((size_t)K * r->n, sizeof(long));
+}
+
+static void tally_free(tally *r)
+{
+    free(r->step), free(r->top1), free(r->top5), free(r->seen), free(r->hit);
 }
 
 /* Per-channel values from --mean/--std, or the checkpoint's metadata. */
@@ -64,14 +74,17 @@ static int rank_of(const float *l, int K, int y)
     return r;
 }
 
-static void count(tally *r, const float *cum, int n, int K, const int *labels, int T)
+static void count(tally *r, const float *cum, int n, const int *labels, int T)
 {
+    int K = r->K;
+    for (int b = 0; b < n; b++) r->seen[labels[b]]++;
     for (int i = 0; i < r->n; i++) {
         int t = T == 1 ? 0 : r->step[i] - 1;
         for (int b = 0; b < n; b++) {
             int rank = rank_of(cum + ((long)t * n + b) * K, K, labels[b]);
             r->top1[i] += rank == 0;
             r->top5[i] += rank < 5;
+            r->hit[(long)labels[b] * r->n + i] += rank == 0;
         }
     }
 }
@@ -86,11 +99,51 @@ static void progress(long done, long total, double t0)
     if (done == total) fputc('\n', stderr);
 }
 
-static void write_results(const cli_args *a, const tally *r, long N, int K, double rate, const mst_stats *st)
+/* A short per-class table helps on small sets (it is in every results file). */
+enum { PER_CLASS_PRINTED = 20 };
+
+static const char *class_label(const mst_model *m, int k, char *buf, size_t len)
+{
+    const char *name = mst_model_class_name(m, k);
+    if (name) return name;
+    snprintf(buf, len, "class %d", k);
+    return buf;
+}
+
+static json_t *per_class_json(const tally *r, const mst_model *m)
+{
+    char buf[32];
+    json_t *rows = json_array();
+    for (int k = 0; k < r->K; k++) {
+        if (!r->seen[k]) continue;
+        json_t *t1 = json_array();
+        for (int i = 0; i < r->n; i++) json_array_append_new(t1, json_real(100.0 * r->hit[(long)k * r->n + i] / r->seen[k]));
+        json_array_append_new(rows, json_pack("{s:i, s:s, s:I, s:o}", "class", k, "name", class_label(m, k, buf, sizeof buf),
+                                              "images", (json_int_t)r->seen[k], "top1", t1));
+    }
+    return rows;
+}
+
+static void per_class_csv(FILE *f, const tally *r, const mst_model *m)
+{
+    char buf[32];
+    fprintf(f, "\nclass,name,images");
+    for (int i = 0; i < r->n; i++) fprintf(f, ",top1@%d", r->step[i]);
+    for (int k = 0; k < r->K; k++) {
+        if (!r->seen[k]) continue;
+        fprintf(f, "\n%d,\"%s\",%ld", k, class_label(m, k, buf, sizeof buf), r->seen[k]);
+        for (int i = 0; i < r->n; i++) fprintf(f, ",%.4f", 100.0 * r->hit[(long)k * r->n + i] / r->seen[k]);
+    }
+    fprintf(f, "\n");
+}
+
+static void write_results(const cli_args *a, const tally *r, long N, double rate, const mst_stats *st,
+                          const mst_model *m)
 {
     FILE *f = fopen(a->results_file, "w");
     if (!f) cli_die("%s: cannot create", a->results_file);
     size_t len = strlen(a->results_file);
+    int K = r->K;
     if (len > 4 && strcmp(a->results_file + len - 4, ".csv") == 0) {
         fprintf(f, "step,top1,top5\n");
         for (int i = 0; i < r->n; i++)
@@ -103,6 +156,7 @@ static void write_results(const cli_args *a, const tally *r, long N, int K, doub
                         st->layers[i].sops / n, st->layers[i].macs / n);
             fprintf(f, "total,,%.6g,%.6g\nenergy_mj,%.6g,,\n", st->sops / n, st->macs / n, st->energy_j / n * 1e3);
         }
+        per_class_csv(f, r, m);
     } else {
         json_t *s = json_array(), *t1 = json_array(), *t5 = json_array();
         for (int i = 0; i < r->n; i++) {
@@ -116,6 +170,7 @@ static void write_results(const cli_args *a, const tally *r, long N, int K, doub
                               a->eo.mask_ratio, "seed", (json_int_t)a->eo.seed, "steps", s, "top1", t1, "top5", t5,
                               "final_top1", 100.0 * r->top1[r->n - 1] / N, "final_top5",
                               K > 5 ? 100.0 * r->top5[r->n - 1] / N : 100.0, "images_per_second", rate);
+        json_object_set_new(o, "per_class", per_class_json(r, m));
         if (st) json_object_set_new(o, "energy", cli_stats_json(st));
         json_dumpf(o, f, JSON_INDENT(2));
         fputc('\n', f);
@@ -160,7 +215,7 @@ static void run_batch(evaluator *v, long i0, int n, const int *ok)
         int end = b;
         while (end < n && ok[end]) end++;
         if (mst_engine_run(v->e, v->x + b * v->img, end - b, (uint64_t)(i0 + b), v->cum, &err) != MST_OK) cli_fail(&err);
-        count(v->r, v->cum, end - b, v->K, v->d->labels + i0 + b, v->T);
+        count(v->r, v->cum, end - b, v->d->labels + i0 + b, v->T);
         b = end;
     }
 }
@@ -191,6 +246,27 @@ static mst_engine *run_eval(const cli_args *a, mst_model *m, const mst_dataset *
     *skipped = v.skipped;
     free(v.x), free(v.cum), free(ok), free(mean), free(std);
     return v.e;
+}
+
+static void print_per_class(const tally *r, const mst_model *m, int snn)
+{
+    char buf[32];
+    printf("\n%-20s %7s", "class", "images");
+    for (int i = 0; i < r->n; i++)
+        if (snn) {
+            char head[16];
+            snprintf(head, sizeof head, "t=%d", r->step[i]);
+            printf("  %7s", head);
+        } else {
+            printf("  %7s", "ann");
+        }
+    printf("\n");
+    for (int k = 0; k < r->K; k++) {
+        if (!r->seen[k]) continue;
+        printf("%-20.20s %7ld", class_label(m, k, buf, sizeof buf), r->seen[k]);
+        for (int i = 0; i < r->n; i++) printf("  %6.1f%%", 100.0 * r->hit[(long)k * r->n + i] / r->seen[k]);
+        printf("\n");
+    }
 }
 
 static void print_table(const tally *r, long N, int K, const cli_args *a, double rate)
@@ -229,7 +305,8 @@ int cli_eval(int argc, char **argv)
             cli_die("%s: image %ld has label %d, the model has %d classes", a.data, i, d.labels[i], arch->num_classes);
     long N = a.limit && a.limit < d.count ? a.limit : d.count;
     tally r;
-    report_steps(a.eo.mode == MST_MODE_ANN ? "1" : a.report_steps, a.eo.mode == MST_MODE_ANN ? 1 : a.eo.timesteps, &r);
+    report_steps(a.eo.mode == MST_MODE_ANN ? "1" : a.report_steps, a.eo.mode == MST_MODE_ANN ? 1 : a.eo.timesteps,
+                 arch->num_classes, &r);
     double rate;
     long skipped;
     mst_engine *e = run_eval(&a, m, &d, N, &r, &rate, &skipped);
@@ -237,12 +314,13 @@ int cli_eval(int argc, char **argv)
     if (skipped) printf("%ld of %ld images could not be read and were skipped\n", skipped, N);
     N -= skipped;
     print_table(&r, N, arch->num_classes, &a, rate);
+    if (arch->num_classes <= PER_CLASS_PRINTED) print_per_class(&r, m, a.eo.mode == MST_MODE_SNN);
     mst_stats st;
     if (a.stats && mst_engine_stats(e, &st, &err) != MST_OK) cli_fail(&err);
     if (a.stats) cli_print_stats(&st);
-    if (a.results_file) write_results(&a, &r, N, arch->num_classes, rate, a.stats ? &st : NULL);
+    if (a.results_file) write_results(&a, &r, N, rate, a.stats ? &st : NULL, m);
     mst_engine_free(e);
-    free(r.step), free(r.top1), free(r.top5);
+    tally_free(&r);
     mst_dataset_close(&d);
     mst_model_free(m);
     return 0;
