@@ -36,3 +36,25 @@ def write_safetensors(path, tensors, metadata=None, bf16=()):
         f.write(text)
         for b in blobs:
             f.write(b)
+
+
+NP_DTYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64, "I64": np.int64, "I32": np.int32, "U8": np.uint8}
+
+
+def read_safetensors(path):
+    """(name -> numpy array, __metadata__ dict) of a safetensors file; BF16 widened to float32."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+    meta = header.pop("__metadata__", {})
+    tensors = {}
+    for name, e in header.items():
+        a, b = e["data_offsets"]
+        blob = raw[8 + n + a:8 + n + b]
+        if e["dtype"] == "BF16":
+            arr = (np.frombuffer(blob, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
+        else:
+            arr = np.frombuffer(blob, dtype=np.dtype(NP_DTYPES[e["dtype"]]).newbyteorder("<"))
+        tensors[name] = arr.reshape(e["shape"]).copy()
+    return tensors, meta

@@ -6,6 +6,7 @@ as the authors' validation loop does; ANN mode is the QCFS network. Random Spike
 Masking draws its masks from Philox4x32-10 keyed as spec section 4 says, so the
 C engine can reproduce them bit for bit. Written from ../shared/spec, not copied.
 """
+import json
 import math
 
 import numpy as np
@@ -112,6 +113,7 @@ class IFSite(nn.Module):
         self.snn = False
         self.v = None
         self.calibrate_q = None  # when set, the first input fixes the threshold
+        self.relu = False  # training's warm start: a plain ReLU (QCFS from scratch learns far slower)
         self.spikes = 0
         self.neurons = 0
 
@@ -124,6 +126,8 @@ class IFSite(nn.Module):
             self.up.data.fill_(max(lam, 1e-3))
             self.calibrate_q = None
         lam = self.up
+        if self.relu:
+            return F.relu(u)
         if not self.snn:
             if self.training:
                 return QcfsSte.apply(u, lam)
@@ -376,3 +380,21 @@ def random_model(seed, **config):
         if isinstance(m, WindowAttention):
             nn.init.normal_(m.relative_position_bias_table, std=0.5)
     return model
+
+
+def load(path):
+    """An MST from a safetensors checkpoint written by tools/convert_pth.py
+    (architecture and image size from its __metadata__), and that metadata."""
+    import mst_io
+    tensors, meta = mst_io.read_safetensors(path)
+    arch = json.loads(meta["arch"])
+    model = MST(img_size=int(meta["img_size"]), patch=arch["patch"], in_chans=arch["in_chans"],
+                embed_dim=arch["embed_dim"], depths=arch["depths"], heads=arch["heads"], window=arch["window"][0],
+                mlp_ratio=tensors["layers.0.blocks.0.mlp.fc1.weight"].shape[0] / arch["embed_dim"],
+                num_classes=arch["num_classes"], mlp_bn=arch["mlp_bn"])
+    state = {k: torch.from_numpy(v.astype(np.float32) if v.dtype.kind == "f" else v) for k, v in tensors.items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith(("attn_mask", "relative_position_index", "num_batches_tracked"))]
+    if missing or unexpected:
+        raise ValueError(f"{path}: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    return model, meta

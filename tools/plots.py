@@ -3,10 +3,11 @@
 
   /usr/bin/python3 tools/plots.py --out plots/ snn_p00.json snn_p75.json [--ann ann_p00.json ...]
 
-* accuracy.png: SNN top-1 versus timestep for every results file, with the
+* accuracy.png: SNN top-1 versus timestep for every results file that
+  reports more than one step, with the
   ANN (QCFS) accuracy of the files given with --ann drawn as horizontal lines;
-* masking.png (when the files differ in mask ratio and ran with --stats):
-  final top-1 and energy per image versus the masking ratio.
+* masking.png (when one model's files differ in mask ratio and ran with
+  --stats): final top-1 and energy per image versus the masking ratio, per model.
 """
 import argparse
 import json
@@ -38,16 +39,29 @@ def accuracy(snn, ann, out):
 
 
 def masking(snn, out):
-    rows = sorted((r["mask_ratio"], r["final_top1"], r["energy"]["energy_mj_per_image"]) for r in snn if "energy" in r)
-    if len({p for p, _, _ in rows}) < 2:
+    """One pair of lines per model: energy (left axis) and top-1 (right axis)
+    against the masking ratio it was run at."""
+    by_model = {}
+    for r in snn:
+        if "energy" in r:
+            by_model.setdefault(os.path.basename(r["model"]), []).append(
+                (r["mask_ratio"], r["final_top1"], r["energy"]["energy_mj_per_image"]))
+    if not any(len({p for p, _, _ in rows}) > 1 for rows in by_model.values()):
         return False
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot([p for p, _, _ in rows], [e for _, _, e in rows], marker="s", color="tab:red")
-    ax.set_xlabel("masking ratio p")
-    ax.set_ylabel("energy per image (mJ)", color="tab:red")
+    fig, ax = plt.subplots(figsize=(6.5, 4))
     ax2 = ax.twinx()
-    ax2.plot([p for p, _, _ in rows], [a for _, a, _ in rows], marker="o", color="tab:blue")
-    ax2.set_ylabel("top-1 at the last step (%)", color="tab:blue")
+    for i, (name, rows) in enumerate(sorted(by_model.items())):
+        rows.sort()
+        ax.plot([p for p, _, _ in rows], [e for _, _, e in rows], marker="s", color=f"C{2 * i}",
+                label=f"energy, {name}")
+        ax2.plot([p for p, _, _ in rows], [a for _, a, _ in rows], marker="o", linestyle="--", color=f"C{2 * i + 1}",
+                 label=f"top-1, {name}")
+    ax.set_xlabel("masking ratio p at inference")
+    ax.set_ylabel("energy per image (mJ)")
+    ax2.set_ylabel("top-1 at the last step (%)")
+    lines = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+    ax.legend(lines, [ln.get_label() for ln in lines], fontsize=7, loc="center left")
+    ax.grid(True, alpha=0.3)
     fig.tight_layout()
     fig.savefig(os.path.join(out, "masking.png"), dpi=120)
     return True
@@ -62,8 +76,10 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     snn = [json.load(open(p)) for p in args.results]
     ann = [json.load(open(p)) for p in args.ann]
-    accuracy(snn, ann, args.out)
-    wrote = ["accuracy.png"] + (["masking.png"] if masking(snn, args.out) else [])
+    curves = [r for r in snn if len(r["steps"]) > 1]
+    if curves:
+        accuracy(curves, ann, args.out)
+    wrote = (["accuracy.png"] if curves else []) + (["masking.png"] if masking(snn, args.out) else [])
     print("wrote " + ", ".join(os.path.join(args.out, w) for w in wrote))
 
 
