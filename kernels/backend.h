@@ -9,6 +9,10 @@
 
 #include "mst/mst.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* One IF (or QCFS) site over `steps` timesteps of R neurons, in rows of
  * `channels`. The input of neuron r at step t is in[t*in_tstride + r]
  * (in_tstride 0: the same input at every step), optionally through a
@@ -100,4 +104,18 @@ typedef struct mst_backend {
 
 mst_status mst_backend_cpu(mst_backend *out, mst_error *err);
 
+#ifdef MST_HAVE_CUDA
+/* Device `device` with one stream and cuBLAS handle; fails with the reason
+ * (no driver, no such device) rather than falling back. */
+mst_status mst_backend_cuda(mst_backend *out, int device, mst_precision precision, mst_error *err);
+/* CUDA devices that answer (0 where the driver is missing or too old). */
+int mst_cuda_device_count(void);
+/* Raw Philox numbers offset .. offset+n-1 of a subsequence into device memory,
+ * drawn as the attention kernel draws its masks (for the mask test). */
+mst_status mst_cuda_draw(void *ctx, uint64_t seed, uint64_t sub, uint64_t offset, long n, uint32_t *out, mst_error *err);
+#endif
+
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -29,10 +29,11 @@ const char *cli_usage_text =
     "usage:\n"
     "  mst run --model FILE [--timesteps T] [--mask-ratio P] [--seed S] [--mode snn|ann]\n"
     "          [--batch B] [--time-chunk C] [--img-size N] [--logits OUT.npy] [--stats]\n"
+    "          [--device auto|cpu|cuda[:N]] [--precision fp32|fp16|bf16]\n"
     "          INPUT.npy | IMAGE | FOLDER\n"
     "  mst eval --model FILE --data PATH [--timesteps T] [--mask-ratio P] [--seed S] [--mode snn|ann]\n"
     "          [--batch B] [--time-chunk C] [--report-steps LIST] [--results-file OUT.json|OUT.csv]\n"
-    "          [--limit N] [--mean LIST] [--std LIST] [--stats]\n"
+    "          [--limit N] [--mean LIST] [--std LIST] [--stats] [--device D] [--precision P]\n"
     "  mst info --model FILE [--img-size N]\n";
 
 void cli_usage(void)
@@ -64,7 +65,30 @@ static const struct option options[] = {
     {"mode", 1, 0, 'M'},       {"batch", 1, 0, 'b'},     {"time-chunk", 1, 0, 'c'},   {"logits", 1, 0, 'o'},
     {"img-size", 1, 0, 'i'},   {"data", 1, 0, 'd'},      {"results-file", 1, 0, 'r'}, {"report-steps", 1, 0, 'R'},
     {"limit", 1, 0, 'l'},      {"mean", 1, 0, 'u'},      {"std", 1, 0, 'v'},          {"help", 0, 0, 'h'},
-    {"stats", 0, 0, 'S'},      {0, 0, 0, 0}};
+    {"stats", 0, 0, 'S'},      {"device", 1, 0, 'D'},    {"precision", 1, 0, 'P'},    {0, 0, 0, 0}};
+
+/* auto | cpu | cuda | cuda:N */
+static void device_arg(const char *s, mst_engine_opts *o)
+{
+    if (!strcmp(s, "auto") || !strcmp(s, "cpu")) {
+        o->device = strcmp(s, "cpu") ? MST_DEVICE_AUTO : MST_DEVICE_CPU;
+        return;
+    }
+    if (strncmp(s, "cuda", 4) || (s[4] && s[4] != ':')) cli_die("--device must be auto, cpu, cuda or cuda:N, got \"%s\"", s);
+    o->device = MST_DEVICE_CUDA;
+    o->device_index = s[4] ? (int)int_arg("device", s + 5, 0, 1023) : 0;
+}
+
+static void precision_arg(const char *s, mst_engine_opts *o)
+{
+    static const char *names[] = {"fp32", "fp16", "bf16"};
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(s, names[i])) {
+            o->precision = (mst_precision)i;
+            return;
+        }
+    cli_die("--precision must be fp32, fp16 or bf16, got \"%s\"", s);
+}
 
 static void option(cli_args *a, int c, char **argv)
 {
@@ -84,6 +108,8 @@ static void option(cli_args *a, int c, char **argv)
     case 'u': a->mean = optarg; break;
     case 'v': a->std = optarg; break;
     case 'S': a->stats = 1; break;
+    case 'D': device_arg(optarg, &a->eo); break;
+    case 'P': precision_arg(optarg, &a->eo); break;
     case 'M':
         if (strcmp(optarg, "snn") && strcmp(optarg, "ann")) cli_die("--mode must be snn or ann, got \"%s\"", optarg);
         a->eo.mode = strcmp(optarg, "ann") ? MST_MODE_SNN : MST_MODE_ANN;

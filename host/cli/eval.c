@@ -138,7 +138,7 @@ static void per_class_csv(FILE *f, const tally *r, const mst_model *m)
 }
 
 static void write_results(const cli_args *a, const tally *r, long N, double rate, const mst_stats *st,
-                          const mst_model *m)
+                          const mst_model *m, const char *device)
 {
     FILE *f = fopen(a->results_file, "w");
     if (!f) cli_die("%s: cannot create", a->results_file);
@@ -170,6 +170,9 @@ static void write_results(const cli_args *a, const tally *r, long N, double rate
                               a->eo.mask_ratio, "seed", (json_int_t)a->eo.seed, "steps", s, "top1", t1, "top5", t5,
                               "final_top1", 100.0 * r->top1[r->n - 1] / N, "final_top5",
                               K > 5 ? 100.0 * r->top5[r->n - 1] / N : 100.0, "images_per_second", rate);
+        static const char *precisions[] = {"fp32", "fp16", "bf16"};
+        json_object_set_new(o, "device", json_string(device));
+        json_object_set_new(o, "precision", json_string(precisions[a->eo.precision]));
         json_object_set_new(o, "per_class", per_class_json(r, m));
         if (st) json_object_set_new(o, "energy", cli_stats_json(st));
         json_dumpf(o, f, JSON_INDENT(2));
@@ -269,10 +272,11 @@ static void print_per_class(const tally *r, const mst_model *m, int snn)
     }
 }
 
-static void print_table(const tally *r, long N, int K, const cli_args *a, double rate)
+static void print_table(const tally *r, long N, int K, const cli_args *a, double rate, const char *device)
 {
-    printf("%ld images, %s, mask ratio %g, seed %llu: %.1f images/s\n", N, a->eo.mode == MST_MODE_SNN ? "SNN" : "ANN (QCFS)",
-           a->eo.mask_ratio, (unsigned long long)a->eo.seed, rate);
+    printf("%ld images, %s, mask ratio %g, seed %llu, on %s: %.1f images/s\n", N,
+           a->eo.mode == MST_MODE_SNN ? "SNN" : "ANN (QCFS)", a->eo.mask_ratio, (unsigned long long)a->eo.seed, device,
+           rate);
     printf("%6s  %8s%s\n", a->eo.mode == MST_MODE_SNN ? "step" : "", "top-1", K > 5 ? "     top-5" : "");
     for (int i = 0; i < r->n; i++) {
         if (a->eo.mode == MST_MODE_SNN)
@@ -313,12 +317,12 @@ int cli_eval(int argc, char **argv)
     if (skipped == N) cli_die("%s: none of the %ld images could be read", a.data, N);
     if (skipped) printf("%ld of %ld images could not be read and were skipped\n", skipped, N);
     N -= skipped;
-    print_table(&r, N, arch->num_classes, &a, rate);
+    print_table(&r, N, arch->num_classes, &a, rate, mst_engine_device(e));
     if (arch->num_classes <= PER_CLASS_PRINTED) print_per_class(&r, m, a.eo.mode == MST_MODE_SNN);
     mst_stats st;
     if (a.stats && mst_engine_stats(e, &st, &err) != MST_OK) cli_fail(&err);
     if (a.stats) cli_print_stats(&st);
-    if (a.results_file) write_results(&a, &r, N, rate, a.stats ? &st : NULL, m);
+    if (a.results_file) write_results(&a, &r, N, rate, a.stats ? &st : NULL, m, mst_engine_device(e));
     mst_engine_free(e);
     tally_free(&r);
     mst_dataset_close(&d);

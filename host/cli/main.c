@@ -119,8 +119,9 @@ static int cmd_run(int argc, char **argv)
     double t0 = cli_now();
     float *cum = run_all(e, &x, input, K, steps, a.eo.max_batch);
     double dt = cli_now() - t0;
-    fprintf(stderr, "mst: %ld images x %d steps (%s, mask ratio %g) in %.3f s: %.2f images/s\n", x.shape[0], steps,
-            a.eo.mode == MST_MODE_SNN ? "snn" : "ann", a.eo.mask_ratio, dt, x.shape[0] / dt);
+    fprintf(stderr, "mst: %ld images x %d steps (%s, mask ratio %g) on %s in %.3f s: %.2f images/s\n", x.shape[0],
+            steps, a.eo.mode == MST_MODE_SNN ? "snn" : "ann", a.eo.mask_ratio, mst_engine_device(e), dt,
+            x.shape[0] / dt);
     print_top5(m, cum + (long)(steps - 1) * x.shape[0] * K, (int)x.shape[0], steps, &files, which);
     long shape[3] = {steps, x.shape[0], K};
     if (a.logits && mst_npy_write(a.logits, cum, 3, shape, &err) != MST_OK) cli_fail(&err);

@@ -153,6 +153,10 @@ static mst_status check_opts(const mst_engine_opts *o, mst_error *err)
                         o->timesteps);
     if (o->time_chunk < 0) return mst_fail(err, MST_ERR_ARG, "time chunk must be >= 0, got %d", o->time_chunk);
     if (o->max_batch < 1) return mst_fail(err, MST_ERR_ARG, "batch must be >= 1, got %d", o->max_batch);
+    if (o->device != MST_DEVICE_AUTO && o->device != MST_DEVICE_CPU && o->device != MST_DEVICE_CUDA)
+        return mst_fail(err, MST_ERR_ARG, "unknown device kind %d", (int)o->device);
+    if (o->precision != MST_PRECISION_FP32 && o->precision != MST_PRECISION_FP16 && o->precision != MST_PRECISION_BF16)
+        return mst_fail(err, MST_ERR_ARG, "unknown precision %d", (int)o->precision);
     if (!(o->mask_ratio >= 0.0 && o->mask_ratio <= 1.0))
         return mst_fail(err, MST_ERR_ARG, "mask ratio must be in [0, 1], got %g", o->mask_ratio);
     return MST_OK;
@@ -161,19 +165,39 @@ static mst_status check_opts(const mst_engine_opts *o, mst_error *err)
 static mst_status counters(mst_engine *e, mst_error *err)
 {
     const mst_arch *a = &e->m->arch;
-    e->spikes = calloc((size_t)a->num_if_sites, sizeof(uint64_t));
-    e->attn_counts = calloc((size_t)a->num_mask_sites / 3 * MST_ATTN_NCOUNTS + 1, sizeof(uint64_t));
-    return e->spikes && e->attn_counts ? MST_OK : mst_fail(err, MST_ERR_NOMEM, "out of memory");
+    e->num_counts = (size_t)a->num_if_sites + (size_t)a->num_mask_sites / 3 * MST_ATTN_NCOUNTS;
+    e->spikes = calloc(e->num_counts, sizeof(uint64_t));
+    if (!e->spikes) return mst_fail(err, MST_ERR_NOMEM, "out of memory");
+    e->attn_counts = e->spikes + a->num_if_sites;
+    TRY(e->be.alloc(e->be.ctx, sizeof(uint64_t) * e->num_counts, (void **)&e->dev_counts, err));
+    return e->be.upload(e->be.ctx, e->dev_counts, e->spikes, sizeof(uint64_t) * e->num_counts, err);
+}
+
+static mst_status backend(mst_engine *e, mst_error *err)
+{
+    const mst_engine_opts *o = &e->o;
+#ifdef MST_HAVE_CUDA
+    if (o->device == MST_DEVICE_CUDA || (o->device == MST_DEVICE_AUTO && mst_cuda_device_count() > 0))
+        return mst_backend_cuda(&e->be, o->device == MST_DEVICE_CUDA ? o->device_index : 0, o->precision, err);
+#else
+    if (o->device == MST_DEVICE_CUDA)
+        return mst_fail(err, MST_ERR_UNSUPPORTED, "this mst was built without the CUDA backend (no CUDA toolkit, or MST_CUDA=OFF)");
+#endif
+    if (o->precision != MST_PRECISION_FP32)
+        return mst_fail(err, MST_ERR_UNSUPPORTED, "fp16 and bf16 run on the CUDA backend only; the CPU computes in fp32");
+    return mst_backend_cpu(&e->be, err);
 }
 
 static mst_status create(mst_engine *e, mst_error *err)
 {
+    TRY(backend(e, err));
     TRY(counters(e, err));
-    TRY(mst_backend_cpu(&e->be, err));
     TRY(upload_model(e, err));
     TRY(plan_membranes(e, err));
     return plan_buffers(e, err);
 }
+
+const char *mst_engine_device(const mst_engine *e) { return e->be.name; }
 
 mst_status mst_engine_create(const mst_model *m, const mst_engine_opts *opts, mst_engine **out,
                              mst_error *err)
@@ -207,6 +231,7 @@ void mst_engine_free(mst_engine *e)
             if (bufs[i]) e->be.release(ctx, bufs[i]);
         if (e->sA) e->be.release(ctx, e->sA);
         if (e->sH) e->be.release(ctx, e->sH);
+        if (e->dev_counts) e->be.release(ctx, e->dev_counts);
         for (int i = 0; i < e->num_state; i++) e->be.release(ctx, e->state[i]);
         for (int i = 0; i < e->num_w; i++) e->be.release(ctx, e->w[i].dev);
     }
@@ -218,7 +243,6 @@ void mst_engine_free(mst_engine *e)
     free(e->w);
     free(e->logits_host);
     free(e->spikes);
-    free(e->attn_counts);
     free(e->layer_stats);
     free(e->site_stats);
     free(e->names);

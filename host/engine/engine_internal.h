@@ -37,9 +37,13 @@ struct mst_engine {
     int num_state;
     weight *w;
     int num_w, cap_w;
-    /* energy-accounting counters (SNN), and the tables mst_engine_stats fills */
-    uint64_t *spikes;      /* [num_if_sites] spikes fired */
-    uint64_t *attn_counts; /* [blocks][MST_ATTN_NCOUNTS] */
+    /* energy-accounting counters (SNN), and the tables mst_engine_stats fills.
+       The ops count into dev_counts (backend memory, so a GPU never waits);
+       spikes and attn_counts are the host copies stats read. */
+    uint64_t *dev_counts;  /* [num_if_sites], then [blocks][MST_ATTN_NCOUNTS] */
+    size_t num_counts;
+    uint64_t *spikes;      /* host copy: [num_if_sites] spikes fired */
+    uint64_t *attn_counts; /* host copy: [blocks][MST_ATTN_NCOUNTS], inside the spikes allocation */
     uint64_t images;
     mst_layer_stat *layer_stats;
     mst_site_stat *site_stats;

@@ -82,6 +82,7 @@ static void totals(mst_engine *e, builder *b, mst_stats *out)
 mst_status mst_engine_stats(mst_engine *e, mst_stats *out, mst_error *err)
 {
     if (e->o.mode != MST_MODE_SNN) return mst_fail(err, MST_ERR_ARG, "energy accounting is for SNN mode");
+    TRY(e->be.download(e->be.ctx, e->spikes, e->dev_counts, sizeof(uint64_t) * e->num_counts, err));
     const mst_arch *a = &e->m->arch;
     int nl = num_layers(a);
     free(e->layer_stats), free(e->site_stats), free(e->names);
@@ -111,9 +112,9 @@ mst_status mst_engine_stats(mst_engine *e, mst_stats *out, mst_error *err)
     return MST_OK;
 }
 
-void mst_engine_reset_stats(mst_engine *e)
+mst_status mst_engine_reset_stats(mst_engine *e, mst_error *err)
 {
-    memset(e->spikes, 0, sizeof(uint64_t) * (size_t)e->m->arch.num_if_sites);
-    memset(e->attn_counts, 0, sizeof(uint64_t) * (size_t)(e->m->arch.num_mask_sites / 3 * MST_ATTN_NCOUNTS));
+    memset(e->spikes, 0, sizeof(uint64_t) * e->num_counts);
     e->images = 0;
+    return e->be.upload(e->be.ctx, e->dev_counts, e->spikes, sizeof(uint64_t) * e->num_counts, err);
 }

@@ -75,6 +75,13 @@ float mst_model_site_threshold(const mst_model *m, int i);
 
 typedef enum { MST_MODE_SNN = 0, MST_MODE_ANN = 1 } mst_mode;
 
+/* Where the engine runs: AUTO takes CUDA device 0 when one answers, else the CPU. */
+typedef enum { MST_DEVICE_AUTO = 0, MST_DEVICE_CPU = 1, MST_DEVICE_CUDA = 2 } mst_device_kind;
+
+/* GEMM operands: FP32 is the parity mode (no TF32); FP16/BF16 (CUDA only)
+ * convert operands and accumulate in fp32; membranes are always fp32. */
+typedef enum { MST_PRECISION_FP32 = 0, MST_PRECISION_FP16 = 1, MST_PRECISION_BF16 = 2 } mst_precision;
+
 typedef struct {
     mst_mode mode;
     int timesteps;      /* T; ignored (1) in ANN mode */
@@ -82,6 +89,9 @@ typedef struct {
     int max_batch;      /* images per engine call */
     double mask_ratio;  /* RSM p in [0, 1] */
     uint64_t seed;
+    mst_device_kind device;
+    int device_index;   /* CUDA device number */
+    mst_precision precision;
 } mst_engine_opts;
 
 typedef struct mst_engine mst_engine;
@@ -100,6 +110,9 @@ mst_status mst_engine_run(mst_engine *e, const float *images, int n,
 
 /* Number of logit rows per image the engine writes: T or 1. */
 int mst_engine_steps_out(const mst_engine *e);
+
+/* The backend it runs on: "cpu" or e.g. "cuda:0 (NVIDIA H200, sm_90)". */
+const char *mst_engine_device(const mst_engine *e);
 
 /* ---- Energy accounting (spec section 6; SNN mode) ------------------------ */
 
@@ -129,7 +142,7 @@ typedef struct {
 /* Totals over every image run since the engine was made or the counters
  * reset (SNN mode only). The arrays stay valid until the next call. */
 mst_status mst_engine_stats(mst_engine *e, mst_stats *out, mst_error *err);
-void mst_engine_reset_stats(mst_engine *e);
+mst_status mst_engine_reset_stats(mst_engine *e, mst_error *err);
 
 #ifdef __cplusplus
 }

@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 #ifdef __CUDACC__
-#define MST_HD __host__ __device__ __forceinline__
+#define MST_HD __host__ __device__
 #else
 #define MST_HD
 #endif

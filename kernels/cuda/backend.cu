@@ -1,0 +1,138 @@
+/* The CUDA backend's table: device memory, copies and the context (one
+ * stream, one cuBLAS handle per engine). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda_backend.h"
+
+static mst_status cuda_alloc(void *ctx, size_t bytes, void **out, mst_error *err)
+{
+    mst_cuda *c = (mst_cuda *)ctx;
+    cudaError_t e = cudaMalloc(out, bytes ? bytes : 64);
+    if (e != cudaSuccess) {
+        *out = NULL;
+        cudaGetLastError(); /* clear the sticky allocation error */
+        size_t free_b = 0, total = 0;
+        cudaMemGetInfo(&free_b, &total);
+        return mst_fail(err, MST_ERR_NOMEM, "%s: cannot allocate %zu bytes of device memory (%zu of %zu free)", c->name,
+                        bytes, free_b, total);
+    }
+    return MST_OK;
+}
+
+static void cuda_release(void *ctx, void *p)
+{
+    (void)ctx;
+    cudaFree(p);
+}
+
+static mst_status cuda_upload(void *ctx, void *dst, const void *src, size_t bytes, mst_error *err)
+{
+    mst_cuda *c = (mst_cuda *)ctx;
+    CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, c->stream), err);
+    /* the caller may reuse src as soon as we return */
+    CUDA_TRY(cudaStreamSynchronize(c->stream), err);
+    return MST_OK;
+}
+
+static mst_status cuda_download(void *ctx, void *dst, const void *src, size_t bytes, mst_error *err)
+{
+    mst_cuda *c = (mst_cuda *)ctx;
+    CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c->stream), err);
+    CUDA_TRY(cudaStreamSynchronize(c->stream), err);
+    return MST_OK;
+}
+
+mst_status mst_cuda_scratch(void **p, size_t *have, size_t want, mst_error *err)
+{
+    if (want <= *have) return MST_OK;
+    if (*p) CUDA_TRY(cudaFree(*p), err);
+    *p = NULL;
+    *have = 0;
+    CUDA_TRY(cudaMalloc(p, want), err);
+    *have = want;
+    return MST_OK;
+}
+
+static void cuda_destroy(mst_backend *b)
+{
+    mst_cuda *c = (mst_cuda *)b->ctx;
+    if (!c) return;
+    cudaSetDevice(c->device);
+    if (c->stream) cudaStreamSynchronize(c->stream);
+    for (int i = 0; i < c->num_halves; i++) cudaFree(c->halves[i].half);
+    free(c->halves);
+    cudaFree(c->operand);
+    cudaFree(c->z);
+    if (c->blas) cublasDestroy(c->blas);
+    if (c->stream) cudaStreamDestroy(c->stream);
+    free(c);
+    b->ctx = NULL;
+}
+
+extern "C" int mst_cuda_device_count(void)
+{
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    return n;
+}
+
+static mst_status open_device(mst_cuda *c, int device, mst_error *err)
+{
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        return mst_fail(err, MST_ERR_DEVICE, "no usable CUDA device: %s", cudaGetErrorString(e));
+    }
+    if (device < 0 || device >= n)
+        return mst_fail(err, MST_ERR_ARG, "CUDA device %d does not exist (%d device%s)", device, n, n == 1 ? "" : "s");
+    cudaDeviceProp prop;
+    CUDA_TRY(cudaGetDeviceProperties(&prop, device), err);
+    CUDA_TRY(cudaSetDevice(device), err);
+    snprintf(c->name, sizeof c->name, "cuda:%d (%.100s, sm_%d%d)", device, prop.name, prop.major, prop.minor);
+    c->device = device;
+    CUDA_TRY(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking), err);
+    BLAS_TRY(cublasCreate(&c->blas), err);
+    BLAS_TRY(cublasSetStream(c->blas, c->stream), err);
+    /* fp32 is the parity mode: no TF32 or other reduced-precision paths */
+    BLAS_TRY(cublasSetMathMode(c->blas, c->precision == MST_PRECISION_FP32 ? CUBLAS_PEDANTIC_MATH : CUBLAS_DEFAULT_MATH),
+             err);
+    return MST_OK;
+}
+
+extern "C" mst_status mst_backend_cuda(mst_backend *b, int device, mst_precision precision, mst_error *err)
+{
+    memset(b, 0, sizeof *b);
+    mst_cuda *c = (mst_cuda *)calloc(1, sizeof(mst_cuda));
+    if (!c) return mst_fail(err, MST_ERR_NOMEM, "out of memory");
+    c->precision = precision;
+    b->ctx = c;
+    b->destroy = cuda_destroy;
+    mst_status r = open_device(c, device, err);
+    if (r != MST_OK) {
+        cuda_destroy(b);
+        return r;
+    }
+    b->name = c->name;
+    b->host_memory = 0;
+    b->alloc = cuda_alloc;
+    b->release = cuda_release;
+    b->upload = cuda_upload;
+    b->download = cuda_download;
+    b->fill = mst_cuda_fill;
+    b->patchify = mst_cuda_patchify;
+    b->linear = mst_cuda_linear;
+    b->synapse_if = mst_cuda_synapse_if;
+    b->if_scan = mst_cuda_if_scan;
+    b->qcfs = mst_cuda_qcfs;
+    b->window_attention = mst_cuda_window_attention;
+    b->residual = mst_cuda_residual;
+    b->patch_merge = mst_cuda_patch_merge;
+    b->ln_mean = mst_cuda_ln_mean;
+    return MST_OK;
+}

@@ -1,0 +1,95 @@
+/* The CUDA backend's context and the checks every CUDA call and launch goes
+ * through. Each op family lives in its own .cu file behind the backend table
+ * (kernels/backend.h); none of them keeps globals: the stream, the cuBLAS
+ * handle and the scratch buffers belong to the context. */
+#ifndef MST_CUDA_BACKEND_H
+#define MST_CUDA_BACKEND_H
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include "../backend.h"
+
+extern "C" {
+#include "../../host/error.h"
+}
+
+/* A weight matrix converted to the GEMM operand type of fp16/bf16 mode, made
+ * the first time the weight is used. */
+typedef struct {
+    const float *src;
+    void *half;
+} mst_cuda_half_weight;
+
+typedef struct {
+    int device;
+    mst_precision precision;
+    cudaStream_t stream;
+    cublasHandle_t blas;
+    void *operand;          /* unpacked spikes or converted inputs of a GEMM */
+    size_t operand_bytes;
+    float *z;               /* GEMM output before the IF scan of synapse_if */
+    size_t z_bytes;
+    mst_cuda_half_weight *halves;
+    int num_halves, cap_halves;
+    char name[160];
+} mst_cuda;
+
+#define CUDA_TRY(call, err)                                                                                   \
+    do {                                                                                                      \
+        cudaError_t e_ = (call);                                                                              \
+        if (e_ != cudaSuccess)                                                                                \
+            return mst_fail((err), MST_ERR_DEVICE, "CUDA: %s: %s (%s:%d)", #call, cudaGetErrorString(e_),    \
+                            __FILE__, __LINE__);                                                              \
+    } while (0)
+
+/* After every kernel launch: launch-configuration errors surface here. */
+#define LAUNCH_TRY(what, err)                                                                                 \
+    do {                                                                                                      \
+        cudaError_t e_ = cudaGetLastError();                                                                  \
+        if (e_ != cudaSuccess)                                                                                \
+            return mst_fail((err), MST_ERR_DEVICE, "CUDA: launching %s: %s", (what), cudaGetErrorString(e_)); \
+    } while (0)
+
+#define BLAS_TRY(call, err)                                                                                   \
+    do {                                                                                                      \
+        cublasStatus_t s_ = (call);                                                                           \
+        if (s_ != CUBLAS_STATUS_SUCCESS)                                                                      \
+            return mst_fail((err), MST_ERR_DEVICE, "cuBLAS: %s: %s", #call, cublasGetStatusString(s_));       \
+    } while (0)
+
+#define MST_TRY(x)                           \
+    do {                                     \
+        mst_status r_ = (x);                 \
+        if (r_ != MST_OK) return r_;         \
+    } while (0)
+
+static inline unsigned mst_cuda_blocks(long n, int threads) { return (unsigned)((n + threads - 1) / threads); }
+
+/* Scratch that grows to the largest request and is reused (stream order). */
+mst_status mst_cuda_scratch(void **p, size_t *have, size_t want, mst_error *err);
+/* y[M][N] = op(x)[M][K] w[K][N] (+ y when accumulate), in the context's
+ * precision; x_half: x is already in the operand type (fp16/bf16 modes). */
+mst_status mst_cuda_gemm(mst_cuda *c, const void *x, int x_half, long M, int K, const float *w, int N, float *y,
+                         mst_error *err);
+/* Spike counters live in device memory (the engine allocates them through
+ * the table), so counting never waits for the stream. */
+static inline unsigned long long *mst_cuda_counter(uint64_t *p) { return (unsigned long long *)p; }
+
+mst_status mst_cuda_patchify(void *ctx, const float *img, int B, int cin, int res, int P, float *out, mst_error *err);
+mst_status mst_cuda_linear(void *ctx, const float *x, long M, int K, const float *w, const float *b, int N, float *y,
+                           mst_error *err);
+mst_status mst_cuda_synapse_if(void *ctx, const uint64_t *x, int steps, long R, int K, const float *w, const float *b,
+                               int N, float *v, uint64_t *bits, float *out, float out_scale, uint64_t *count,
+                               mst_error *err);
+mst_status mst_cuda_if_scan(void *ctx, const mst_if_args *a, mst_error *err);
+mst_status mst_cuda_qcfs(void *ctx, const mst_if_args *a, mst_error *err);
+mst_status mst_cuda_window_attention(void *ctx, const mst_attn_args *a, mst_error *err);
+mst_status mst_cuda_residual(void *ctx, float *x, const float *s, float lam, const float *scale, const float *shift,
+                             int C, long n, mst_error *err);
+mst_status mst_cuda_patch_merge(void *ctx, const float *x, long rows, int res, int C, float *out, mst_error *err);
+mst_status mst_cuda_ln_mean(void *ctx, const float *x, long rows, int N, int C, const float *w, const float *b,
+                            float *out, mst_error *err);
+mst_status mst_cuda_fill(void *ctx, float *p, float value, size_t n, mst_error *err);
+
+#endif

@@ -1,0 +1,63 @@
+/* IF sites over a chunk of steps: one thread per neuron walks the steps with
+ * its membrane in a register; a warp covers 32 channels of one row, so its
+ * ballot is one 32-bit half of a packed spike word (little-endian halves of
+ * the 64-bit words of mst_bits.h). */
+#include "../common/mst_bits.h"
+#include "../common/mst_math.h"
+#include "cuda_backend.h"
+#include "if_scan.cuh"
+
+__global__ void if_scan_kernel(mst_cuda_if p)
+{
+    int Cpad = mst_spike_words(p.C) * 64;
+    long rows = p.R / p.C, total = rows * Cpad;
+    unsigned long long fired = 0;
+    for (long idx = blockIdx.x * (long)blockDim.x + threadIdx.x; idx < total; idx += (long)gridDim.x * blockDim.x)
+        fired += mst_cuda_if_neuron(&p, idx / Cpad, (int)(idx % Cpad));
+    mst_cuda_count(p.count, fired);
+}
+
+__global__ void qcfs_kernel(mst_cuda_if p)
+{
+    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < (long)p.steps * p.R;
+         i += (long)gridDim.x * blockDim.x) {
+        long t = i / p.R, r = i % p.R;
+        p.out[i] = mst_qcfs(mst_cuda_if_input(&p, t, r, (int)(r % p.C))) * p.out_scale;
+    }
+}
+
+/* Threads in multiples of 32 so that every warp's ballot sees 32 lanes. */
+mst_status mst_cuda_if_launch(mst_cuda *c, const mst_cuda_if *p, mst_error *err)
+{
+    long total = p->R / p->C * mst_spike_words(p->C) * 64L;
+    unsigned blocks = mst_cuda_blocks(total, 256);
+    if_scan_kernel<<<blocks < 65535 * 16 ? blocks : 65535 * 16, 256, 0, c->stream>>>(*p);
+    LAUNCH_TRY("if_scan_kernel", err);
+    return MST_OK;
+}
+
+static mst_cuda_if from_args(const mst_if_args *a)
+{
+    mst_cuda_if p = {};
+    p.in = a->in, p.in_tstride = a->in_tstride, p.scale = a->scale, p.shift = a->shift, p.bias = NULL;
+    p.C = a->channels, p.v = a->v, p.out = a->out, p.out_scale = a->out_scale;
+    p.bits = (uint32_t *)a->bits, p.count = mst_cuda_counter(a->count), p.steps = a->steps, p.R = a->R;
+    return p;
+}
+
+mst_status mst_cuda_if_scan(void *ctx, const mst_if_args *a, mst_error *err)
+{
+    mst_cuda_if p = from_args(a);
+    return mst_cuda_if_launch((mst_cuda *)ctx, &p, err);
+}
+
+mst_status mst_cuda_qcfs(void *ctx, const mst_if_args *a, mst_error *err)
+{
+    mst_cuda *c = (mst_cuda *)ctx;
+    mst_cuda_if p = from_args(a);
+    long n = (long)a->steps * a->R;
+    unsigned blocks = mst_cuda_blocks(n, 256);
+    qcfs_kernel<<<blocks < 65535 * 16 ? blocks : 65535 * 16, 256, 0, c->stream>>>(p);
+    LAUNCH_TRY("qcfs_kernel", err);
+    return MST_OK;
+}

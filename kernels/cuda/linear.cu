@@ -1,0 +1,96 @@
+/* GEMMs through cuBLAS: analog linear layers (patch embedding, patch-merge
+ * reduction, head) and the matmul inside the spike-fed synapses. fp32 mode
+ * runs cuBLAS in pedantic math (no TF32); fp16/bf16 modes convert operands
+ * and accumulate in fp32. */
+#include <climits>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <stdlib.h>
+
+#include "cuda_backend.h"
+
+template <typename T> __device__ T to_operand(float x);
+template <> __device__ __half to_operand<__half>(float x) { return __float2half_rn(x); }
+template <> __device__ __nv_bfloat16 to_operand<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
+
+template <typename T> __global__ void convert_kernel(const float *x, T *y, long n)
+{
+    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x)
+        y[i] = to_operand<T>(x[i]);
+}
+
+static unsigned grid_for(long n) { return (unsigned)(n / 256 + 1 < 65536 ? n / 256 + 1 : 65536); }
+
+static mst_status convert(mst_cuda *c, const float *x, void *y, long n, mst_error *err)
+{
+    if (c->precision == MST_PRECISION_FP16)
+        convert_kernel<__half><<<grid_for(n), 256, 0, c->stream>>>(x, (__half *)y, n);
+    else
+        convert_kernel<__nv_bfloat16><<<grid_for(n), 256, 0, c->stream>>>(x, (__nv_bfloat16 *)y, n);
+    LAUNCH_TRY("convert_kernel", err);
+    return MST_OK;
+}
+
+/* The operand copy of weight w ([K][N]), made on first use. */
+static mst_status half_weight(mst_cuda *c, const float *w, long n, const void **out, mst_error *err)
+{
+    for (int i = 0; i < c->num_halves; i++)
+        if (c->halves[i].src == w) {
+            *out = c->halves[i].half;
+            return MST_OK;
+        }
+    if (c->num_halves == c->cap_halves) {
+        int cap = c->cap_halves ? 2 * c->cap_halves : 64;
+        mst_cuda_half_weight *h = (mst_cuda_half_weight *)realloc(c->halves, sizeof(*h) * (size_t)cap);
+        if (!h) return mst_fail(err, MST_ERR_NOMEM, "out of memory");
+        c->halves = h;
+        c->cap_halves = cap;
+    }
+    void *p = NULL;
+    CUDA_TRY(cudaMalloc(&p, sizeof(__half) * (size_t)n), err);
+    c->halves[c->num_halves++] = (mst_cuda_half_weight){w, p};
+    MST_TRY(convert(c, w, p, n, err));
+    *out = p;
+    return MST_OK;
+}
+
+mst_status mst_cuda_gemm(mst_cuda *c, const void *x, int x_half, long M, int K, const float *w, int N, float *y,
+                         mst_error *err)
+{
+    if (M > INT_MAX) return mst_fail(err, MST_ERR_UNSUPPORTED, "GEMM of %ld rows: more than cuBLAS takes", M);
+    const float one = 1.0f;
+    /* row-major y[M][N] = x[M][K] w[K][N] is column-major y^T = w^T x^T */
+    if (c->precision == MST_PRECISION_FP32) {
+        BLAS_TRY(cublasSgemm(c->blas, CUBLAS_OP_N, CUBLAS_OP_N, N, (int)M, K, &one, w, N, (const float *)x, K, &one, y,
+                             N),
+                 err);
+        return MST_OK;
+    }
+    const void *xh = x, *wh = NULL;
+    if (!x_half) {
+        MST_TRY(mst_cuda_scratch(&c->operand, &c->operand_bytes, sizeof(__half) * (size_t)M * K, err));
+        MST_TRY(convert(c, (const float *)x, c->operand, M * K, err));
+        xh = c->operand;
+    }
+    MST_TRY(half_weight(c, w, (long)K * N, &wh, err));
+    cudaDataType_t t = c->precision == MST_PRECISION_FP16 ? CUDA_R_16F : CUDA_R_16BF;
+    BLAS_TRY(cublasGemmEx(c->blas, CUBLAS_OP_N, CUBLAS_OP_N, N, (int)M, K, &one, wh, t, N, xh, t, K, &one, y, CUDA_R_32F,
+                          N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+             err);
+    return MST_OK;
+}
+
+__global__ void bias_rows_kernel(float *y, long M, const float *b, int N)
+{
+    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < M * N; i += (long)gridDim.x * blockDim.x)
+        y[i] = b ? b[i % N] : 0.0f;
+}
+
+mst_status mst_cuda_linear(void *ctx, const float *x, long M, int K, const float *w, const float *b, int N, float *y,
+                           mst_error *err)
+{
+    mst_cuda *c = (mst_cuda *)ctx;
+    bias_rows_kernel<<<grid_for(M * N), 256, 0, c->stream>>>(y, M, b, N);
+    LAUNCH_TRY("bias_rows_kernel", err);
+    return mst_cuda_gemm(c, x, 0, M, K, w, N, y, err);
+}
