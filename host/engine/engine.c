@@ -212,6 +212,7 @@ mst_status mst_engine_create(const mst_model *m, const mst_engine_opts *opts, ms
     e->Tc = opts->time_chunk > 0 ? opts->time_chunk : 8;
     e->Tc = e->Tc < e->T ? e->Tc : e->T;
     e->B = opts->max_batch;
+    e->trace = mst_trace_open();
     mst_status r = create(e, err);
     if (r != MST_OK) {
         mst_engine_free(e);
@@ -247,5 +248,6 @@ void mst_engine_free(mst_engine *e)
     free(e->site_stats);
     free(e->names);
     if (e->be.destroy) e->be.destroy(&e->be);
+    mst_trace_close(e->trace);
     free(e);
 }

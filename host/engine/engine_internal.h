@@ -5,10 +5,20 @@
 
 #include "../../kernels/backend.h"
 #include "../model/model.h"
+#include "trace.h"
 
 #define TRY(x)                                 \
     do {                                       \
         mst_status _r = (x);                   \
+        if (_r != MST_OK) return _r;           \
+    } while (0)
+
+/* TRY inside an NVTX range named `name`. */
+#define TRACED(e, name, x)                     \
+    do {                                       \
+        mst_trace_push((e)->trace, (name));    \
+        mst_status _r = (x);                   \
+        mst_trace_pop((e)->trace);             \
         if (_r != MST_OK) return _r;           \
     } while (0)
 
@@ -25,6 +35,7 @@ struct mst_engine {
     const mst_model *m;
     mst_engine_opts o;
     mst_backend be;
+    mst_trace trace;
     int T, Tc, B;
     float *img, *patches, *pe_z, *x, *bufA, *bufH, *pooled, *logits;
     uint64_t *sA, *sH; /* packed spikes that feed synapses (SNN): C wide, and 3C or hidden wide */

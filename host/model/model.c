@@ -292,6 +292,7 @@ static mst_status stages(loader *L)
         if (!sg->blocks) return nomem(L);
         for (int b = 0; b < sg->info.depth; b++, g++) {
             sg->blocks[b].mask_site = 3 * g;
+            snprintf(sg->blocks[b].name, sizeof sg->blocks[b].name, "layers.%d.blocks.%d", s, b);
             mst_status r = block(L, &sg->info, s, b, &sg->blocks[b]);
             if (r != MST_OK) return r;
         }

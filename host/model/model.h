@@ -33,6 +33,7 @@ typedef struct {
     float lam_fc2;
     int mask_site;                /* site id of the q mask; k and attn follow */
     int site;                     /* index of IF_sc1 among the model's IF sites; the block's 10 follow */
+    char name[48];                /* "layers.S.blocks.B", for traces */
 } mst_block;
 
 typedef struct {
