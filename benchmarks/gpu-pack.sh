@@ -1,0 +1,24 @@
+#!/bin/sh
+# Builds what benchmarks/gpu-check.sh runs on the lent GPU machine, whose
+# image has nvcc but none of mst's C libraries and no package registry:
+# a portable (-DMST_NATIVE=OFF) CUDA build in build-gpu/, with the shared
+# libraries it needs that are not part of the CUDA toolkit or glibc copied to
+# build-gpu/deps/. Then, with the device tool:
+#
+#   benchmarks/gpu-pack.sh
+#   run: command "benchmarks/gpu-check.sh", carry ["build-gpu"]
+set -eu
+cd "$(dirname "$0")/.."
+root=$(pwd)
+cmake -S . -B build-gpu -DMST_NATIVE=OFF -DMST_CUDA=ON -DMST_SHARED_CORE=ON -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build-gpu -j"$(nproc)"
+mkdir -p build-gpu/deps
+for bin in build-gpu/mst build-gpu/libmstcore.so build-gpu/tests/test_*; do
+    ldd "$bin" | awk '/=> \// {print $3}'
+done | sort -u | grep -v -E '/(libc|libm|libdl|libpthread|librt|libresolv|libstdc\+\+|libgcc_s|ld-linux[^/]*|libcud[^/]*|libcublas[^/]*|libcurand[^/]*|libnvToolsExt[^/]*|libmstcore)\.so' |
+    while read -r lib; do cp -L "$lib" build-gpu/deps/; done
+# the tests find their data and the mst binary by absolute paths baked in at
+# configure time; gpu-check.sh links this checkout's path on the device to them
+echo "$root" > build-gpu/source-dir
+rm -rf build-gpu/CMakeFiles build-gpu/tests/CMakeFiles
+du -sh build-gpu
