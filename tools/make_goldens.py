@@ -100,9 +100,53 @@ def image_fixtures():
     open(os.path.join(out, "empty.png"), "wb").close()
 
 
+PHOTO = "/usr/share/matplotlib/mpl-data/sample_data/grace_hopper.jpg"  # Debian: python-matplotlib-data
+
+
+def transform_fixtures():
+    """Images for the eval-transform test and what Pillow + torchvision make of
+    them (Resize(floor(size / crop_pct)) + CenterCrop(size), before ToTensor),
+    saved as PNG; cases.json lists them. A real photograph (PHOTO, public
+    domain), gray, CMYK and ImageNet-sized JPEGs made from it, and generated
+    images of odd sizes, down- and upscaled."""
+    import math
+
+    import torchvision.transforms as T
+    from PIL import Image
+
+    out = os.path.join(OUT, "transforms")
+    os.makedirs(out, exist_ok=True)
+    photo = Image.open(PHOTO)
+    photo.convert("L").save(os.path.join(out, "photo_gray.jpg"), quality=85)
+    photo.resize((300, 256)).convert("CMYK").save(os.path.join(out, "photo_cmyk.jpg"), quality=90)
+    photo.resize((500, 375)).save(os.path.join(out, "photo_500x375.jpg"), quality=90, progressive=True)
+    rng = np.random.default_rng(9)
+    for name, (h, w, c) in {"odd_gray.png": (53, 37, 1), "odd_rgb.png": (77, 131, 3), "cifar.png": (32, 32, 3)}.items():
+        smooth = np.cumsum(np.cumsum(rng.normal(0, 4, (h, w, c)), 0), 1)
+        a = np.clip(128 + smooth - smooth.mean() + rng.normal(0, 12, (h, w, c)), 0, 255).astype(np.uint8)
+        Image.fromarray(a[:, :, 0] if c == 1 else a).save(os.path.join(out, name))
+    cases = [(PHOTO, "RGB", 224, 0.875, "bicubic"), ("photo_gray.jpg", "RGB", 96, 0.875, "bicubic"),
+             ("photo_cmyk.jpg", "RGB", 96, 0.9, "bicubic"), ("photo_500x375.jpg", "RGB", 224, 0.875, "bicubic"),
+             ("photo_500x375.jpg", "L", 64, 0.95, "bilinear"), ("odd_gray.png", "L", 64, 1.0, "bilinear"),
+             ("odd_rgb.png", "RGB", 48, 0.875, "bicubic"), ("odd_rgb.png", "RGB", 100, 0.5, "bilinear"),
+             ("cifar.png", "RGB", 224, 1.0, "bilinear")]
+    listed = []
+    for i, (name, mode, size, crop, interp) in enumerate(cases):
+        mode_i = {"bicubic": T.InterpolationMode.BICUBIC, "bilinear": T.InterpolationMode.BILINEAR}[interp]
+        tf = T.Compose([T.Resize(int(math.floor(size / crop)), interpolation=mode_i), T.CenterCrop(size)])
+        img = Image.open(name if os.path.isabs(name) else os.path.join(out, name)).convert(mode)
+        golden = f"golden_{i}.png"
+        tf(img).save(os.path.join(out, golden))
+        listed.append({"file": name, "channels": 1 if mode == "L" else 3, "size": size, "crop_pct": crop,
+                       "interpolation": interp, "golden": golden})
+    with open(os.path.join(out, "cases.json"), "w") as f:
+        json.dump(listed, f, indent=1)
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     image_fixtures()
+    transform_fixtures()
     fashion_mnist_fixtures()
     for i, (name, cfg) in enumerate(MODELS.items()):
         model, x = build(name, cfg, 100 + i)

@@ -34,6 +34,7 @@ const char *cli_usage_text =
     "  mst eval --model FILE --data PATH [--timesteps T] [--mask-ratio P] [--seed S] [--mode snn|ann]\n"
     "          [--batch B] [--time-chunk C] [--report-steps LIST] [--results-file OUT.json|OUT.csv]\n"
     "          [--limit N] [--mean LIST] [--std LIST] [--stats] [--device D] [--precision P]\n"
+    "          [--interpolation bilinear|bicubic] [--crop-pct F]\n"
     "  mst info --model FILE [--img-size N]\n";
 
 void cli_usage(void)
@@ -65,7 +66,8 @@ static const struct option options[] = {
     {"mode", 1, 0, 'M'},       {"batch", 1, 0, 'b'},     {"time-chunk", 1, 0, 'c'},   {"logits", 1, 0, 'o'},
     {"img-size", 1, 0, 'i'},   {"data", 1, 0, 'd'},      {"results-file", 1, 0, 'r'}, {"report-steps", 1, 0, 'R'},
     {"limit", 1, 0, 'l'},      {"mean", 1, 0, 'u'},      {"std", 1, 0, 'v'},          {"help", 0, 0, 'h'},
-    {"stats", 0, 0, 'S'},      {"device", 1, 0, 'D'},    {"precision", 1, 0, 'P'},    {0, 0, 0, 0}};
+    {"stats", 0, 0, 'S'},      {"device", 1, 0, 'D'},    {"precision", 1, 0, 'P'},
+    {"interpolation", 1, 0, 'I'}, {"crop-pct", 1, 0, 'C'}, {0, 0, 0, 0}};
 
 /* auto | cpu | cuda | cuda:N */
 static void device_arg(const char *s, mst_engine_opts *o)
@@ -110,6 +112,12 @@ static void option(cli_args *a, int c, char **argv)
     case 'S': a->stats = 1; break;
     case 'D': device_arg(optarg, &a->eo); break;
     case 'P': precision_arg(optarg, &a->eo); break;
+    case 'I':
+        if (strcmp(optarg, "bilinear") && strcmp(optarg, "bicubic"))
+            cli_die("--interpolation must be bilinear or bicubic, got \"%s\"", optarg);
+        a->interpolation = optarg;
+        break;
+    case 'C': a->crop_pct = real_arg("crop-pct", optarg, 0.05, 1.0); break;
     case 'M':
         if (strcmp(optarg, "snn") && strcmp(optarg, "ann")) cli_die("--mode must be snn or ann, got \"%s\"", optarg);
         a->eo.mode = strcmp(optarg, "ann") ? MST_MODE_SNN : MST_MODE_ANN;

@@ -9,6 +9,8 @@
 typedef struct {
     const char *model, *logits, *data, *results_file, *report_steps;
     const char *mean, *std;
+    const char *interpolation; /* --interpolation, or NULL */
+    double crop_pct;           /* --crop-pct, or 0 */
     long limit;
     int img_size, stats;
     mst_engine_opts eo;
@@ -31,6 +33,8 @@ int cli_eval(int argc, char **argv);
 /* Image i decoded, converted to the model's channels and transformed into x;
  * a file that cannot be read is reported on stderr and skipped (returns 0). */
 int cli_prepare(const mst_dataset *d, long i, const mst_transform *tf, float *x);
+/* The eval transform from the flags, else the checkpoint's metadata. */
+void cli_transform(const cli_args *a, const mst_arch *arch, mst_transform *tf);
 /* Per-channel values from --mean/--std (flag), else the checkpoint's metadata. */
 float *cli_channel_values(const char *flag, const char *list, const float *meta, int C);
 

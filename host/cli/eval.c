@@ -182,6 +182,22 @@ static void write_results(const cli_args *a, const tally *r, long N, double rate
     if (fclose(f) != 0) cli_die("%s: write failed", a->results_file);
 }
 
+/* The eval transform: --interpolation / --crop-pct, else the checkpoint's
+ * metadata (timm's names); neither: a plain bilinear resize (tools/train.py).
+ * The caller frees tf->mean and tf->std. */
+void cli_transform(const cli_args *a, const mst_arch *arch, mst_transform *tf)
+{
+    int C = arch->in_chans;
+    *tf = (mst_transform){.channels = C, .size = arch->img_size, .mean = cli_channel_values("mean", a->mean, arch->mean, C),
+                          .std = cli_channel_values("std", a->std, arch->std, C)};
+    const char *ip = a->interpolation ? a->interpolation : arch->interpolation;
+    double crop = a->crop_pct > 0 ? a->crop_pct : arch->crop_pct;
+    if ((!ip || !*ip) && crop <= 0) return; /* MST_RESIZE_TENSOR_BILINEAR */
+    tf->kind = MST_RESIZE_PIL;
+    tf->filter = ip && !strcmp(ip, "bilinear") ? MST_FILTER_BILINEAR : MST_FILTER_BICUBIC;
+    tf->crop_pct = crop > 0 ? crop : 0.875; /* timm's default */
+}
+
 /* Image i decoded, converted to the model's channels and transformed into x;
  * a file that cannot be read is reported and skipped (returns 0). */
 int cli_prepare(const mst_dataset *d, long i, const mst_transform *tf, float *x)
@@ -190,7 +206,7 @@ int cli_prepare(const mst_dataset *d, long i, const mst_transform *tf, float *x)
     mst_error err = {0};
     mst_status r = mst_dataset_image(d, i, &im, &err);
     if (r == MST_OK) r = mst_image_to_channels(&im, tf->channels, &err);
-    if (r == MST_OK) mst_transform_bilinear(tf, im.pixels, im.height, im.width, x);
+    if (r == MST_OK) r = mst_transform_apply(tf, im.pixels, im.height, im.width, x, &err);
     mst_image_free(&im);
     if (r != MST_OK) fprintf(stderr, "%smst: skipped: %s\n", isatty(2) ? "\n" : "", err.msg);
     return r == MST_OK;
@@ -228,9 +244,8 @@ static mst_engine *run_eval(const cli_args *a, mst_model *m, const mst_dataset *
 {
     const mst_arch *arch = mst_model_arch(m);
     int C = arch->in_chans, S = arch->img_size, B = a->eo.max_batch;
-    float *mean = cli_channel_values("mean", a->mean, arch->mean, C);
-    float *std = cli_channel_values("std", a->std, arch->std, C);
-    mst_transform tf = {.channels = C, .size = S, .mean = mean, .std = std};
+    mst_transform tf;
+    cli_transform(a, arch, &tf);
     mst_error err = {0};
     evaluator v = {.d = d, .r = r, .img = (long)C * S * S, .K = arch->num_classes};
     if (mst_engine_create(m, &a->eo, &v.e, &err) != MST_OK) cli_fail(&err);
@@ -247,7 +262,7 @@ static mst_engine *run_eval(const cli_args *a, mst_model *m, const mst_dataset *
     }
     *rate = N / (cli_now() - t0);
     *skipped = v.skipped;
-    free(v.x), free(v.cum), free(ok), free(mean), free(std);
+    free(v.x), free(v.cum), free(ok), free((float *)tf.mean), free((float *)tf.std);
     return v.e;
 }
 

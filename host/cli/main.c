@@ -73,8 +73,8 @@ static void images_input(const cli_args *a, const mst_arch *arch, const char *pa
     if (mst_dataset_open(path, d, &err) != MST_OK) cli_fail(&err);
     if (!d->files) cli_die("%s: mst run takes image files or folders, or a .npy file", path);
     int C = arch->in_chans, S = arch->img_size;
-    float *mean = cli_channel_values("mean", a->mean, arch->mean, C), *std = cli_channel_values("std", a->std, arch->std, C);
-    mst_transform tf = {.channels = C, .size = S, .mean = mean, .std = std};
+    mst_transform tf;
+    cli_transform(a, arch, &tf);
     long img = (long)C * S * S, n = 0;
     *x = (mst_npy){.ndim = 4, .shape = {0, C, S, S}, .data = malloc(sizeof(float) * (size_t)(d->count * img))};
     *which = malloc(sizeof(long) * (size_t)d->count);
@@ -83,7 +83,7 @@ static void images_input(const cli_args *a, const mst_arch *arch, const char *pa
         if (cli_prepare(d, i, &tf, x->data + n * img)) (*which)[n++] = i;
     if (n == 0) cli_die("%s: none of the %ld images could be read", path, d->count);
     x->shape[0] = n;
-    free(mean), free(std);
+    free((float *)tf.mean), free((float *)tf.std);
 }
 
 /* A folder, or a file named like an image: decoded; anything else is read as .npy. */

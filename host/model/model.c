@@ -354,6 +354,19 @@ static mst_status metadata(loader *L)
     if (r == MST_OK) r = meta_floats(L, "std", &m->std);
     m->arch.mean = m->mean;
     m->arch.std = m->std;
+    const char *ip = mst_st_meta(&L->st, "interpolation"), *cp = mst_st_meta(&L->st, "crop_pct");
+    if (r == MST_OK && ip && strcmp(ip, "bilinear") && strcmp(ip, "bicubic"))
+        r = mst_fail(L->err, MST_ERR_FORMAT, "%s: __metadata__ interpolation \"%s\" is not bilinear or bicubic",
+                     L->st.path, ip);
+    m->interpolation = strdup(ip ? ip : "");
+    m->arch.interpolation = m->interpolation;
+    if (r == MST_OK && cp) {
+        char *end;
+        m->arch.crop_pct = strtod(cp, &end);
+        if (end == cp || *end || !(m->arch.crop_pct > 0.0 && m->arch.crop_pct <= 1.0))
+            r = mst_fail(L->err, MST_ERR_FORMAT, "%s: __metadata__ crop_pct \"%s\" is not a number in (0, 1]",
+                         L->st.path, cp);
+    }
     json_t *names = meta_list(L, "class_names");
     if (names && (int)json_array_size(names) == m->arch.num_classes) {
         m->class_names = calloc((size_t)m->arch.num_classes, sizeof(char *));
@@ -503,6 +516,7 @@ void mst_model_free(mst_model *m)
     }
     for (int i = 0; m->site_names && i < m->arch.num_if_sites; i++) free(m->site_names[i]);
     for (int i = 0; i < m->num_class_names; i++) free(m->class_names[i]);
+    free(m->interpolation);
     free(m->class_names);
     free(m->site_names);
     free(m->site_lams);

@@ -57,6 +57,7 @@ struct mst_model {
     char **class_names;
     int num_class_names;
     char *dataset;
+    char *interpolation;
     float *mean, *std;
 };
 

@@ -57,6 +57,11 @@ typedef struct {
     int64_t num_params;
     const char *dataset;          /* from __metadata__, "" when unknown */
     const float *mean, *std;      /* in_chans entries each, or NULL when unknown */
+    /* eval preprocessing from __metadata__ (timm's names): "bilinear" or
+       "bicubic" resize as Pillow does it, then a centre crop of crop_pct;
+       "" and 0 when absent (then a plain bilinear resize to img_size) */
+    const char *interpolation;
+    double crop_pct;
 } mst_arch;
 
 mst_status mst_model_load(const char *path, const mst_load_opts *opts,
