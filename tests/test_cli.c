@@ -190,7 +190,7 @@ Test(cli, eval_agrees_with_run_on_the_same_images)
             for (int k = 1; k < 10; k++) best = l[k] > l[best] ? k : best;
             correct += best == labels[i];
         }
-        double got = json_real_value(json_array_get(json_object_get(res, "top1"), (size_t)s));
+        double got = json_real_value(json_array_get(json_object_get(res, "step_top1"), (size_t)s));
         cr_expect(fabs(got - 100.0 * correct / 16) < 1e-9, "step %d: eval %g %%, run %g %%", steps[s], got,
                   100.0 * correct / 16);
     }
@@ -270,6 +270,74 @@ Test(cli, eval_skips_unreadable_images)
     cr_expect(contains(out, "1 of 4 images could not be read and were skipped"), "%s", out);
     cr_expect(contains(out, "3 images, SNN"), "%s", out);
     snprintf(cmd, sizeof cmd, "rm -rf %s", root);
+    cr_expect_eq(system(cmd), 0);
+}
+
+static json_t *eval_json(const char *args, const char *json, char *out, size_t n)
+{
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "eval --model %s --timesteps 4 --results-file %s %s", DATA("tiny_gray.safetensors"), json,
+             args);
+    cr_assert_eq(mst(cmd, out, n), 0, "mst %s: %s", cmd, out);
+    json_error_t je;
+    json_t *r = json_load_file(json, 0, &je);
+    cr_assert(r != NULL, "%s", je.text);
+    return r;
+}
+
+static long correct(json_t *r, size_t step)
+{
+    double pct = json_real_value(json_array_get(json_object_get(r, "step_top1"), step));
+    return lround(pct * (double)json_integer_value(json_object_get(r, "images")) / 100.0);
+}
+
+/* The same images as a folder-per-class tree and as a flat devkit tree
+ * (ground-truth file of ILSVRC2012_IDs + synset table, IDs in another order
+ * than the sorted classes) give the same results (p = 0: without masks an
+ * image's result does not depend on its position); a zero-byte file is
+ * skipped in both. Any number of decode workers and any batch give the same
+ * numbers, and shards add up to the whole (p = 0.5: masks are keyed by
+ * dataset position). */
+Test(cli, eval_layouts_workers_and_shards_agree, .timeout = 120)
+{
+    const char *root = tmp_path("layouts"), *ja = tmp_path("a.json"), *jb = tmp_path("b.json");
+    char cmd[4096], out[16384];
+    snprintf(cmd, sizeof cmd,
+             "set -e; R=%s; S=%s/samples; mkdir -p $R/tree $R/flat; i=0; : > $R/gt.txt; : > $R/syn.txt; "
+             "for c in $(ls $S | sort); do mkdir -p $R/tree/$c; for f in $(ls $S/$c | sort | head -2); do "
+             "cp $S/$c/$f $R/tree/$c/; i=$((i+1)); cp $S/$c/$f $R/flat/ILSVRC2012_val_$(printf %%08d $i).png; "
+             "echo $((10 - ${c%%%%_*})) >> $R/gt.txt; done; done; "
+             "for c in $(ls $S | sort -r); do echo $c >> $R/syn.txt; done; "
+             ": > $R/tree/5_Sandal/zz_empty.png; : > $R/flat/ILSVRC2012_val_00000021.png; echo 5 >> $R/gt.txt",
+             root, MST_WEIGHTS);
+    cr_assert_eq(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "--data %s/tree --batch 3 --workers 0", root);
+    json_t *a = eval_json(cmd, ja, out, sizeof out);
+    cr_expect(contains(out, "1 of 21 images could not be read") && contains(out, "zz_empty.png"), "%s", out);
+    snprintf(cmd, sizeof cmd, "--data %s/flat --ground-truth %s/gt.txt --synsets %s/syn.txt --batch 5 --workers 3", root,
+             root, root);
+    json_t *b = eval_json(cmd, jb, out, sizeof out);
+    cr_expect(contains(out, "1 of 21 images could not be read") && contains(out, "ILSVRC2012_val_00000021.png"), "%s", out);
+    cr_expect(json_equal(json_object_get(a, "step_top1"), json_object_get(b, "step_top1")), "tree and flat differ");
+    cr_expect(json_equal(json_object_get(a, "per_class"), json_object_get(b, "per_class")), "per-class results differ");
+    cr_expect_eq(json_integer_value(json_object_get(b, "images")), 20);
+    json_decref(a), json_decref(b);
+    /* workers and batch; shards */
+    snprintf(cmd, sizeof cmd, "--data %s/tree --mask-ratio 0.5 --batch 4 --workers 0", root);
+    a = eval_json(cmd, ja, out, sizeof out);
+    snprintf(cmd, sizeof cmd, "--data %s/tree --mask-ratio 0.5 --batch 3 --workers 4", root);
+    b = eval_json(cmd, jb, out, sizeof out);
+    cr_expect(json_equal(json_object_get(a, "step_top1"), json_object_get(b, "step_top1")), "workers/batch change results");
+    long parts[3] = {0, 0, 0};
+    for (int k = 0; k < 3; k++) {
+        snprintf(cmd, sizeof cmd, "--data %s/tree --mask-ratio 0.5 --shard %d/3", root, k);
+        json_t *s = eval_json(cmd, jb, out, sizeof out);
+        for (size_t t = 0; t < 3; t++) parts[t] += correct(s, t);
+        json_decref(s);
+    }
+    for (size_t t = 0; t < 3; t++) cr_expect_eq(parts[t], correct(a, t), "step index %zu: shards %ld, whole %ld", t, parts[t], correct(a, t));
+    json_decref(a), json_decref(b);
+    snprintf(cmd, sizeof cmd, "rm -rf %s %s %s", root, ja, jb);
     cr_expect_eq(system(cmd), 0);
 }
 

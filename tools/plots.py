@@ -26,9 +26,9 @@ def label(r):
 def accuracy(snn, ann, out):
     fig, ax = plt.subplots(figsize=(6, 4))
     for r in snn:
-        ax.plot(r["steps"], r["top1"], marker="o", label=f"SNN {label(r)}")
+        ax.plot(r["steps"], r["step_top1"], marker="o", label=f"SNN {label(r)}")
     for r in ann:
-        ax.axhline(r["top1"][0], linestyle="--", color="gray", label=f"ANN (QCFS) {label(r)}")
+        ax.axhline(r["top1"], linestyle="--", color="gray", label=f"ANN (QCFS) {label(r)}")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("timestep T")
     ax.set_ylabel("top-1 (%)")
@@ -45,7 +45,7 @@ def masking(snn, out):
     for r in snn:
         if "energy" in r:
             by_model.setdefault(os.path.basename(r["model"]), []).append(
-                (r["mask_ratio"], r["final_top1"], r["energy"]["energy_mj_per_image"]))
+                (r["mask_ratio"], r["top1"], r["energy"]["energy_mj_per_image"]))
     if not any(len({p for p, _, _ in rows}) > 1 for rows in by_model.values()):
         return False
     fig, ax = plt.subplots(figsize=(6.5, 4))

@@ -34,7 +34,8 @@ const char *cli_usage_text =
     "  mst eval --model FILE --data PATH [--timesteps T] [--mask-ratio P] [--seed S] [--mode snn|ann]\n"
     "          [--batch B] [--time-chunk C] [--report-steps LIST] [--results-file OUT.json|OUT.csv]\n"
     "          [--limit N] [--mean LIST] [--std LIST] [--stats] [--device D] [--precision P]\n"
-    "          [--interpolation bilinear|bicubic] [--crop-pct F]\n"
+    "          [--interpolation bilinear|bicubic] [--crop-pct F] [--workers J] [--shard K/N]\n"
+    "          [--ground-truth FILE --synsets FILE] [--labels FILE]\n"
     "  mst info --model FILE [--img-size N]\n";
 
 void cli_usage(void)
@@ -67,7 +68,17 @@ static const struct option options[] = {
     {"img-size", 1, 0, 'i'},   {"data", 1, 0, 'd'},      {"results-file", 1, 0, 'r'}, {"report-steps", 1, 0, 'R'},
     {"limit", 1, 0, 'l'},      {"mean", 1, 0, 'u'},      {"std", 1, 0, 'v'},          {"help", 0, 0, 'h'},
     {"stats", 0, 0, 'S'},      {"device", 1, 0, 'D'},    {"precision", 1, 0, 'P'},
-    {"interpolation", 1, 0, 'I'}, {"crop-pct", 1, 0, 'C'}, {0, 0, 0, 0}};
+    {"interpolation", 1, 0, 'I'}, {"crop-pct", 1, 0, 'C'},   {"ground-truth", 1, 0, 'g'}, {"synsets", 1, 0, 'y'},
+    {"labels", 1, 0, 'L'},     {"shard", 1, 0, 'k'},     {"workers", 1, 0, 'w'},      {0, 0, 0, 0}};
+
+/* K/N, 0 <= K < N */
+static void shard_arg(const char *s, cli_args *a)
+{
+    char *end;
+    long k = strtol(s, &end, 10), n = *end == '/' ? strtol(end + 1, &end, 10) : 0;
+    if (*end || n < 1 || k < 0 || k >= n || n > 1000000) cli_die("--shard needs K/N with 0 <= K < N, got \"%s\"", s);
+    a->shard = (int)k, a->shards = (int)n;
+}
 
 /* auto | cpu | cuda | cuda:N */
 static void device_arg(const char *s, mst_engine_opts *o)
@@ -118,6 +129,11 @@ static void option(cli_args *a, int c, char **argv)
         a->interpolation = optarg;
         break;
     case 'C': a->crop_pct = real_arg("crop-pct", optarg, 0.05, 1.0); break;
+    case 'g': a->ground_truth = optarg; break;
+    case 'y': a->synsets = optarg; break;
+    case 'L': a->labels = optarg; break;
+    case 'k': shard_arg(optarg, a); break;
+    case 'w': a->workers = (int)int_arg("workers", optarg, 0, 256); break;
     case 'M':
         if (strcmp(optarg, "snn") && strcmp(optarg, "ann")) cli_die("--mode must be snn or ann, got \"%s\"", optarg);
         a->eo.mode = strcmp(optarg, "ann") ? MST_MODE_SNN : MST_MODE_ANN;
@@ -129,7 +145,7 @@ static void option(cli_args *a, int c, char **argv)
 
 void cli_parse(int argc, char **argv, cli_args *a)
 {
-    *a = (cli_args){.eo = {.mode = MST_MODE_SNN, .timesteps = 64, .max_batch = 8}};
+    *a = (cli_args){.eo = {.mode = MST_MODE_SNN, .timesteps = 64, .max_batch = 8}, .shards = 1, .workers = 2};
     int c;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "", options, NULL)) != -1) option(a, c, argv);

@@ -11,7 +11,10 @@ typedef struct {
     const char *mean, *std;
     const char *interpolation; /* --interpolation, or NULL */
     double crop_pct;           /* --crop-pct, or 0 */
+    const char *ground_truth, *synsets, *labels; /* devkit flat layout; class names */
     long limit;
+    int shard, shards;         /* --shard K/N: part K of N, 0-based */
+    int workers;               /* decode threads */
     int img_size, stats;
     mst_engine_opts eo;
 } cli_args;
@@ -37,6 +40,19 @@ int cli_prepare(const mst_dataset *d, long i, const mst_transform *tf, float *x)
 void cli_transform(const cli_args *a, const mst_arch *arch, mst_transform *tf);
 /* Per-channel values from --mean/--std (flag), else the checkpoint's metadata. */
 float *cli_channel_values(const char *flag, const char *list, const float *meta, int C);
+
+/* The prefetching input pipeline of mst eval (pipeline.c). */
+typedef struct cli_pipeline cli_pipeline;
+/* Images [lo, hi) of d in batches of `batch`, decoded by `workers` threads
+ * (0: in the caller's thread, when it asks for the batch). NULL: no memory. */
+cli_pipeline *cli_pipeline_start(const mst_dataset *d, const mst_transform *tf, long lo, long hi, int batch,
+                                 int workers);
+/* The next batch, in order: images [*first, *first + *n), their tensors and
+ * read flags; 0 after the last. Valid until cli_pipeline_release. */
+int cli_pipeline_next(cli_pipeline *p, long *first, int *n, float **x, int **ok);
+void cli_pipeline_release(cli_pipeline *p);
+/* Stops the workers; *skipped: images that could not be read. */
+void cli_pipeline_stop(cli_pipeline *p, long *skipped);
 
 /* --stats: the energy table on stdout, and its JSON form (caller owns it). */
 void cli_print_stats(const mst_stats *s);

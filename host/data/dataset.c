@@ -193,6 +193,87 @@ mst_status mst_dataset_open(const char *path, mst_dataset *d, mst_error *err)
     return r;
 }
 
+/* Lines of a text file, without their newlines and surrounding blanks. */
+static mst_status read_lines(const char *path, char ***out, int *n, mst_error *err)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) return mst_fail(err, MST_ERR_IO, "%s: cannot open", path);
+    int cap = 1024;
+    char line[4096];
+    *n = 0;
+    *out = malloc(sizeof(char *) * (size_t)cap);
+    while (*out && fgets(line, sizeof line, f)) {
+        char *a = line, *b = line + strlen(line);
+        while (*a == ' ' || *a == '\t') a++;
+        while (b > a && (b[-1] == '\n' || b[-1] == '\r' || b[-1] == ' ' || b[-1] == '\t')) *--b = 0;
+        if (*n == cap) *out = realloc(*out, sizeof(char *) * (size_t)(cap *= 2));
+        if (*out) (*out)[(*n)++] = strdup(a);
+    }
+    fclose(f);
+    return *out ? MST_OK : mst_fail(err, MST_ERR_NOMEM, "out of memory reading %s", path);
+}
+
+/* The validation number in a devkit file name: its last run of digits
+ * (ILSVRC2012_val_00000123.JPEG -> 123), or -1. */
+static long image_number(const char *path)
+{
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    long v = -1;
+    for (const char *p = base; *p; p++) {
+        if (*p < '0' || *p > '9') continue;
+        v = strtol(p, (char **)&p, 10);
+        if (!*p) break;
+    }
+    return v;
+}
+
+static int by_string(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+mst_status mst_dataset_label_devkit(mst_dataset *d, const char *ground_truth, const char *synsets, mst_error *err)
+{
+    char **gt = NULL, **wnid = NULL, **sorted = NULL;
+    int ngt = 0, nsyn = 0;
+    mst_status r = d->files ? MST_OK : mst_fail(err, MST_ERR_ARG, "a ground-truth file labels a flat folder of images");
+    if (r == MST_OK) r = read_lines(ground_truth, &gt, &ngt, err);
+    if (r == MST_OK) r = read_lines(synsets, &wnid, &nsyn, err);
+    while (r == MST_OK && nsyn > 0 && !*wnid[nsyn - 1]) free(wnid[--nsyn]);
+    if (r == MST_OK && nsyn == 0) r = mst_fail(err, MST_ERR_FORMAT, "%s: no synsets", synsets);
+    /* the class index is the synset's position in sorted order */
+    if (r == MST_OK && !(sorted = malloc(sizeof(char *) * (size_t)nsyn))) r = mst_fail(err, MST_ERR_NOMEM, "out of memory");
+    if (r == MST_OK) {
+        memcpy(sorted, wnid, sizeof(char *) * (size_t)nsyn);
+        qsort(sorted, (size_t)nsyn, sizeof(char *), by_string);
+    }
+    for (int i = 1; r == MST_OK && i < nsyn; i++)
+        if (!strcmp(sorted[i], sorted[i - 1])) r = mst_fail(err, MST_ERR_FORMAT, "%s: synset %s is listed twice", synsets, sorted[i]);
+    for (long i = 0; r == MST_OK && i < d->count; i++) {
+        long k = image_number(d->files[i]);
+        if (k < 1 || k > ngt) {
+            r = mst_fail(err, MST_ERR_FORMAT, "%s: no line %ld in %s (%d lines)", d->files[i], k, ground_truth, ngt);
+            break;
+        }
+        char *end;
+        long id = strtol(gt[k - 1], &end, 10);
+        if (end == gt[k - 1] || *end || id < 1 || id > nsyn) {
+            r = mst_fail(err, MST_ERR_FORMAT, "%s line %ld: \"%s\" is not an ILSVRC2012_ID in 1..%d", ground_truth, k,
+                         gt[k - 1], nsyn);
+            break;
+        }
+        char **at = bsearch(&wnid[id - 1], sorted, (size_t)nsyn, sizeof(char *), by_string);
+        d->labels[i] = (int)(at - sorted);
+    }
+    if (r == MST_OK) {
+        d->classes = malloc(sizeof(char *) * (size_t)nsyn);
+        for (int i = 0; d->classes && i < nsyn; i++) d->classes[i] = strdup(sorted[i]);
+        d->num_classes = d->classes ? nsyn : 0;
+    }
+    free(sorted);
+    free_list(gt, ngt);
+    free_list(wnid, nsyn);
+    return r;
+}
+
 void mst_dataset_close(mst_dataset *d)
 {
     free(d->pixels);

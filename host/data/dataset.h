@@ -29,6 +29,13 @@ typedef struct {
 mst_status mst_dataset_open(const char *path, mst_dataset *d, mst_error *err);
 void mst_dataset_close(mst_dataset *d);
 
+/* The devkit's flat validation layout: labels for a flat folder of images
+ * from the ground-truth file (line k: the ILSVRC2012_ID of validation image
+ * k, the number in its file name) and the synset table (line j: the WNID of
+ * ILSVRC2012_ID j, tools/devkit_synsets.py writes it from meta.mat). The
+ * class index is the WNID's position in sorted order (spec section 5). */
+mst_status mst_dataset_label_devkit(mst_dataset *d, const char *ground_truth, const char *synsets, mst_error *err);
+
 /* Image i (decoded from its file for folder sets). */
 mst_status mst_dataset_image(const mst_dataset *d, long i, mst_image *out, mst_error *err);
 /* The file of image i, or NULL for IDX sets. */
