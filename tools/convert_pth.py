@@ -19,6 +19,9 @@ NORMALISATION = {
     "cifar10": ([0.4914, 0.4822, 0.4465], [0.2023, 0.1994, 0.2010]),
     "cifar100": ([0.4914, 0.4822, 0.4465], [0.2023, 0.1994, 0.2010]),
 }
+# ImageNet: shorter side to 256 (= floor(224 / 0.875)) with Pillow's bicubic,
+# centre crop 224; CIFAR: the 32x32 image to 224 with Pillow's bilinear.
+EVAL_TRANSFORM = {"imagenet": ("bicubic", "0.875"), "cifar10": ("bilinear", "1.0"), "cifar100": ("bilinear", "1.0")}
 CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
@@ -61,6 +64,8 @@ def convert(sd, out, dataset=None, img_size=None, class_names=None, drop_buffers
         meta["dataset"] = dataset
         if dataset in NORMALISATION:
             meta["mean"], meta["std"] = (json.dumps(x) for x in NORMALISATION[dataset])
+        if dataset in EVAL_TRANSFORM:  # spec section 5, in timm's names
+            meta["interpolation"], meta["crop_pct"] = EVAL_TRANSFORM[dataset]
     if class_names is None and dataset == "cifar10":
         class_names = CIFAR10
     if class_names:

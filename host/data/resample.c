@@ -68,31 +68,52 @@ static uint8_t clip8(int32_t ss)
     return (uint8_t)(ss < 0 ? 0 : (ss > 255 ? 255 : ss));
 }
 
-/* rows [row0, row0 + rows) of src, resampled along x */
-static void horizontal(const uint8_t *src, int W, int C, int row0, int rows, const coeffs *c, int outW, uint8_t *dst)
+/* rows [row0, row0 + rows) of src, resampled along x. The channel loop has a
+ * constant trip count in each instantiation so its accumulators stay in
+ * registers; integer sums, so any order gives Pillow's result. */
+static inline __attribute__((always_inline)) void horizontal_c(const uint8_t *src, int W, int row0, int rows,
+                                                               const coeffs *c, int outW, uint8_t *dst, const int C)
 {
-    for (int y = 0; y < rows; y++)
+    for (int y = 0; y < rows; y++) {
+        const uint8_t *line = src + ((long)row0 + y) * W * C;
         for (int xx = 0; xx < outW; xx++) {
             const int32_t *k = c->k + (long)xx * c->ksize;
-            int xmin = c->bounds[2 * xx], n = c->bounds[2 * xx + 1];
-            for (int ch = 0; ch < C; ch++) {
-                int32_t ss = 1 << (PRECISION_BITS - 1);
-                for (int x = 0; x < n; x++) ss += src[(((long)row0 + y) * W + xmin + x) * C + ch] * k[x];
-                dst[((long)y * outW + xx) * C + ch] = clip8(ss);
-            }
+            const uint8_t *p = line + (long)c->bounds[2 * xx] * C;
+            int n = c->bounds[2 * xx + 1];
+            int32_t ss[4] = {1 << (PRECISION_BITS - 1), 1 << (PRECISION_BITS - 1), 1 << (PRECISION_BITS - 1),
+                             1 << (PRECISION_BITS - 1)};
+            for (int x = 0; x < n; x++)
+                for (int ch = 0; ch < C; ch++) ss[ch] += p[x * C + ch] * k[x];
+            for (int ch = 0; ch < C; ch++) dst[((long)y * outW + xx) * C + ch] = clip8(ss[ch]);
         }
+    }
 }
 
-static void vertical(const uint8_t *src, int W, int C, int shift, const coeffs *c, int outH, uint8_t *dst)
+static void horizontal(const uint8_t *src, int W, int C, int row0, int rows, const coeffs *c, int outW, uint8_t *dst)
 {
+    switch (C) {
+    case 1: horizontal_c(src, W, row0, rows, c, outW, dst, 1); break;
+    case 3: horizontal_c(src, W, row0, rows, c, outW, dst, 3); break;
+    case 4: horizontal_c(src, W, row0, rows, c, outW, dst, 4); break;
+    default: horizontal_c(src, W, row0, rows, c, outW, dst, 2); break;
+    }
+}
+
+/* One output row at a time: each tap adds a whole input row into int32
+ * accumulators (a loop the compiler vectorises). */
+static void vertical(const uint8_t *src, int W, int C, int shift, const coeffs *c, int outH, uint8_t *dst, int32_t *acc)
+{
+    long row = (long)W * C;
     for (int yy = 0; yy < outH; yy++) {
         const int32_t *k = c->k + (long)yy * c->ksize;
         int ymin = c->bounds[2 * yy] - shift, n = c->bounds[2 * yy + 1];
-        for (long i = 0; i < (long)W * C; i++) {
-            int32_t ss = 1 << (PRECISION_BITS - 1);
-            for (int y = 0; y < n; y++) ss += src[((long)ymin + y) * W * C + i] * k[y];
-            dst[(long)yy * W * C + i] = clip8(ss);
+        for (long i = 0; i < row; i++) acc[i] = 1 << (PRECISION_BITS - 1);
+        for (int y = 0; y < n; y++) {
+            const uint8_t *s = src + ((long)ymin + y) * row;
+            int32_t w = k[y];
+            for (long i = 0; i < row; i++) acc[i] += s[i] * w;
         }
+        for (long i = 0; i < row; i++) dst[(long)yy * row + i] = clip8(acc[i]);
     }
 }
 
@@ -122,7 +143,13 @@ mst_status mst_pil_resize(const uint8_t *src, int H, int W, int C, int outH, int
         mid = tmp, shift = first;
     }
     if (outH != H) {
-        vertical(mid, outW, C, shift, &cy, outH, dst);
+        int32_t *acc = malloc(sizeof(int32_t) * (size_t)outW * (size_t)C);
+        if (!acc) {
+            r = mst_fail(err, MST_ERR_NOMEM, "out of memory resizing a %dx%d image", H, W);
+            goto done;
+        }
+        vertical(mid, outW, C, shift, &cy, outH, dst, acc);
+        free(acc);
     } else {
         for (long i = 0; i < (long)outH * outW * C; i++) dst[i] = mid[i];
     }
