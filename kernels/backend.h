@@ -73,6 +73,9 @@ typedef struct mst_backend {
     mst_status (*upload)(void *ctx, void *dst, const void *src, size_t bytes, mst_error *err);
     mst_status (*download)(void *ctx, void *dst, const void *src, size_t bytes, mst_error *err);
     mst_status (*fill)(void *ctx, float *p, float value, size_t n, mst_error *err);
+    /* host memory that uploads and downloads go fastest from (pinned on CUDA) */
+    mst_status (*host_alloc)(void *ctx, size_t bytes, void **out, mst_error *err);
+    void (*host_release)(void *ctx, void *p);
 
     /* images [B][Cin][res*P][res*P] -> patches [B][res*res][Cin*P*P] (conv as GEMM) */
     mst_status (*patchify)(void *ctx, const float *img, int B, int cin, int res, int P, float *out,

@@ -45,8 +45,8 @@ float *cli_channel_values(const char *flag, const char *list, const float *meta,
 typedef struct cli_pipeline cli_pipeline;
 /* Images [lo, hi) of d in batches of `batch`, decoded by `workers` threads
  * (0: in the caller's thread, when it asks for the batch). NULL: no memory. */
-cli_pipeline *cli_pipeline_start(const mst_dataset *d, const mst_transform *tf, long lo, long hi, int batch,
-                                 int workers);
+cli_pipeline *cli_pipeline_start(mst_engine *e, const mst_dataset *d, const mst_transform *tf, long lo, long hi,
+                                 int batch, int workers);
 /* The next batch, in order: images [*first, *first + *n), their tensors and
  * read flags; 0 after the last. Valid until cli_pipeline_release. */
 int cli_pipeline_next(cli_pipeline *p, long *first, int *n, float **x, int **ok);

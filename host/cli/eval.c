@@ -101,7 +101,7 @@ static mst_engine *run_eval(const cli_args *a, mst_model *m, const mst_dataset *
     if (mst_engine_create(m, &a->eo, &e, &err) != MST_OK) cli_fail(&err);
     long img = (long)arch->in_chans * arch->img_size * arch->img_size;
     float *cum = malloc(sizeof(float) * (size_t)mst_engine_steps_out(e) * (size_t)a->eo.max_batch * arch->num_classes);
-    cli_pipeline *p = cli_pipeline_start(d, &tf, lo, hi, a->eo.max_batch, a->workers);
+    cli_pipeline *p = cli_pipeline_start(e, d, &tf, lo, hi, a->eo.max_batch, a->workers);
     if (!cum || !p) cli_die("out of memory for batches of %d images", a->eo.max_batch);
     double t0 = cli_now();
     long first;

@@ -8,6 +8,7 @@
 #include "cli.h"
 
 struct cli_pipeline {
+    mst_engine *e;              /* owns the batch buffers' memory (pinned on CUDA) */
     const mst_dataset *d;
     const mst_transform *tf;
     long lo, hi, img;           /* images [lo, hi); floats per image */
@@ -65,16 +66,19 @@ static void *worker(void *arg)
     return NULL;
 }
 
-cli_pipeline *cli_pipeline_start(const mst_dataset *d, const mst_transform *tf, long lo, long hi, int batch, int workers)
+cli_pipeline *cli_pipeline_start(mst_engine *e, const mst_dataset *d, const mst_transform *tf, long lo, long hi,
+                                 int batch, int workers)
 {
     cli_pipeline *p = calloc(1, sizeof *p);
     if (!p) return NULL;
-    *p = (cli_pipeline){.d = d, .tf = tf, .lo = lo, .hi = hi, .batch = batch, .workers = 0,
+    *p = (cli_pipeline){.e = e, .d = d, .tf = tf, .lo = lo, .hi = hi, .batch = batch, .workers = 0,
                         .img = (long)tf->channels * tf->size * tf->size, .next_image = lo};
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     p->slots = workers > 0 ? 2 + workers / 4 : 1; /* enough batches ahead to cover a slow image */
-    p->x = malloc(sizeof(float) * (size_t)p->slots * (size_t)batch * (size_t)p->img);
+    if (mst_engine_host_alloc(e, sizeof(float) * (size_t)p->slots * (size_t)batch * (size_t)p->img, (void **)&p->x,
+                              NULL) != MST_OK)
+        p->x = NULL;
     p->ok = calloc((size_t)p->slots * (size_t)batch, sizeof(int));
     p->done = calloc((size_t)p->slots, sizeof(int));
     p->threads = calloc((size_t)(workers > 0 ? workers : 1), sizeof(pthread_t));
@@ -125,5 +129,6 @@ void cli_pipeline_stop(cli_pipeline *p, long *skipped)
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
     if (skipped) *skipped = p->skipped;
-    free(p->x), free(p->ok), free(p->done), free(p->threads), free(p);
+    mst_engine_host_free(p->e, p->x);
+    free(p->ok), free(p->done), free(p->threads), free(p);
 }

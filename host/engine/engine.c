@@ -140,8 +140,7 @@ static mst_status plan_buffers(mst_engine *e, mst_error *err)
     TRY(e->be.alloc(e->be.ctx, sizeof(uint64_t) * rows * bitsA, (void **)&e->sA, err));
     TRY(e->be.alloc(e->be.ctx, sizeof(uint64_t) * rows * bitsH, (void **)&e->sH, err));
     TRY(buffer(e, &e->logits, rows * K, err));
-    e->logits_host = malloc(sizeof(float) * rows * K);
-    return e->logits_host ? MST_OK : mst_fail(err, MST_ERR_NOMEM, "out of memory");
+    return e->be.host_alloc(e->be.ctx, sizeof(float) * rows * K, (void **)&e->logits_host, err);
 }
 
 static mst_status check_opts(const mst_engine_opts *o, mst_error *err)
@@ -199,6 +198,16 @@ static mst_status create(mst_engine *e, mst_error *err)
 
 const char *mst_engine_device(const mst_engine *e) { return e->be.name; }
 
+mst_status mst_engine_host_alloc(mst_engine *e, size_t bytes, void **out, mst_error *err)
+{
+    return e->be.host_alloc(e->be.ctx, bytes, out, err);
+}
+
+void mst_engine_host_free(mst_engine *e, void *p)
+{
+    if (p) e->be.host_release(e->be.ctx, p);
+}
+
 mst_status mst_engine_create(const mst_model *m, const mst_engine_opts *opts, mst_engine **out,
                              mst_error *err)
 {
@@ -242,7 +251,7 @@ void mst_engine_free(mst_engine *e)
     free(e->state);
     free(e->state_n);
     free(e->w);
-    free(e->logits_host);
+    if (e->logits_host) e->be.host_release(e->be.ctx, e->logits_host);
     free(e->spikes);
     free(e->layer_stats);
     free(e->site_stats);

@@ -119,6 +119,11 @@ int mst_engine_steps_out(const mst_engine *e);
 /* The backend it runs on: "cpu" or e.g. "cuda:0 (NVIDIA H200, sm_90)". */
 const char *mst_engine_device(const mst_engine *e);
 
+/* Host memory for image batches that the engine copies from fastest (pinned
+ * on CUDA); free it with mst_engine_host_free before mst_engine_free. */
+mst_status mst_engine_host_alloc(mst_engine *e, size_t bytes, void **out, mst_error *err);
+void mst_engine_host_free(mst_engine *e, void *p);
+
 /* ---- Energy accounting (spec section 6; SNN mode) ------------------------ */
 
 typedef struct {

@@ -67,6 +67,8 @@ mst_status mst_backend_cpu(mst_backend *b, mst_error *err)
     b->upload = cpu_copy;
     b->download = cpu_copy;
     b->fill = cpu_fill;
+    b->host_alloc = cpu_alloc;
+    b->host_release = cpu_release;
     b->patchify = mst_cpu_patchify;
     b->linear = mst_cpu_linear;
     b->synapse_if = mst_cpu_synapse_if;

@@ -27,6 +27,23 @@ static void cuda_release(void *ctx, void *p)
     cudaFree(p);
 }
 
+static mst_status cuda_host_alloc(void *ctx, size_t bytes, void **out, mst_error *err)
+{
+    mst_cuda *c = (mst_cuda *)ctx;
+    if (cudaMallocHost(out, bytes ? bytes : 64) != cudaSuccess) {
+        *out = NULL;
+        cudaGetLastError();
+        return mst_fail(err, MST_ERR_NOMEM, "%s: cannot allocate %zu bytes of pinned host memory", c->name, bytes);
+    }
+    return MST_OK;
+}
+
+static void cuda_host_release(void *ctx, void *p)
+{
+    (void)ctx;
+    cudaFreeHost(p);
+}
+
 static mst_status cuda_upload(void *ctx, void *dst, const void *src, size_t bytes, mst_error *err)
 {
     mst_cuda *c = (mst_cuda *)ctx;
@@ -125,6 +142,8 @@ extern "C" mst_status mst_backend_cuda(mst_backend *b, int device, mst_precision
     b->upload = cuda_upload;
     b->download = cuda_download;
     b->fill = mst_cuda_fill;
+    b->host_alloc = cuda_host_alloc;
+    b->host_release = cuda_host_release;
     b->patchify = mst_cuda_patchify;
     b->linear = mst_cuda_linear;
     b->synapse_if = mst_cuda_synapse_if;
