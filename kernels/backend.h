@@ -73,6 +73,12 @@ typedef struct mst_backend {
     mst_status (*upload)(void *ctx, void *dst, const void *src, size_t bytes, mst_error *err);
     mst_status (*download)(void *ctx, void *dst, const void *src, size_t bytes, mst_error *err);
     mst_status (*fill)(void *ctx, float *p, float value, size_t n, mst_error *err);
+    /* timers around ops: mark(family, 0) ... mark(family, 1); collect adds
+       the milliseconds per family since the last collect (after a sync) */
+    mst_status (*timer_mark)(void *ctx, int family, int end, mst_error *err);
+    mst_status (*timer_collect)(void *ctx, double *ms, int families, mst_error *err);
+    size_t (*peak_bytes)(void *ctx);
+    mst_status (*peak_flops)(void *ctx, double *flops, mst_error *err);
     /* host memory that uploads and downloads go fastest from (pinned on CUDA) */
     mst_status (*host_alloc)(void *ctx, size_t bytes, void **out, mst_error *err);
     void (*host_release)(void *ctx, void *p);

@@ -32,6 +32,7 @@ mst_model *cli_load(const char *path, int img_size);
 double cli_now(void);
 
 int cli_eval(int argc, char **argv);
+int cli_bench(int argc, char **argv);
 
 /* Image i decoded, converted to the model's channels and transformed into x;
  * a file that cannot be read is reported on stderr and skipped (returns 0). */

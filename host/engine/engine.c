@@ -198,6 +198,21 @@ static mst_status create(mst_engine *e, mst_error *err)
 
 const char *mst_engine_device(const mst_engine *e) { return e->be.name; }
 
+void mst_engine_set_profiling(mst_engine *e, int on) { e->profiling = on; }
+
+mst_status mst_engine_profile(mst_engine *e, double ms[MST_NUM_FAMILIES], mst_error *err)
+{
+    for (int f = 0; f < MST_NUM_FAMILIES; f++) ms[f] = 0;
+    return e->be.timer_collect(e->be.ctx, ms, MST_NUM_FAMILIES, err);
+}
+
+size_t mst_engine_peak_bytes(const mst_engine *e) { return e->be.peak_bytes(e->be.ctx); }
+
+mst_status mst_engine_peak_flops(mst_engine *e, double *flops, mst_error *err)
+{
+    return e->be.peak_flops(e->be.ctx, flops, err);
+}
+
 mst_status mst_engine_host_alloc(mst_engine *e, size_t bytes, void **out, mst_error *err)
 {
     return e->be.host_alloc(e->be.ctx, bytes, out, err);

@@ -13,6 +13,18 @@
         if (_r != MST_OK) return _r;           \
     } while (0)
 
+/* TRY inside an NVTX range named `name`, timed as `family` when the engine
+ * profiles (-1: a range that holds timed ops). */
+#define TIMED(e, family, name, x)                                                  \
+    do {                                                                           \
+        mst_trace_push((e)->trace, (name));                                        \
+        mst_status _r = (e)->profiling ? (e)->be.timer_mark((e)->be.ctx, (family), 0, err) : MST_OK; \
+        if (_r == MST_OK) _r = (x);                                                \
+        if (_r == MST_OK && (e)->profiling) _r = (e)->be.timer_mark((e)->be.ctx, (family), 1, err); \
+        mst_trace_pop((e)->trace);                                                 \
+        if (_r != MST_OK) return _r;                                               \
+    } while (0)
+
 /* TRY inside an NVTX range named `name`. */
 #define TRACED(e, name, x)                     \
     do {                                       \
@@ -36,6 +48,7 @@ struct mst_engine {
     mst_engine_opts o;
     mst_backend be;
     mst_trace trace;
+    int profiling;
     int T, Tc, B;
     float *img, *patches, *pe_z, *x, *bufA, *bufH, *pooled, *logits;
     uint64_t *sA, *sH; /* packed spikes that feed synapses (SNN): C wide, and 3C or hidden wide */

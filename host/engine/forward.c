@@ -72,16 +72,16 @@ static mst_status block(mst_engine *e, const chunk *k, const mst_block *b, const
     /* site indices: sc1 q k v attn av proj sc2 fc1 fc2 from b->site; q, k, v and
        attn are counted by the attention op, so the qkv synapse counts nothing */
     int i = b->site;
-    TRACED(e, "sc1", site(e, k, i, s->sc1, e->x, R * C, D(b->sc1_scale), D(b->sc1_shift), C, e->bufA, 1.0f, e->sA, R * C, err));
-    TRACED(e, "qkv", synapse(e, k, -1, e->bufA, e->sA, &b->qkv, s->qkv, R, e->bufH, 1.0f, e->sH, err));
-    TRACED(e, "window_attention", attention(e, k, b, s, err));
-    TRACED(e, "attn_v_if", site(e, k, i + 5, s->av, e->bufA, R * C, NULL, NULL, C, e->bufA, 1.0f, e->sA, R * C, err));
-    TRACED(e, "proj", synapse(e, k, i + 6, e->bufA, e->sA, &b->proj, s->proj, R, e->bufH, 1.0f, NULL, err));
-    TRACED(e, "residual1", be->residual(be->ctx, e->x, e->bufH, b->lam_proj, D(b->bn2_scale), D(b->bn2_shift), C, rows * C, err));
-    TRACED(e, "sc2", site(e, k, i + 7, s->sc2, e->x, R * C, D(b->sc2_scale), D(b->sc2_shift), C, e->bufA, 1.0f, e->sA, R * C, err));
-    TRACED(e, "fc1", synapse(e, k, i + 8, e->bufA, e->sA, &b->fc1, s->fc1, R, e->bufH, 1.0f, e->sH, err));
-    TRACED(e, "fc2", synapse(e, k, i + 9, e->bufH, e->sH, &b->fc2, s->fc2, R, e->bufA, 1.0f, NULL, err));
-    TRACED(e, "residual2", be->residual(be->ctx, e->x, e->bufA, b->lam_fc2, NULL, NULL, C, rows * C, err));
+    TIMED(e, MST_FAMILY_IF, "sc1", site(e, k, i, s->sc1, e->x, R * C, D(b->sc1_scale), D(b->sc1_shift), C, e->bufA, 1.0f, e->sA, R * C, err));
+    TIMED(e, MST_FAMILY_SYNAPSE, "qkv", synapse(e, k, -1, e->bufA, e->sA, &b->qkv, s->qkv, R, e->bufH, 1.0f, e->sH, err));
+    TIMED(e, MST_FAMILY_ATTENTION, "window_attention", attention(e, k, b, s, err));
+    TIMED(e, MST_FAMILY_IF, "attn_v_if", site(e, k, i + 5, s->av, e->bufA, R * C, NULL, NULL, C, e->bufA, 1.0f, e->sA, R * C, err));
+    TIMED(e, MST_FAMILY_SYNAPSE, "proj", synapse(e, k, i + 6, e->bufA, e->sA, &b->proj, s->proj, R, e->bufH, 1.0f, NULL, err));
+    TIMED(e, MST_FAMILY_OTHER, "residual1", be->residual(be->ctx, e->x, e->bufH, b->lam_proj, D(b->bn2_scale), D(b->bn2_shift), C, rows * C, err));
+    TIMED(e, MST_FAMILY_IF, "sc2", site(e, k, i + 7, s->sc2, e->x, R * C, D(b->sc2_scale), D(b->sc2_shift), C, e->bufA, 1.0f, e->sA, R * C, err));
+    TIMED(e, MST_FAMILY_SYNAPSE, "fc1", synapse(e, k, i + 8, e->bufA, e->sA, &b->fc1, s->fc1, R, e->bufH, 1.0f, e->sH, err));
+    TIMED(e, MST_FAMILY_SYNAPSE, "fc2", synapse(e, k, i + 9, e->bufH, e->sH, &b->fc2, s->fc2, R, e->bufA, 1.0f, NULL, err));
+    TIMED(e, MST_FAMILY_OTHER, "residual2", be->residual(be->ctx, e->x, e->bufA, b->lam_fc2, NULL, NULL, C, rows * C, err));
     return MST_OK;
 }
 
@@ -120,13 +120,13 @@ static mst_status run_chunk(mst_engine *e, const chunk *k, float *cum, mst_error
     const mst_model *m = e->m;
     long R0 = (long)k->n * m->arch.stages[0].resolution * m->arch.stages[0].resolution * m->arch.embed_dim;
     /* direct encoding: the patch embedding is the same at every step */
-    TRACED(e, "patch_embed.proj_if", site(e, k, 0, e->v_pe, e->pe_z, 0, NULL, NULL, m->arch.embed_dim, e->x, m->lam_pe, NULL, R0, err));
+    TIMED(e, MST_FAMILY_IF, "patch_embed.proj_if", site(e, k, 0, e->v_pe, e->pe_z, 0, NULL, NULL, m->arch.embed_dim, e->x, m->lam_pe, NULL, R0, err));
     for (int s = 0; s < m->arch.num_stages; s++) {
         const mst_stage *sg = &m->stages[s];
         for (int b = 0; b < sg->info.depth; b++) TRACED(e, sg->blocks[b].name, block(e, k, &sg->blocks[b], &e->bs[s][b], err));
-        if (sg->info.has_downsample) TRACED(e, "patch_merge", merge(e, k, sg, e->v_red[s], err));
+        if (sg->info.has_downsample) TIMED(e, MST_FAMILY_OTHER, "patch_merge", merge(e, k, sg, e->v_red[s], err));
     }
-    TRACED(e, "head", head(e, k, cum, err));
+    TIMED(e, MST_FAMILY_OTHER, "head", head(e, k, cum, err));
     return MST_OK;
 }
 
@@ -154,7 +154,7 @@ mst_status mst_engine_run(mst_engine *e, const float *images, int n, uint64_t fi
             return mst_fail(err, MST_ERR_VALUE, "image %llu has a non-finite value (%g) at element %ld",
                             (unsigned long long)(first_index + (uint64_t)(i / img)), (double)images[i], i % img);
     for (int i = 0; i < e->num_state; i++) TRY(e->be.fill(e->be.ctx, e->state[i], MST_IF_V0, e->state_n[i], err));
-    TRACED(e, "patch_embed", embed(e, images, n, err));
+    TIMED(e, MST_FAMILY_OTHER, "patch_embed", embed(e, images, n, err));
     for (int t0 = 0; t0 < e->T; t0 += e->Tc) {
         chunk k = {.steps = e->T - t0 < e->Tc ? e->T - t0 : e->Tc, .t0 = t0, .n = n, .first_image = first_index};
         TRACED(e, "chunk", run_chunk(e, &k, cum, err));

@@ -548,3 +548,20 @@ float mst_model_site_threshold(const mst_model *m, int i)
 {
     return i >= 0 && i < m->arch.num_if_sites ? m->site_lams[i] : 0.0f;
 }
+
+void mst_model_macs(const mst_model *m, double *per_step, double *once)
+{
+    const mst_arch *a = &m->arch;
+    double N0 = (double)a->stages[0].resolution * a->stages[0].resolution;
+    *once = N0 * a->in_chans * a->patch_size * a->patch_size * a->embed_dim;
+    double per = 0;
+    for (int s = 0; s < a->num_stages; s++) {
+        const mst_stage_info *st = &a->stages[s];
+        double tokens = (double)st->resolution * st->resolution, C = st->dim, H = st->mlp_hidden;
+        double n = (double)st->window * st->window; /* keys per query */
+        /* qkv, q.k^T and softmax.v (tokens x n x C each, over all heads), proj, fc1, fc2 */
+        per += st->depth * tokens * (3 * C * C + 2 * n * C + C * C + 2 * C * H);
+        if (st->has_downsample) per += tokens / 4 * (4 * C) * (2 * C);
+    }
+    *per_step = per + (double)m->head.n_in * a->num_classes;
+}

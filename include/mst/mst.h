@@ -124,6 +124,31 @@ const char *mst_engine_device(const mst_engine *e);
 mst_status mst_engine_host_alloc(mst_engine *e, size_t bytes, void **out, mst_error *err);
 void mst_engine_host_free(mst_engine *e, void *p);
 
+/* ---- Timing (mst bench) ---------------------------------------------------- */
+
+/* Where the time goes, by op family: spike-fed synapses (GEMM + the IF site
+ * they feed), the other IF scans, window attention, and the rest (patch
+ * embedding, residual adds, patch merging, head, copies). */
+typedef enum { MST_FAMILY_SYNAPSE, MST_FAMILY_IF, MST_FAMILY_ATTENTION, MST_FAMILY_OTHER, MST_NUM_FAMILIES } mst_family;
+
+/* On: every op is bracketed by timers (host clocks on the CPU, CUDA events on
+ * the GPU); costs a little, so benchmarks time throughput with it off. */
+void mst_engine_set_profiling(mst_engine *e, int on);
+/* Milliseconds per family since the last call (waits for the device). */
+mst_status mst_engine_profile(mst_engine *e, double ms[MST_NUM_FAMILIES], mst_error *err);
+/* The most memory the backend has held (device memory on CUDA), in bytes. */
+size_t mst_engine_peak_bytes(const mst_engine *e);
+/* A measured matrix-product rate of the device in FLOP/s (the floor the
+ * benchmark compares with): sgemm through the CPU backend's GEMM path, or a
+ * large cuBLAS product in the engine's precision (bf16 for fp32 mode too,
+ * the dense floor design.md names). */
+mst_status mst_engine_peak_flops(mst_engine *e, double *flops, mst_error *err);
+
+/* Dense-equivalent multiply-accumulates of one image: per timestep of the
+ * loop (every matmul counted as a GEMM over its operands, attention's two
+ * products included) and once per image (the patch embedding). */
+void mst_model_macs(const mst_model *m, double *per_step, double *once);
+
 /* ---- Energy accounting (spec section 6; SNN mode) ------------------------ */
 
 typedef struct {

@@ -1,23 +1,102 @@
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
 
 #include "../../host/error.h"
 #include "cpu_backend.h"
 #include "cpu_ops.h"
 
-static mst_status cpu_alloc(void *ctx, size_t bytes, void **out, mst_error *err)
+static mst_status host_alloc(size_t bytes, void **out, mst_error *err)
 {
-    (void)ctx;
     size_t rounded = (bytes + 63) / 64 * 64;
     *out = aligned_alloc(64, rounded ? rounded : 64);
     if (!*out) return mst_fail(err, MST_ERR_NOMEM, "out of memory: %zu bytes of host memory", bytes);
     return MST_OK;
 }
 
-static void cpu_release(void *ctx, void *p)
+static mst_status cpu_host_alloc(void *ctx, size_t bytes, void **out, mst_error *err)
+{
+    (void)ctx;
+    return host_alloc(bytes, out, err);
+}
+
+static void cpu_host_release(void *ctx, void *p)
 {
     (void)ctx;
     free(p);
+}
+
+/* Engine buffers: counted for the peak. */
+static mst_status cpu_alloc(void *ctx, size_t bytes, void **out, mst_error *err)
+{
+    mst_status r = host_alloc(bytes, out, err);
+    if (r == MST_OK) mst_alloc_log_add(&((mst_cpu *)ctx)->mem, *out, bytes);
+    return r;
+}
+
+static void cpu_release(void *ctx, void *p)
+{
+    mst_alloc_log_remove(&((mst_cpu *)ctx)->mem, p);
+    free(p);
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
+}
+
+static mst_status cpu_timer_mark(void *ctx, int family, int end, mst_error *err)
+{
+    (void)err;
+    mst_cpu *cpu = ctx;
+    if (end)
+        cpu->ms[family] += now_ms() - cpu->started[family];
+    else
+        cpu->started[family] = now_ms();
+    return MST_OK;
+}
+
+static mst_status cpu_timer_collect(void *ctx, double *ms, int families, mst_error *err)
+{
+    (void)err;
+    mst_cpu *cpu = ctx;
+    for (int f = 0; f < families && f < MST_NUM_FAMILIES; f++) ms[f] += cpu->ms[f], cpu->ms[f] = 0;
+    return MST_OK;
+}
+
+static size_t cpu_peak_bytes(void *ctx)
+{
+    mst_cpu *cpu = ctx;
+    return cpu->mem.peak + sizeof(float) * cpu->scratch_n;
+}
+
+/* The floor: the backend's own GEMM path on a product big enough to fill
+ * every core (2048 x 1024 x 1024), best of three. */
+static mst_status cpu_peak_flops(void *ctx, double *flops, mst_error *err)
+{
+    long M = 2048, K = 1024, N = 1024;
+    float *x = malloc(sizeof(float) * (size_t)(M * K)), *w = malloc(sizeof(float) * (size_t)(K * N));
+    float *y = malloc(sizeof(float) * (size_t)(M * N));
+    if (!x || !w || !y) {
+        free(x), free(w), free(y);
+        return mst_fail(err, MST_ERR_NOMEM, "out of memory measuring the GEMM rate");
+    }
+    uint32_t s = 12345;
+    for (long i = 0; i < M * K; i++) x[i] = (float)((s = s * 1664525u + 1013904223u) >> 8) / 16777216.0f - 0.5f;
+    for (long i = 0; i < K * N; i++) w[i] = (float)((s = s * 1664525u + 1013904223u) >> 8) / 16777216.0f - 0.5f;
+    double best = 1e30;
+    mst_status r = MST_OK;
+    for (int rep = 0; r == MST_OK && rep < 4; rep++) {
+        double t0 = now_ms();
+        r = mst_cpu_linear(ctx, x, M, (int)K, w, NULL, (int)N, y, err);
+        double dt = now_ms() - t0;
+        if (rep > 0 && dt < best) best = dt; /* the first call warms up */
+    }
+    free(x), free(w), free(y);
+    *flops = 2.0 * M * K * N / (best * 1e-3);
+    return r;
 }
 
 static mst_status cpu_copy(void *ctx, void *dst, const void *src, size_t bytes, mst_error *err)
@@ -49,7 +128,7 @@ mst_status mst_cpu_scratch(mst_cpu *cpu, size_t n, mst_error *err)
 static void cpu_destroy(mst_backend *b)
 {
     mst_cpu *cpu = b->ctx;
-    if (cpu) free(cpu->scratch);
+    if (cpu) free(cpu->scratch), mst_alloc_log_free(&cpu->mem);
     free(cpu);
     b->ctx = NULL;
 }
@@ -67,8 +146,12 @@ mst_status mst_backend_cpu(mst_backend *b, mst_error *err)
     b->upload = cpu_copy;
     b->download = cpu_copy;
     b->fill = cpu_fill;
-    b->host_alloc = cpu_alloc;
-    b->host_release = cpu_release;
+    b->host_alloc = cpu_host_alloc;
+    b->host_release = cpu_host_release;
+    b->timer_mark = cpu_timer_mark;
+    b->timer_collect = cpu_timer_collect;
+    b->peak_bytes = cpu_peak_bytes;
+    b->peak_flops = cpu_peak_flops;
     b->patchify = mst_cpu_patchify;
     b->linear = mst_cpu_linear;
     b->synapse_if = mst_cpu_synapse_if;

@@ -5,11 +5,14 @@
 #include <omp.h>
 #include <stddef.h>
 
+#include "../alloc_log.h"
 #include "mst/mst.h"
 
 typedef struct {
     float *scratch;
     size_t scratch_n;
+    mst_alloc_log mem;
+    double started[MST_NUM_FAMILIES], ms[MST_NUM_FAMILIES]; /* op timers */
 } mst_cpu;
 
 /* Grows cpu->scratch to at least n floats (used by the calling thread only). */

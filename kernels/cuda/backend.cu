@@ -10,6 +10,7 @@ static mst_status cuda_alloc(void *ctx, size_t bytes, void **out, mst_error *err
 {
     mst_cuda *c = (mst_cuda *)ctx;
     cudaError_t e = cudaMalloc(out, bytes ? bytes : 64);
+    if (e == cudaSuccess) mst_alloc_log_add(&c->mem, *out, bytes);
     if (e != cudaSuccess) {
         *out = NULL;
         cudaGetLastError(); /* clear the sticky allocation error */
@@ -23,8 +24,51 @@ static mst_status cuda_alloc(void *ctx, size_t bytes, void **out, mst_error *err
 
 static void cuda_release(void *ctx, void *p)
 {
-    (void)ctx;
+    mst_alloc_log_remove(&((mst_cuda *)ctx)->mem, p);
     cudaFree(p);
+}
+
+static mst_status cuda_timer_mark(void *ctx, int family, int end, mst_error *err)
+{
+    mst_cuda *c = (mst_cuda *)ctx;
+    if (end) {
+        CUDA_TRY(cudaEventRecord(c->timers[c->open[family]].end, c->stream), err);
+        return MST_OK;
+    }
+    if (c->num_timers == c->cap_timers) {
+        int cap = c->cap_timers ? 2 * c->cap_timers : 256;
+        mst_cuda_timer *t = (mst_cuda_timer *)realloc(c->timers, sizeof(*t) * (size_t)cap);
+        if (!t) return mst_fail(err, MST_ERR_NOMEM, "out of memory for timers");
+        for (int i = c->cap_timers; i < cap; i++) {
+            CUDA_TRY(cudaEventCreate(&t[i].begin), err);
+            CUDA_TRY(cudaEventCreate(&t[i].end), err);
+        }
+        c->timers = t;
+        c->cap_timers = cap;
+    }
+    c->open[family] = c->num_timers;
+    c->timers[c->num_timers].family = family;
+    CUDA_TRY(cudaEventRecord(c->timers[c->num_timers++].begin, c->stream), err);
+    return MST_OK;
+}
+
+static mst_status cuda_timer_collect(void *ctx, double *ms, int families, mst_error *err)
+{
+    mst_cuda *c = (mst_cuda *)ctx;
+    CUDA_TRY(cudaStreamSynchronize(c->stream), err);
+    for (int i = 0; i < c->num_timers; i++) {
+        float t = 0;
+        CUDA_TRY(cudaEventElapsedTime(&t, c->timers[i].begin, c->timers[i].end), err);
+        if (c->timers[i].family < families) ms[c->timers[i].family] += t;
+    }
+    c->num_timers = 0;
+    return MST_OK;
+}
+
+static size_t cuda_peak_bytes(void *ctx)
+{
+    mst_cuda *c = (mst_cuda *)ctx;
+    return c->mem.peak + c->operand_bytes + c->z_bytes;
 }
 
 static mst_status cuda_host_alloc(void *ctx, size_t bytes, void **out, mst_error *err)
@@ -79,6 +123,9 @@ static void cuda_destroy(mst_backend *b)
     cudaSetDevice(c->device);
     if (c->stream) cudaStreamSynchronize(c->stream);
     for (int i = 0; i < c->num_halves; i++) cudaFree(c->halves[i].half);
+    for (int i = 0; i < c->cap_timers; i++) cudaEventDestroy(c->timers[i].begin), cudaEventDestroy(c->timers[i].end);
+    free(c->timers);
+    mst_alloc_log_free(&c->mem);
     free(c->halves);
     cudaFree(c->operand);
     cudaFree(c->z);
@@ -144,6 +191,10 @@ extern "C" mst_status mst_backend_cuda(mst_backend *b, int device, mst_precision
     b->fill = mst_cuda_fill;
     b->host_alloc = cuda_host_alloc;
     b->host_release = cuda_host_release;
+    b->timer_mark = cuda_timer_mark;
+    b->timer_collect = cuda_timer_collect;
+    b->peak_bytes = cuda_peak_bytes;
+    b->peak_flops = mst_cuda_peak_flops;
     b->patchify = mst_cuda_patchify;
     b->linear = mst_cuda_linear;
     b->synapse_if = mst_cuda_synapse_if;

@@ -8,6 +8,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include "../alloc_log.h"
 #include "../backend.h"
 
 extern "C" {
@@ -21,6 +22,12 @@ typedef struct {
     void *half;
 } mst_cuda_half_weight;
 
+/* One timed op: events around it on the stream. */
+typedef struct {
+    int family;
+    cudaEvent_t begin, end;
+} mst_cuda_timer;
+
 typedef struct {
     int device;
     mst_precision precision;
@@ -32,6 +39,9 @@ typedef struct {
     size_t z_bytes;
     mst_cuda_half_weight *halves;
     int num_halves, cap_halves;
+    mst_alloc_log mem;      /* device bytes held, for the peak */
+    mst_cuda_timer *timers; /* recorded since the last collect; events pooled */
+    int num_timers, cap_timers, open[MST_NUM_FAMILIES];
     char name[160];
 } mst_cuda;
 
@@ -91,5 +101,6 @@ mst_status mst_cuda_patch_merge(void *ctx, const float *x, long rows, int res, i
 mst_status mst_cuda_ln_mean(void *ctx, const float *x, long rows, int N, int C, const float *w, const float *b,
                             float *out, mst_error *err);
 mst_status mst_cuda_fill(void *ctx, float *p, float value, size_t n, mst_error *err);
+mst_status mst_cuda_peak_flops(void *ctx, double *flops, mst_error *err);
 
 #endif

@@ -94,3 +94,54 @@ mst_status mst_cuda_linear(void *ctx, const float *x, long M, int K, const float
     LAUNCH_TRY("bias_rows_kernel", err);
     return mst_cuda_gemm(c, x, 0, M, K, w, N, y, err);
 }
+
+__global__ void random_bf16_kernel(__nv_bfloat16 *p, long n, uint32_t seed)
+{
+    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
+        uint32_t h = (uint32_t)i * 2654435761u ^ seed;
+        h ^= h >> 16, h *= 0x85EBCA6Bu, h ^= h >> 13;
+        p[i] = __float2bfloat16_rn((float)(h >> 8) / 16777216.0f - 0.5f);
+    }
+}
+
+/* The dense bf16 floor of design.md: an 8192^3 bf16 product with fp32
+ * accumulation on random data (never zeros), median of five after a warm-up. */
+mst_status mst_cuda_peak_flops(void *ctx, double *flops, mst_error *err)
+{
+    mst_cuda *c = (mst_cuda *)ctx;
+    const int n = 8192;
+    __nv_bfloat16 *a = NULL, *b = NULL;
+    float *y = NULL;
+    cudaEvent_t e0, e1;
+    float t[5];
+    const float one = 1.0f, zero = 0.0f;
+    CUDA_TRY(cudaMalloc(&a, sizeof(__nv_bfloat16) * (size_t)n * n), err);
+    CUDA_TRY(cudaMalloc(&b, sizeof(__nv_bfloat16) * (size_t)n * n), err);
+    CUDA_TRY(cudaMalloc(&y, sizeof(float) * (size_t)n * n), err);
+    random_bf16_kernel<<<4096, 256, 0, c->stream>>>(a, (long)n * n, 1u);
+    random_bf16_kernel<<<4096, 256, 0, c->stream>>>(b, (long)n * n, 2u);
+    LAUNCH_TRY("random_bf16_kernel", err);
+    CUDA_TRY(cudaEventCreate(&e0), err);
+    CUDA_TRY(cudaEventCreate(&e1), err);
+    BLAS_TRY(cublasSetMathMode(c->blas, CUBLAS_DEFAULT_MATH), err); /* tensor cores, whatever the engine's mode */
+    for (int rep = -1; rep < 5; rep++) {
+        CUDA_TRY(cudaEventRecord(e0, c->stream), err);
+        BLAS_TRY(cublasGemmEx(c->blas, CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &one, a, CUDA_R_16BF, n, b, CUDA_R_16BF, n,
+                              &zero, y, CUDA_R_32F, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                 err);
+        CUDA_TRY(cudaEventRecord(e1, c->stream), err);
+        CUDA_TRY(cudaEventSynchronize(e1), err);
+        if (rep >= 0) CUDA_TRY(cudaEventElapsedTime(&t[rep], e0, e1), err);
+    }
+    for (int i = 1; i < 5; i++) /* sort for the median */
+        for (int j = i; j > 0 && t[j] < t[j - 1]; j--) {
+            float s = t[j];
+            t[j] = t[j - 1], t[j - 1] = s;
+        }
+    *flops = 2.0 * n * (double)n * n / (t[2] * 1e-3);
+    BLAS_TRY(cublasSetMathMode(c->blas, c->precision == MST_PRECISION_FP32 ? CUBLAS_PEDANTIC_MATH : CUBLAS_DEFAULT_MATH),
+             err);
+    cudaEventDestroy(e0), cudaEventDestroy(e1);
+    cudaFree(a), cudaFree(b), cudaFree(y);
+    return MST_OK;
+}

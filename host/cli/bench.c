@@ -1,0 +1,200 @@
+/* mst bench: batch-1 latency (MLPerf SingleStream style: percentiles over
+ * single-image queries), throughput at batch B (Offline style), where the
+ * time goes by op family, the work counted against a measured floor, and the
+ * peak memory. Inputs are random normal images, never zeros. */
+#include <getopt.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../model/synth.h"
+#include "../percentile.h"
+#include "cli.h"
+
+static const char *family_names[MST_NUM_FAMILIES] = {"synapse (GEMM + IF)", "IF scans", "window attention", "the rest"};
+
+/* Box-Muller on a seeded LCG: reproducible random inputs. */
+static void random_images(float *x, long n, uint64_t seed)
+{
+    uint64_t s = seed * 6364136223846793005ull + 1442695040888963407ull;
+    for (long i = 0; i < n; i += 2) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        double u1 = ((s >> 11) + 1.0) / 9007199254740993.0;
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        double u2 = (s >> 11) / 9007199254740992.0, r = sqrt(-2.0 * log(u1));
+        x[i] = (float)(r * cos(2 * M_PI * u2));
+        if (i + 1 < n) x[i + 1] = (float)(r * sin(2 * M_PI * u2));
+    }
+}
+
+typedef struct {
+    double p50, p90, p99, mean, device_ms;
+} latency;
+
+/* Batch-1 queries after warm-up: host wall time per query; device compute
+ * time from the op timers (a second pass, so the timers never touch the
+ * wall-clock numbers). */
+static latency single_stream(mst_engine *e, const float *x, long img, float *cum, int warmup, int iters,
+                             double family_ms[MST_NUM_FAMILIES])
+{
+    mst_error err = {0};
+    double *t = malloc(sizeof(double) * (size_t)iters), sum = 0;
+    for (int i = 0; i < warmup; i++)
+        if (mst_engine_run(e, x, 1, (uint64_t)i, cum, &err) != MST_OK) cli_fail(&err);
+    for (int i = 0; i < iters; i++) {
+        double t0 = cli_now();
+        if (mst_engine_run(e, x + (i % 8) * img, 1, (uint64_t)i, cum, &err) != MST_OK) cli_fail(&err);
+        sum += (t[i] = (cli_now() - t0) * 1e3);
+    }
+    latency l = {.mean = sum / iters};
+    l.p50 = mst_percentile(t, iters, 50), l.p90 = mst_percentile(t, iters, 90), l.p99 = mst_percentile(t, iters, 99);
+    mst_engine_set_profiling(e, 1);
+    double ms[MST_NUM_FAMILIES];
+    if (mst_engine_profile(e, ms, &err) != MST_OK) cli_fail(&err); /* clears */
+    for (int i = 0; i < iters; i++)
+        if (mst_engine_run(e, x + (i % 8) * img, 1, (uint64_t)i, cum, &err) != MST_OK) cli_fail(&err);
+    if (mst_engine_profile(e, ms, &err) != MST_OK) cli_fail(&err);
+    mst_engine_set_profiling(e, 0);
+    for (int f = 0; f < MST_NUM_FAMILIES; f++) l.device_ms += ms[f] / iters, family_ms[f] = ms[f] / iters;
+    free(t);
+    return l;
+}
+
+/* Images per second at batch B over `iters` batches after warm-up. */
+static double offline(mst_engine *e, const float *x, int B, float *cum, int warmup, int iters)
+{
+    mst_error err = {0};
+    for (int i = 0; i < warmup; i++)
+        if (mst_engine_run(e, x, B, (uint64_t)i * B, cum, &err) != MST_OK) cli_fail(&err);
+    double t0 = cli_now();
+    for (int i = 0; i < iters; i++)
+        if (mst_engine_run(e, x, B, (uint64_t)i * B, cum, &err) != MST_OK) cli_fail(&err);
+    return (double)B * iters / (cli_now() - t0);
+}
+
+/* --arch NAME: weights from the seeded generator, through a temporary file. */
+static mst_model *bench_model(const cli_args *a, const char *arch, uint64_t seed)
+{
+    if (!arch) return cli_load(a->model, a->img_size);
+    const mst_synth_arch *sa = mst_synth_find(arch);
+    if (!sa) cli_die("--arch must be one of %s, got \"%s\"", mst_synth_names(), arch);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/mst-bench-%d.safetensors", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (int)getpid());
+    mst_error err = {0};
+    if (mst_synth_write(sa, seed, path, &err) != MST_OK) cli_fail(&err);
+    mst_model *m = cli_load(path, 0);
+    unlink(path);
+    return m;
+}
+
+typedef struct {
+    const char *name, *device;
+    int B, T, warmup, iters;
+    double p;
+    latency lat;
+    double rate, family_ms[MST_NUM_FAMILIES], macs_step, macs_once, floor, peak_bytes;
+} bench_result;
+
+static void print_result(const bench_result *r)
+{
+    double flop = 2.0 * (r->macs_step * r->T + r->macs_once);
+    printf("%s on %s: T = %d, mask ratio %g, %d warm-up + %d timed runs\n", r->name, r->device, r->T, r->p, r->warmup,
+           r->iters);
+    printf("work: %.3g MAC per image-step + %.3g once = %.4g GFLOP per image (dense-equivalent)\n", r->macs_step,
+           r->macs_once, flop / 1e9);
+    printf("batch 1 latency (ms): p50 %.3f  p90 %.3f  p99 %.3f  mean %.3f; device compute %.3f\n", r->lat.p50, r->lat.p90,
+           r->lat.p99, r->lat.mean, r->lat.device_ms);
+    printf("breakdown of one batch-1 query (ms):");
+    for (int f = 0; f < MST_NUM_FAMILIES; f++) printf("  %s %.3f", family_names[f], r->family_ms[f]);
+    printf("\nthroughput at batch %d: %.2f images/s = %.1f timestep-images/s = %.4g FLOP/s\n", r->B, r->rate,
+           r->rate * r->T, r->rate * flop);
+    printf("floor: measured matrix-product rate %.4g FLOP/s -> %.2f images/s; achieved %.2f %% of it\n", r->floor,
+           r->floor / flop, 100.0 * r->rate * flop / r->floor);
+    printf("peak memory held by the backend: %.1f MiB\n", r->peak_bytes / 1048576.0);
+}
+
+static void write_json(const char *path, const bench_result *r)
+{
+    double flop = 2.0 * (r->macs_step * r->T + r->macs_once);
+    json_t *fam = json_object();
+    for (int f = 0; f < MST_NUM_FAMILIES; f++) json_object_set_new(fam, family_names[f], json_real(r->family_ms[f]));
+    json_t *o = json_pack("{s:s, s:s, s:i, s:i, s:f, s:i, s:i, s:{s:f, s:f, s:f, s:f, s:f}, s:o, s:f, s:f, s:f, s:f, "
+                          "s:f, s:f, s:f}",
+                          "model", r->name, "device", r->device, "batch", r->B, "timesteps", r->T, "mask_ratio", r->p,
+                          "warmup", r->warmup, "iters", r->iters, "latency_ms", "p50", r->lat.p50, "p90", r->lat.p90,
+                          "p99", r->lat.p99, "mean", r->lat.mean, "device_compute", r->lat.device_ms, "breakdown_ms", fam,
+                          "images_per_second", r->rate, "timestep_images_per_second", r->rate * r->T, "flop_per_image",
+                          flop, "macs_per_step", r->macs_step, "floor_flops", r->floor, "floor_fraction",
+                          r->rate * flop / r->floor, "peak_bytes", r->peak_bytes);
+    if (json_dump_file(o, path, JSON_INDENT(2)) != 0) cli_die("%s: cannot write", path);
+    json_decref(o);
+}
+
+int cli_bench(int argc, char **argv)
+{
+    /* --arch, --warmup, --iters and --json are bench's own; the rest is shared */
+    const char *arch = NULL, *json = NULL;
+    int warmup = 2, iters = 20, keep = 1;
+    char **rest = malloc(sizeof(char *) * (size_t)(argc + 1));
+    rest[0] = argv[0];
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int own = !strcmp(o, "--arch") || !strcmp(o, "--warmup") || !strcmp(o, "--iters") || !strcmp(o, "--json");
+        if (!own) {
+            rest[keep++] = argv[i];
+            continue;
+        }
+        if (!v) cli_die("%s needs a value", o);
+        if (!strcmp(o, "--arch")) arch = v;
+        else if (!strcmp(o, "--json")) json = v;
+        else {
+            char *end;
+            long n = strtol(v, &end, 10);
+            if (*end || n < (strcmp(o, "--iters") ? 0 : 1) || n > 100000) cli_die("%s needs a count, got \"%s\"", o, v);
+            *(strcmp(o, "--iters") ? &warmup : &iters) = (int)n;
+        }
+        i++;
+    }
+    rest[keep] = NULL;
+    cli_args a;
+    if (arch) { /* cli_parse insists on --model */
+        rest[keep++] = "--model";
+        rest[keep++] = (char *)arch;
+        rest[keep] = NULL;
+    }
+    cli_parse(keep, rest, &a);
+    if (optind != keep) cli_die("bench takes no positional arguments (got \"%s\")", rest[optind]);
+    mst_model *m = bench_model(&a, arch, a.eo.seed);
+    const mst_arch *ar = mst_model_arch(m);
+    bench_result r = {.name = arch ? arch : a.model, .B = a.eo.max_batch, .T = a.eo.mode == MST_MODE_ANN ? 1 : a.eo.timesteps,
+                      .warmup = warmup, .iters = iters, .p = a.eo.mask_ratio};
+    mst_model_macs(m, &r.macs_step, &r.macs_once);
+    long img = (long)ar->in_chans * ar->img_size * ar->img_size;
+    long nimg = a.eo.max_batch > 8 ? a.eo.max_batch : 8;
+    float *x = malloc(sizeof(float) * (size_t)(nimg * img));
+    float *cum = malloc(sizeof(float) * (size_t)r.T * (size_t)nimg * ar->num_classes);
+    if (!x || !cum) cli_die("out of memory for %ld images", nimg);
+    random_images(x, nimg * img, a.eo.seed + 1);
+    mst_error err = {0};
+    mst_engine_opts one = a.eo;
+    one.max_batch = 1;
+    mst_engine *e;
+    if (mst_engine_create(m, &one, &e, &err) != MST_OK) cli_fail(&err);
+    r.device = mst_engine_device(e);
+    r.lat = single_stream(e, x, img, cum, warmup, iters, r.family_ms);
+    mst_engine_free(e);
+    if (mst_engine_create(m, &a.eo, &e, &err) != MST_OK) cli_fail(&err);
+    r.rate = offline(e, x, a.eo.max_batch, cum, warmup > 0 ? 1 : 0, iters > 4 ? iters / 4 : 1);
+    r.peak_bytes = (double)mst_engine_peak_bytes(e);
+    if (mst_engine_peak_flops(e, &r.floor, &err) != MST_OK) cli_fail(&err);
+    r.device = mst_engine_device(e);
+    print_result(&r);
+    if (json) write_json(json, &r);
+    mst_engine_free(e);
+    free(x), free(cum), free(rest);
+    mst_model_free(m);
+    return 0;
+}
