@@ -1,5 +1,5 @@
 #!/bin/bash
-# The GPU check of issue 4, run on the lent H200 by the device tool after
+# The GPU check of issues 4 and 6, run on the lent H200 by the device tool after
 # benchmarks/gpu-pack.sh built build-gpu/ here (see that script). Writes every
 # log under $OUT and prints a short table last.
 #
@@ -8,8 +8,9 @@
 #      the engine's goldens on the GPU, fp16/bf16 top-1 agreement);
 #   3. compute-sanitizer memcheck and racecheck on a small model;
 #   4. Swin-T shape (224x224, seeded random weights from tools/make_model.py):
-#      throughput at batch 64 and latency at batch 1, T = 32 and 128, in fp32,
-#      fp16 and bf16, with the dense FLOPs and the ratio to the bf16 floor.
+#      mst bench at T = 32 and 128 in fp32, fp16 and bf16: batch-1 latency,
+#      throughput at batch 64, the ratio to the measured dense bf16 floor;
+#   5. issue 6's baseline: the PyTorch reference loop on the GPU beside mst.
 set -u
 OUT=${OUT:-/tmp/mst-gpu-check}
 mkdir -p "$OUT"
@@ -43,26 +44,23 @@ for tool in memcheck racecheck; do
     done
 done
 
-log "Swin-T shape"
+log "Swin-T shape: mst bench (batch 1 latency, batch 64 throughput, floor = measured bf16 GEMM rate)"
 $PY tools/make_model.py --arch swin-t --seed 0 --out "$OUT/swin_t.safetensors" > "$OUT/make_model.log" 2>&1 || cat "$OUT/make_model.log"
-$PY -c "import numpy as np; np.save('$OUT/x64.npy', np.random.default_rng(1).standard_normal((64, 3, 224, 224), dtype=np.float32)); np.save('$OUT/x8.npy', np.random.default_rng(2).standard_normal((8, 3, 224, 224), dtype=np.float32))"
-printf '%-5s %-5s %-5s %12s %12s %10s\n' T prec batch "images/s" "ms/image" "of floor" | tee -a "$OUT/summary.txt"
+printf '%-5s %-5s %10s %10s %10s %12s %10s %10s\n' T prec "p50 ms" "p99 ms" "device ms" "images/s" "of floor" "peak MiB" | tee -a "$OUT/summary.txt"
 for T in 32 128; do
-    floor=$($PY benchmarks/flops.py "$OUT/swin_t.safetensors" --timesteps $T | $PY -c 'import json,sys; print(json.load(sys.stdin)["floor_images_per_s"])')
     for p in fp32 fp16 bf16; do
-        for batch in 64 1; do
-            x=$OUT/x64.npy; [ $batch = 1 ] && x=$OUT/x8.npy
-            timeout 300 $B/mst run --device cuda --precision $p --model "$OUT/swin_t.safetensors" --timesteps $T \
-                --mask-ratio 0.75 --batch $batch --time-chunk 16 "$x" > "$OUT/swin_T${T}_${p}_b$batch.log" 2>&1
-            rate=$(grep -o '[0-9.]* images/s' "$OUT/swin_T${T}_${p}_b$batch.log" | cut -d' ' -f1)
-            if [ -n "$rate" ]; then
-                printf '%-5s %-5s %-5s %12.2f %12.3f %9.1f%%\n' $T $p $batch "$rate" "$($PY -c "print(1000/$rate)")" \
-                    "$($PY -c "print(100*$rate/$floor)")" | tee -a "$OUT/summary.txt"
-            else
-                echo "$T $p $batch: failed: $(tail -n 1 "$OUT/swin_T${T}_${p}_b$batch.log")" | tee -a "$OUT/summary.txt"
-            fi
-        done
+        j=$OUT/bench_T${T}_$p.json
+        timeout 400 $B/mst bench --device cuda --precision $p --model "$OUT/swin_t.safetensors" --timesteps $T \
+            --mask-ratio 0.75 --batch 64 --time-chunk 16 --warmup 2 --iters 10 --json "$j" > "$OUT/bench_T${T}_$p.log" 2>&1
+        if [ -s "$j" ]; then
+            $PY -c "import json; r=json.load(open('$j')); l=r['latency_ms']; print('%-5d %-5s %10.3f %10.3f %10.3f %12.2f %9.1f%% %10.1f' % (r['timesteps'], '$p', l['p50'], l['p99'], l['device_compute'], r['images_per_second'], 100*r['floor_fraction'], r['peak_bytes']/2**20))" | tee -a "$OUT/summary.txt"
+        else
+            echo "$T $p: failed: $(tail -n 1 "$OUT/bench_T${T}_$p.log")" | tee -a "$OUT/summary.txt"
+        fi
     done
 done
-echo "(floor: dense bf16 at 790 TFLOP/s, benchmarks/flops.py; batch-1 rate includes the first, cold image)" | tee -a "$OUT/summary.txt"
-cat "$OUT/summary.txt" > /dev/null
+
+log "baseline: the PyTorch reference loop on the GPU beside mst (T=32, batch 8)"
+timeout 600 $PY benchmarks/baseline/compare.py --device cuda --arch swin-t --model weights/fmnist_p75.safetensors \
+    --timesteps 32 --batch 8 --iters 5 > "$OUT/baseline.log" 2>&1
+tail -n 8 "$OUT/baseline.log" | tee -a "$OUT/summary.txt"
