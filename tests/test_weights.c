@@ -1,5 +1,5 @@
 /* The shipped models on the shipped images: `mst eval` and `mst run` give
- * what the Python reference's per-image run gave (weights/samples/reference_*.json,
+ * what the Python reference's per-image run gave (weights/results/samples_*.json,
  * written by tools/reference_samples.py and quoted in weights/README.md).
  * On the CPU backend: exact agreement is what it was checked for. */
 #define _GNU_SOURCE
@@ -24,8 +24,8 @@ typedef struct {
 } shipped;
 
 static const shipped models[] = {
-    {WEIGHTS("fmnist_p00.safetensors"), WEIGHTS("samples/reference_p00.json")},
-    {WEIGHTS("fmnist_p75.safetensors"), WEIGHTS("samples/reference_p75.json")},
+    {WEIGHTS("fmnist_p00.safetensors"), WEIGHTS("results/samples_p00.json")},
+    {WEIGHTS("fmnist_p75.safetensors"), WEIGHTS("results/samples_p75.json")},
 };
 
 static json_t *load_json(const char *path)
