@@ -68,53 +68,70 @@ static uint8_t clip8(int32_t ss)
     return (uint8_t)(ss < 0 ? 0 : (ss > 255 ? 255 : ss));
 }
 
-/* rows [row0, row0 + rows) of src, resampled along x. The channel loop has a
- * constant trip count in each instantiation so its accumulators stay in
- * registers; integer sums, so any order gives Pillow's result. */
-static inline __attribute__((always_inline)) void horizontal_c(const uint8_t *src, int W, int row0, int rows,
-                                                               const coeffs *c, int outW, uint8_t *dst, const int C)
+/* Pixels [rows][cols][C] -> [cols][rows][C]. */
+static inline __attribute__((always_inline)) void transpose_c(const uint8_t *src, int rows, int cols, uint8_t *dst,
+                                                              const int C)
 {
-    for (int y = 0; y < rows; y++) {
-        const uint8_t *line = src + ((long)row0 + y) * W * C;
-        for (int xx = 0; xx < outW; xx++) {
-            const int32_t *k = c->k + (long)xx * c->ksize;
-            const uint8_t *p = line + (long)c->bounds[2 * xx] * C;
-            int n = c->bounds[2 * xx + 1];
-            int32_t ss[4] = {1 << (PRECISION_BITS - 1), 1 << (PRECISION_BITS - 1), 1 << (PRECISION_BITS - 1),
-                             1 << (PRECISION_BITS - 1)};
-            for (int x = 0; x < n; x++)
-                for (int ch = 0; ch < C; ch++) ss[ch] += p[x * C + ch] * k[x];
-            for (int ch = 0; ch < C; ch++) dst[((long)y * outW + xx) * C + ch] = clip8(ss[ch]);
+    enum { TILE = 32 }; /* both sides of a tile stay in L1 */
+    for (int y0 = 0; y0 < rows; y0 += TILE)
+        for (int x0 = 0; x0 < cols; x0 += TILE) {
+            int y1 = y0 + TILE < rows ? y0 + TILE : rows, x1 = x0 + TILE < cols ? x0 + TILE : cols;
+            for (int x = x0; x < x1; x++)
+                for (int y = y0; y < y1; y++)
+                    for (int c = 0; c < C; c++) dst[((long)x * rows + y) * C + c] = src[((long)y * cols + x) * C + c];
         }
-    }
 }
 
-static void horizontal(const uint8_t *src, int W, int C, int row0, int rows, const coeffs *c, int outW, uint8_t *dst)
+static void transpose(const uint8_t *src, int rows, int cols, int C, uint8_t *dst)
 {
     switch (C) {
-    case 1: horizontal_c(src, W, row0, rows, c, outW, dst, 1); break;
-    case 3: horizontal_c(src, W, row0, rows, c, outW, dst, 3); break;
-    case 4: horizontal_c(src, W, row0, rows, c, outW, dst, 4); break;
-    default: horizontal_c(src, W, row0, rows, c, outW, dst, 2); break;
+    case 1: transpose_c(src, rows, cols, dst, 1); break;
+    case 3: transpose_c(src, rows, cols, dst, 3); break;
+    case 4: transpose_c(src, rows, cols, dst, 4); break;
+    default: transpose_c(src, rows, cols, dst, 2); break;
     }
 }
 
-/* One output row at a time: each tap adds a whole input row into int32
- * accumulators (a loop the compiler vectorises). */
+/* One line of outputs from `n` input lines weighted by k: each tap adds a
+ * whole line into int32 accumulators (a loop the compiler vectorises);
+ * integer sums, so the order does not change Pillow's result. */
+static void weighted_lines(const uint8_t *src, long line, const int32_t *k, int n, int32_t *acc, uint8_t *dst)
+{
+    for (long i = 0; i < line; i++) acc[i] = 1 << (PRECISION_BITS - 1);
+    for (int t = 0; t < n; t++) {
+        const uint8_t *s = src + (long)t * line;
+        int32_t w = k[t];
+        for (long i = 0; i < line; i++) acc[i] += s[i] * w;
+    }
+    for (long i = 0; i < line; i++) dst[i] = clip8(acc[i]);
+}
+
+/* rows [row0, row0 + rows) of src, resampled along x: transposed so that
+ * the taps run over whole lines as in the vertical pass, then back. */
+static int horizontal(const uint8_t *src, int W, int C, int row0, int rows, const coeffs *c, int outW, uint8_t *dst)
+{
+    long line = (long)rows * C;
+    uint8_t *t_in = malloc((size_t)W * (size_t)line), *t_out = malloc((size_t)outW * (size_t)line);
+    int32_t *acc = malloc(sizeof(int32_t) * (size_t)line);
+    if (t_in && t_out && acc) {
+        transpose(src + (long)row0 * W * C, rows, W, C, t_in);
+        for (int xx = 0; xx < outW; xx++)
+            weighted_lines(t_in + (long)c->bounds[2 * xx] * line, line, c->k + (long)xx * c->ksize, c->bounds[2 * xx + 1],
+                           acc, t_out + (long)xx * line);
+        transpose(t_out, outW, rows, C, dst);
+    }
+    int ok = t_in && t_out && acc;
+    free(t_in), free(t_out), free(acc);
+    return ok;
+}
+
+/* One output row at a time, from the input rows its taps cover. */
 static void vertical(const uint8_t *src, int W, int C, int shift, const coeffs *c, int outH, uint8_t *dst, int32_t *acc)
 {
     long row = (long)W * C;
-    for (int yy = 0; yy < outH; yy++) {
-        const int32_t *k = c->k + (long)yy * c->ksize;
-        int ymin = c->bounds[2 * yy] - shift, n = c->bounds[2 * yy + 1];
-        for (long i = 0; i < row; i++) acc[i] = 1 << (PRECISION_BITS - 1);
-        for (int y = 0; y < n; y++) {
-            const uint8_t *s = src + ((long)ymin + y) * row;
-            int32_t w = k[y];
-            for (long i = 0; i < row; i++) acc[i] += s[i] * w;
-        }
-        for (long i = 0; i < row; i++) dst[(long)yy * row + i] = clip8(acc[i]);
-    }
+    for (int yy = 0; yy < outH; yy++)
+        weighted_lines(src + ((long)c->bounds[2 * yy] - shift) * row, row, c->k + (long)yy * c->ksize, c->bounds[2 * yy + 1],
+                       acc, dst + (long)yy * row);
 }
 
 mst_status mst_pil_resize(const uint8_t *src, int H, int W, int C, int outH, int outW, mst_filter f, uint8_t *dst,
@@ -139,7 +156,10 @@ mst_status mst_pil_resize(const uint8_t *src, int H, int W, int C, int outH, int
             r = mst_fail(err, MST_ERR_NOMEM, "out of memory resizing a %dx%d image", H, W);
             goto done;
         }
-        horizontal(src, W, C, first, last - first, &cx, outW, tmp);
+        if (!horizontal(src, W, C, first, last - first, &cx, outW, tmp)) {
+            r = mst_fail(err, MST_ERR_NOMEM, "out of memory resizing a %dx%d image", H, W);
+            goto done;
+        }
         mid = tmp, shift = first;
     }
     if (outH != H) {
