@@ -95,7 +95,7 @@ typedef struct {
     int B, T, warmup, iters;
     double p;
     latency lat;
-    double rate, family_ms[MST_NUM_FAMILIES], macs_step, macs_once, floor, peak_bytes;
+    double rate, family_ms[MST_NUM_FAMILIES], macs_step, macs_once, bytes_step, floor, peak_bytes;
 } bench_result;
 
 static void print_result(const bench_result *r)
@@ -103,8 +103,9 @@ static void print_result(const bench_result *r)
     double flop = 2.0 * (r->macs_step * r->T + r->macs_once);
     printf("%s on %s: T = %d, mask ratio %g, %d warm-up + %d timed runs\n", r->name, r->device, r->T, r->p, r->warmup,
            r->iters);
-    printf("work: %.3g MAC per image-step + %.3g once = %.4g GFLOP per image (dense-equivalent)\n", r->macs_step,
-           r->macs_once, flop / 1e9);
+    printf("work: %.3g MAC per image-step + %.3g once = %.4g GFLOP per image (dense-equivalent); %.3g bytes per "
+           "image-step moved at least (%.0f FLOP/byte)\n", r->macs_step, r->macs_once, flop / 1e9, r->bytes_step,
+           2.0 * r->macs_step / r->bytes_step);
     printf("batch 1 latency (ms): p50 %.3f  p90 %.3f  p99 %.3f  mean %.3f; device compute %.3f\n", r->lat.p50, r->lat.p90,
            r->lat.p99, r->lat.mean, r->lat.device_ms);
     printf("breakdown of one batch-1 query (ms):");
@@ -122,12 +123,12 @@ static void write_json(const char *path, const bench_result *r)
     json_t *fam = json_object();
     for (int f = 0; f < MST_NUM_FAMILIES; f++) json_object_set_new(fam, family_names[f], json_real(r->family_ms[f]));
     json_t *o = json_pack("{s:s, s:s, s:i, s:i, s:f, s:i, s:i, s:{s:f, s:f, s:f, s:f, s:f}, s:o, s:f, s:f, s:f, s:f, "
-                          "s:f, s:f, s:f}",
+                          "s:f, s:f, s:f, s:f}",
                           "model", r->name, "device", r->device, "batch", r->B, "timesteps", r->T, "mask_ratio", r->p,
                           "warmup", r->warmup, "iters", r->iters, "latency_ms", "p50", r->lat.p50, "p90", r->lat.p90,
                           "p99", r->lat.p99, "mean", r->lat.mean, "device_compute", r->lat.device_ms, "breakdown_ms", fam,
                           "images_per_second", r->rate, "timestep_images_per_second", r->rate * r->T, "flop_per_image",
-                          flop, "macs_per_step", r->macs_step, "floor_flops", r->floor, "floor_fraction",
+                          flop, "macs_per_step", r->macs_step, "bytes_per_step", r->bytes_step, "floor_flops", r->floor, "floor_fraction",
                           r->rate * flop / r->floor, "peak_bytes", r->peak_bytes);
     if (json_dump_file(o, path, JSON_INDENT(2)) != 0) cli_die("%s: cannot write", path);
     json_decref(o);
@@ -172,6 +173,7 @@ int cli_bench(int argc, char **argv)
     bench_result r = {.name = arch ? arch : a.model, .B = a.eo.max_batch, .T = a.eo.mode == MST_MODE_ANN ? 1 : a.eo.timesteps,
                       .warmup = warmup, .iters = iters, .p = a.eo.mask_ratio};
     mst_model_macs(m, &r.macs_step, &r.macs_once);
+    r.bytes_step = mst_model_bytes(m);
     long img = (long)ar->in_chans * ar->img_size * ar->img_size;
     long nimg = a.eo.max_batch > 8 ? a.eo.max_batch : 8;
     float *x = malloc(sizeof(float) * (size_t)(nimg * img));

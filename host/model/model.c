@@ -565,3 +565,29 @@ void mst_model_macs(const mst_model *m, double *per_step, double *once)
     }
     *per_step = per + (double)m->head.n_in * a->num_classes;
 }
+
+double mst_model_bytes(const mst_model *m)
+{
+    const mst_arch *a = &m->arch;
+    double bytes = 0;
+    for (int s = 0; s < a->num_stages; s++) {
+        const mst_stage_info *st = &a->stages[s];
+        double t = (double)st->resolution * st->resolution, C = st->dim, H = st->mlp_hidden, bits = 1.0 / 8, f = 4;
+        double block = (f * C + C * bits)          /* IF_sc1: x in, spikes out */
+                       + (C * bits + 3 * C * bits) /* qkv synapse + its IF sites */
+                       + (3 * C * bits + f * C)    /* window attention: spikes in, IF_av input out */
+                       + (f * C + C * bits)        /* IF_av */
+                       + (C * bits + f * C)        /* proj synapse, into the residual */
+                       + 3 * f * C                 /* residual add with BN2 */
+                       + (f * C + C * bits)        /* IF_sc2 */
+                       + (C * bits + H * bits)     /* fc1 synapse */
+                       + (H * bits + f * C)        /* fc2 synapse */
+                       + 3 * f * C;                /* residual add */
+        bytes += st->depth * t * block;
+        if (st->has_downsample) /* gather, reduction GEMM, IF_red into the next stage's x */
+            bytes += t * f * C + t * f * C + t / 4 * (f * 4 * C + f * 2 * C) + t / 4 * (f * 2 * C + f * 2 * C);
+    }
+    const mst_stage_info *last = &a->stages[a->num_stages - 1];
+    double tl = (double)last->resolution * last->resolution / (last->has_downsample ? 4 : 1);
+    return bytes + tl * 4.0 * m->head.n_in + 4.0 * a->num_classes; /* LayerNorm + mean, head */
+}

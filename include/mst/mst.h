@@ -149,6 +149,13 @@ mst_status mst_engine_peak_flops(mst_engine *e, double *flops, mst_error *err);
  * products included) and once per image (the patch embedding). */
 void mst_model_macs(const mst_model *m, double *per_step, double *once);
 
+/* Bytes one image-step must move through memory in mst's own formats: each
+ * op's input read once and output written once, spikes between layers as
+ * bits, analog tensors (residual stream, potentials into the residual, the
+ * attention output) as fp32. Weights and membranes (read and written once
+ * per time chunk, not per step) are left out. */
+double mst_model_bytes(const mst_model *m);
+
 /* ---- Energy accounting (spec section 6; SNN mode) ------------------------ */
 
 typedef struct {
