@@ -10,6 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "mst/mst.h"
+
 #define DATA(name) MST_TEST_DATA "/" name
 
 /* A fresh path under $TMPDIR for this test process. */
@@ -50,5 +52,12 @@ static inline uint64_t *pack_spikes(const float *x, long rows, int C)
 }
 
 static inline int contains(const char *hay, const char *needle) { return strstr(hay, needle) != NULL; }
+
+/* One window-attention call: the shape the attention tests run on every backend. */
+typedef struct {
+    int batch, res, w, shift, dim, heads, steps, t0;
+    mst_mode mode;
+    double ratio;
+} attn_case;
 
 #endif

@@ -8,13 +8,7 @@
 #include "kernels/backend.h"
 #include "kernels/common/mst_math.h"
 
-typedef struct {
-    int batch, res, w, shift, dim, heads, steps, t0;
-    mst_mode mode;
-    double ratio;
-} acase;
-
-static const acase cases[] = {
+static const attn_case cases[] = {
     {1, 4, 4, 0, 8, 2, 3, 0, MST_MODE_SNN, 0.0},  {2, 8, 4, 2, 12, 3, 4, 5, MST_MODE_SNN, 0.75},
     {1, 14, 7, 3, 10, 2, 2, 0, MST_MODE_SNN, 0.5}, {2, 6, 3, 1, 6, 1, 1, 0, MST_MODE_ANN, 0.75},
     {1, 7, 7, 0, 9, 3, 5, 2, MST_MODE_SNN, 0.3},  {3, 6, 2, 1, 4, 2, 2, 1, MST_MODE_ANN, 0.0},
@@ -23,14 +17,14 @@ static const acase cases[] = {
 
 static float frand(unsigned *s) { return (float)rand_r(s) / (float)RAND_MAX; }
 
-static int token(const acase *c, int win, int i)
+static int token(const attn_case *c, int win, int i)
 {
     int per = c->res / c->w;
     int y = (win / per) * c->w + i / c->w, x = (win % per) * c->w + i % c->w;
     return ((y + c->shift) % c->res) * c->res + (x + c->shift) % c->res;
 }
 
-static int region(const acase *c, int win, int i)
+static int region(const attn_case *c, int win, int i)
 {
     int per = c->res / c->w;
     int y = (win / per) * c->w + i / c->w, x = (win % per) * c->w + i % c->w;
@@ -46,7 +40,7 @@ static int keep(const mst_attn_args *a, int b, int site, int t, uint64_t offset)
     return mst_philox_raw(a->seed, sub, offset) >= a->mask_threshold;
 }
 
-static void naive(const acase *c, const mst_attn_args *a, const float *qkv, float *vm, float *out)
+static void naive(const attn_case *c, const mst_attn_args *a, const float *qkv, float *vm, float *out)
 {
     int n = c->w * c->w, d = c->dim / c->heads, N = c->res * c->res, nw = N / n, C = c->dim;
     for (int t = c->t0; t < c->t0 + c->steps; t++)
@@ -93,7 +87,7 @@ Test(window_attention, matches_naive_spec_version)
     mst_backend_cpu(&be, NULL);
     unsigned seed = 11;
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
-        const acase *c = &cases[ci];
+        const attn_case *c = &cases[ci];
         int n = c->w * c->w, N = c->res * c->res, C = c->dim;
         long rows = (long)c->steps * c->batch * N, nv = (long)c->batch * N / n * c->heads * n * n;
         float *qkv = malloc(sizeof(float) * (size_t)(rows * 3 * C)), *bias = malloc(sizeof(float) * (size_t)(c->heads * n * n));

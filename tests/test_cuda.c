@@ -285,12 +285,6 @@ Test(cuda, rsm_draws_equal_cpu_philox)
 
 /* ---- Window attention ---------------------------------------------------- */
 
-typedef struct {
-    int batch, res, w, shift, dim, heads, steps, t0;
-    mst_mode mode;
-    double ratio;
-} attn_case;
-
 static const attn_case attn_cases[] = {
     {1, 4, 4, 0, 8, 2, 3, 0, MST_MODE_SNN, 0.0},  {2, 8, 4, 2, 12, 3, 4, 5, MST_MODE_SNN, 0.75},
     {1, 14, 7, 3, 10, 2, 2, 0, MST_MODE_SNN, 0.5}, {2, 6, 3, 1, 6, 1, 1, 0, MST_MODE_ANN, 0.75},
