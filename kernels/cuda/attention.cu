@@ -235,6 +235,7 @@ mst_status mst_cuda_window_attention(void *ctx, const mst_attn_args *a, mst_erro
     mst_cuda *c = (mst_cuda *)ctx;
     int n = a->window * a->window, d = a->dim / a->heads, nw = (a->res / a->window) * (a->res / a->window);
     long units = (long)a->batch * nw * a->heads;
+    if (units == 0) return MST_OK;
     size_t shared = shared_bytes(n, d, a->mode == MST_MODE_ANN);
     int dev_max = 0;
     CUDA_TRY(cudaDeviceGetAttribute(&dev_max, cudaDevAttrMaxSharedMemoryPerBlockOptin, c->device), err);

@@ -24,7 +24,13 @@ static mst_status cuda_alloc(void *ctx, size_t bytes, void **out, mst_error *err
 
 static void cuda_release(void *ctx, void *p)
 {
-    mst_alloc_log_remove(&((mst_cuda *)ctx)->mem, p);
+    mst_cuda *c = (mst_cuda *)ctx;
+    mst_alloc_log_remove(&c->mem, p);
+    for (int i = 0; i < c->num_halves; i++) /* its fp16/bf16 copy, if it was a weight */
+        if (c->halves[i].src == p) {
+            cudaFree(c->halves[i].half);
+            c->halves[i--] = c->halves[--c->num_halves];
+        }
     cudaFree(p);
 }
 
@@ -39,12 +45,15 @@ static mst_status cuda_timer_mark(void *ctx, int family, int end, mst_error *err
         int cap = c->cap_timers ? 2 * c->cap_timers : 256;
         mst_cuda_timer *t = (mst_cuda_timer *)realloc(c->timers, sizeof(*t) * (size_t)cap);
         if (!t) return mst_fail(err, MST_ERR_NOMEM, "out of memory for timers");
-        for (int i = c->cap_timers; i < cap; i++) {
-            CUDA_TRY(cudaEventCreate(&t[i].begin), err);
-            CUDA_TRY(cudaEventCreate(&t[i].end), err);
-        }
         c->timers = t;
-        c->cap_timers = cap;
+        for (int i = c->cap_timers; i < cap; i++) { /* cap_timers counts events that exist */
+            CUDA_TRY(cudaEventCreate(&t[i].begin), err);
+            if (cudaEventCreate(&t[i].end) != cudaSuccess) {
+                cudaEventDestroy(t[i].begin);
+                return mst_fail(err, MST_ERR_DEVICE, "CUDA: cannot create timing events");
+            }
+            c->cap_timers = i + 1;
+        }
     }
     c->open[family] = c->num_timers;
     c->timers[c->num_timers].family = family;
@@ -105,13 +114,20 @@ static mst_status cuda_download(void *ctx, void *dst, const void *src, size_t by
     return MST_OK;
 }
 
+/* Grows a scratch buffer; work queued on the device may still read the old
+ * one, so the device drains first. */
 mst_status mst_cuda_scratch(void **p, size_t *have, size_t want, mst_error *err)
 {
     if (want <= *have) return MST_OK;
+    CUDA_TRY(cudaDeviceSynchronize(), err);
     if (*p) CUDA_TRY(cudaFree(*p), err);
     *p = NULL;
     *have = 0;
-    CUDA_TRY(cudaMalloc(p, want), err);
+    if (cudaMalloc(p, want) != cudaSuccess) {
+        cudaGetLastError(); /* not sticky: later launches must not report it */
+        *p = NULL;
+        return mst_fail(err, MST_ERR_NOMEM, "cannot allocate %zu bytes of device scratch", want);
+    }
     *have = want;
     return MST_OK;
 }

@@ -74,7 +74,13 @@ typedef struct {
         if (r_ != MST_OK) return r_;         \
     } while (0)
 
-static inline unsigned mst_cuda_blocks(long n, int threads) { return (unsigned)((n + threads - 1) / threads); }
+/* Blocks for n items (grid-stride kernels): at least one, so that empty
+ * work is a valid launch, and capped. */
+static inline unsigned mst_cuda_blocks(long n, int threads)
+{
+    long b = (n + threads - 1) / threads;
+    return (unsigned)(b < 1 ? 1 : (b > 65535L * 16 ? 65535L * 16 : b));
+}
 
 /* Scratch that grows to the largest request and is reused (stream order). */
 mst_status mst_cuda_scratch(void **p, size_t *have, size_t want, mst_error *err);

@@ -111,6 +111,7 @@ __global__ void ln_mean_kernel(const float *x, int N, int C, const float *w, con
 mst_status mst_cuda_ln_mean(void *ctx, const float *x, long rows, int N, int C, const float *w, const float *b,
                             float *out, mst_error *err)
 {
+    if (rows == 0) return MST_OK;
     size_t shared = sizeof(float) * 2 * (size_t)N;
     if (shared > 48 * 1024) return mst_fail(err, MST_ERR_UNSUPPORTED, "final LayerNorm over %d tokens: too many", N);
     if (rows > 0x7fffffffL) return mst_fail(err, MST_ERR_UNSUPPORTED, "final LayerNorm over %ld rows", rows);

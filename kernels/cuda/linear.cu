@@ -47,7 +47,11 @@ static mst_status half_weight(mst_cuda *c, const float *w, long n, const void **
         c->cap_halves = cap;
     }
     void *p = NULL;
-    CUDA_TRY(cudaMalloc(&p, sizeof(__half) * (size_t)n), err);
+    if (cudaMalloc(&p, sizeof(__half) * (size_t)n) != cudaSuccess) {
+        cudaGetLastError();
+        return mst_fail(err, MST_ERR_NOMEM, "cannot allocate %zu bytes of device memory for a weight copy",
+                        sizeof(__half) * (size_t)n);
+    }
     c->halves[c->num_halves++] = (mst_cuda_half_weight){w, p};
     MST_TRY(convert(c, w, p, n, err));
     *out = p;
@@ -105,25 +109,12 @@ __global__ void random_bf16_kernel(__nv_bfloat16 *p, long n, uint32_t seed)
 }
 
 /* The dense bf16 floor of design.md: an 8192^3 bf16 product with fp32
- * accumulation on random data (never zeros), median of five after a warm-up. */
-mst_status mst_cuda_peak_flops(void *ctx, double *flops, mst_error *err)
+ * accumulation on random data (never zeros), median of five after a warm-up,
+ * in cuBLAS's default math mode (restored afterwards). */
+static mst_status time_products(mst_cuda *c, const __nv_bfloat16 *a, const __nv_bfloat16 *b, float *y, int n,
+                                cudaEvent_t e0, cudaEvent_t e1, float *t, mst_error *err)
 {
-    mst_cuda *c = (mst_cuda *)ctx;
-    const int n = 8192;
-    __nv_bfloat16 *a = NULL, *b = NULL;
-    float *y = NULL;
-    cudaEvent_t e0, e1;
-    float t[5];
     const float one = 1.0f, zero = 0.0f;
-    CUDA_TRY(cudaMalloc(&a, sizeof(__nv_bfloat16) * (size_t)n * n), err);
-    CUDA_TRY(cudaMalloc(&b, sizeof(__nv_bfloat16) * (size_t)n * n), err);
-    CUDA_TRY(cudaMalloc(&y, sizeof(float) * (size_t)n * n), err);
-    random_bf16_kernel<<<4096, 256, 0, c->stream>>>(a, (long)n * n, 1u);
-    random_bf16_kernel<<<4096, 256, 0, c->stream>>>(b, (long)n * n, 2u);
-    LAUNCH_TRY("random_bf16_kernel", err);
-    CUDA_TRY(cudaEventCreate(&e0), err);
-    CUDA_TRY(cudaEventCreate(&e1), err);
-    BLAS_TRY(cublasSetMathMode(c->blas, CUBLAS_DEFAULT_MATH), err); /* tensor cores, whatever the engine's mode */
     for (int rep = -1; rep < 5; rep++) {
         CUDA_TRY(cudaEventRecord(e0, c->stream), err);
         BLAS_TRY(cublasGemmEx(c->blas, CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &one, a, CUDA_R_16BF, n, b, CUDA_R_16BF, n,
@@ -133,15 +124,44 @@ mst_status mst_cuda_peak_flops(void *ctx, double *flops, mst_error *err)
         CUDA_TRY(cudaEventSynchronize(e1), err);
         if (rep >= 0) CUDA_TRY(cudaEventElapsedTime(&t[rep], e0, e1), err);
     }
-    for (int i = 1; i < 5; i++) /* sort for the median */
-        for (int j = i; j > 0 && t[j] < t[j - 1]; j--) {
-            float s = t[j];
-            t[j] = t[j - 1], t[j - 1] = s;
-        }
-    *flops = 2.0 * n * (double)n * n / (t[2] * 1e-3);
-    BLAS_TRY(cublasSetMathMode(c->blas, c->precision == MST_PRECISION_FP32 ? CUBLAS_PEDANTIC_MATH : CUBLAS_DEFAULT_MATH),
-             err);
-    cudaEventDestroy(e0), cudaEventDestroy(e1);
-    cudaFree(a), cudaFree(b), cudaFree(y);
     return MST_OK;
+}
+
+mst_status mst_cuda_peak_flops(void *ctx, double *flops, mst_error *err)
+{
+    mst_cuda *c = (mst_cuda *)ctx;
+    const int n = 8192;
+    __nv_bfloat16 *a = NULL, *b = NULL;
+    float *y = NULL, t[5];
+    cudaEvent_t e0 = NULL, e1 = NULL;
+    mst_status r = MST_OK;
+    if (cudaMalloc(&a, sizeof(__nv_bfloat16) * (size_t)n * n) != cudaSuccess ||
+        cudaMalloc(&b, sizeof(__nv_bfloat16) * (size_t)n * n) != cudaSuccess ||
+        cudaMalloc(&y, sizeof(float) * (size_t)n * n) != cudaSuccess || cudaEventCreate(&e0) != cudaSuccess ||
+        cudaEventCreate(&e1) != cudaSuccess) {
+        cudaGetLastError();
+        r = mst_fail(err, MST_ERR_NOMEM, "%s: no room for the 8192^3 product that measures the floor", c->name);
+    }
+    if (r == MST_OK) {
+        random_bf16_kernel<<<4096, 256, 0, c->stream>>>(a, (long)n * n, 1u);
+        random_bf16_kernel<<<4096, 256, 0, c->stream>>>(b, (long)n * n, 2u);
+        cudaError_t e = cudaGetLastError();
+        if (e != cudaSuccess) r = mst_fail(err, MST_ERR_DEVICE, "CUDA: launching random_bf16_kernel: %s", cudaGetErrorString(e));
+    }
+    if (r == MST_OK && cublasSetMathMode(c->blas, CUBLAS_DEFAULT_MATH) != CUBLAS_STATUS_SUCCESS)
+        r = mst_fail(err, MST_ERR_DEVICE, "cuBLAS: cannot set the default math mode");
+    if (r == MST_OK) r = time_products(c, a, b, y, n, e0, e1, t, err);
+    cublasSetMathMode(c->blas, c->precision == MST_PRECISION_FP32 ? CUBLAS_PEDANTIC_MATH : CUBLAS_DEFAULT_MATH);
+    if (r == MST_OK) {
+        for (int i = 1; i < 5; i++) /* sort for the median */
+            for (int j = i; j > 0 && t[j] < t[j - 1]; j--) {
+                float s = t[j];
+                t[j] = t[j - 1], t[j - 1] = s;
+            }
+        *flops = 2.0 * n * (double)n * n / (t[2] * 1e-3);
+    }
+    if (e0) cudaEventDestroy(e0);
+    if (e1) cudaEventDestroy(e1);
+    cudaFree(a), cudaFree(b), cudaFree(y);
+    return r;
 }
