@@ -52,13 +52,15 @@ static latency single_stream(mst_engine *e, const float *x, long img, float *cum
     latency l = {.mean = sum / iters};
     l.p50 = mst_percentile(t, iters, 50), l.p90 = mst_percentile(t, iters, 90), l.p99 = mst_percentile(t, iters, 99);
     mst_engine_set_profiling(e, 1);
-    double ms[MST_NUM_FAMILIES];
+    double ms[MST_NUM_FAMILIES], total[MST_NUM_FAMILIES] = {0};
     if (mst_engine_profile(e, ms, &err) != MST_OK) cli_fail(&err); /* clears */
-    for (int i = 0; i < iters; i++)
+    for (int i = 0; i < iters; i++) { /* collected per query, so timers never pile up */
         if (mst_engine_run(e, x + (i % 8) * img, 1, (uint64_t)i, cum, &err) != MST_OK) cli_fail(&err);
-    if (mst_engine_profile(e, ms, &err) != MST_OK) cli_fail(&err);
+        if (mst_engine_profile(e, ms, &err) != MST_OK) cli_fail(&err);
+        for (int f = 0; f < MST_NUM_FAMILIES; f++) total[f] += ms[f];
+    }
     mst_engine_set_profiling(e, 0);
-    for (int f = 0; f < MST_NUM_FAMILIES; f++) l.device_ms += ms[f] / iters, family_ms[f] = ms[f] / iters;
+    for (int f = 0; f < MST_NUM_FAMILIES; f++) l.device_ms += total[f] / iters, family_ms[f] = total[f] / iters;
     free(t);
     return l;
 }
@@ -82,11 +84,16 @@ static mst_model *bench_model(const cli_args *a, const char *arch, uint64_t seed
     const mst_synth_arch *sa = mst_synth_find(arch);
     if (!sa) cli_die("--arch must be one of %s, got \"%s\"", mst_synth_names(), arch);
     char path[4096];
-    snprintf(path, sizeof path, "%s/mst-bench-%d.safetensors", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (int)getpid());
+    snprintf(path, sizeof path, "%s/mst-bench-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    int fd = mkstemp(path); /* a fresh file of ours, not a name someone could have placed */
+    if (fd < 0) cli_die("%s: cannot create a temporary file for the %s weights", path, arch);
+    close(fd);
     mst_error err = {0};
-    if (mst_synth_write(sa, seed, path, &err) != MST_OK) cli_fail(&err);
-    mst_model *m = cli_load(path, 0);
+    mst_model *m = NULL;
+    mst_status r = mst_synth_write(sa, seed, path, &err);
+    if (r == MST_OK) r = mst_model_load(path, NULL, &m, &err);
     unlink(path);
+    if (r != MST_OK) cli_fail(&err);
     return m;
 }
 
@@ -192,6 +199,7 @@ int cli_bench(int argc, char **argv)
     r.rate = offline(e, x, a.eo.max_batch, cum, warmup > 0 ? 1 : 0, iters > 4 ? iters / 4 : 1);
     r.peak_bytes = (double)mst_engine_peak_bytes(e);
     if (mst_engine_peak_flops(e, &r.floor, &err) != MST_OK) cli_fail(&err);
+    if (!(r.floor > 0)) cli_die("the measured matrix-product rate is %g FLOP/s: no floor to compare with", r.floor);
     r.device = mst_engine_device(e);
     print_result(&r);
     if (json) write_json(json, &r);

@@ -75,7 +75,9 @@ cli_pipeline *cli_pipeline_start(mst_engine *e, const mst_dataset *d, const mst_
                         .img = (long)tf->channels * tf->size * tf->size, .next_image = lo};
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
-    p->slots = workers > 0 ? 2 + workers / 4 : 1; /* enough batches ahead to cover a slow image */
+    /* enough batches ahead that every worker has images to take, and one to spare */
+    p->slots = workers > 0 ? 2 + (workers + batch - 1) / batch : 1;
+    p->slots = p->slots < 16 ? p->slots : 16;
     if (mst_engine_host_alloc(e, sizeof(float) * (size_t)p->slots * (size_t)batch * (size_t)p->img, (void **)&p->x,
                               NULL) != MST_OK)
         p->x = NULL;

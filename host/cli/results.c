@@ -3,6 +3,7 @@
 #include "results.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,11 +34,14 @@ void tally_init(tally *r, const char *list, int T, int K)
 
 void tally_free(tally *r) { free(r->step), free(r->top1), free(r->top5), free(r->seen), free(r->hit); }
 
-/* Rank of the label among the logits: how many classes beat it (ties go to the lower index). */
+/* Rank of the label among the logits: how many classes beat it (ties go to
+ * the lower index). A non-finite logit of the label ranks last, and any class
+ * that is not below it (NaN included) beats it: NaNs never count as hits. */
 static int rank_of(const float *l, int K, int y)
 {
+    if (!isfinite(l[y])) return K;
     int r = 0;
-    for (int k = 0; k < K; k++) r += l[k] > l[y] || (l[k] == l[y] && k < y);
+    for (int k = 0; k < K; k++) r += k != y && (!(l[k] <= l[y]) || (l[k] == l[y] && k < y));
     return r;
 }
 

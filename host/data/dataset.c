@@ -234,7 +234,9 @@ mst_status mst_dataset_label_devkit(mst_dataset *d, const char *ground_truth, co
 {
     char **gt = NULL, **wnid = NULL, **sorted = NULL;
     int ngt = 0, nsyn = 0;
-    mst_status r = d->files ? MST_OK : mst_fail(err, MST_ERR_ARG, "a ground-truth file labels a flat folder of images");
+    mst_status r = d->files && d->num_classes == 0
+                       ? MST_OK
+                       : mst_fail(err, MST_ERR_ARG, "a ground-truth file labels a flat folder of images, not class folders or IDX files");
     if (r == MST_OK) r = read_lines(ground_truth, &gt, &ngt, err);
     if (r == MST_OK) r = read_lines(synsets, &wnid, &nsyn, err);
     while (r == MST_OK && nsyn > 0 && !*wnid[nsyn - 1]) free(wnid[--nsyn]);
@@ -264,6 +266,7 @@ mst_status mst_dataset_label_devkit(mst_dataset *d, const char *ground_truth, co
         d->labels[i] = (int)(at - sorted);
     }
     if (r == MST_OK) {
+        free_list(d->classes, d->num_classes);
         d->classes = malloc(sizeof(char *) * (size_t)nsyn);
         for (int i = 0; d->classes && i < nsyn; i++) d->classes[i] = strdup(sorted[i]);
         d->num_classes = d->classes ? nsyn : 0;

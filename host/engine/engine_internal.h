@@ -14,7 +14,7 @@
     } while (0)
 
 /* TRY inside an NVTX range named `name`, timed as `family` when the engine
- * profiles (-1: a range that holds timed ops). */
+ * profiles (a family in [0, MST_NUM_FAMILIES); TIMED ranges do not nest). */
 #define TIMED(e, family, name, x)                                                  \
     do {                                                                           \
         mst_trace_push((e)->trace, (name));                                        \

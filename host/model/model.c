@@ -363,8 +363,8 @@ static mst_status metadata(loader *L)
     if (r == MST_OK && cp) {
         char *end;
         m->arch.crop_pct = strtod(cp, &end);
-        if (end == cp || *end || !(m->arch.crop_pct > 0.0 && m->arch.crop_pct <= 1.0))
-            r = mst_fail(L->err, MST_ERR_FORMAT, "%s: __metadata__ crop_pct \"%s\" is not a number in (0, 1]",
+        if (end == cp || *end || !(m->arch.crop_pct >= 0.05 && m->arch.crop_pct <= 1.0))
+            r = mst_fail(L->err, MST_ERR_FORMAT, "%s: __metadata__ crop_pct \"%s\" is not a number in [0.05, 1]",
                          L->st.path, cp);
     }
     json_t *names = meta_list(L, "class_names");
