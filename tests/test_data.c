@@ -193,7 +193,7 @@ Test(image, decodes_like_pillow)
         const char *file;
         int channels;
     } files[] = {{"gray.png", 1}, {"rgb.png", 3},  {"rgba.png", 3}, {"palette.png", 3},
-                 {"gray.jpg", 1}, {"rgb.jpg", 3},  {"cmyk.jpg", 3}};
+                 {"gray.jpg", 1}, {"rgb.jpg", 3},  {"cmyk.jpg", 3}, {"extraneous.jpg", 3}};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         char path[512], npy[600];
         snprintf(path, sizeof path, "%s/images/%s", MST_TEST_DATA, files[i].file);

@@ -95,6 +95,12 @@ def image_fixtures():
         jpg = f.read()
     with open(os.path.join(out, "truncated.jpg"), "wb") as f:
         f.write(jpg[: len(jpg) * 4 // 5])  # cut inside the entropy-coded data
+    # junk before the SOS marker: libjpeg warns, Pillow decodes it all the same
+    at = jpg.index(b"\xff\xda")
+    with open(os.path.join(out, "extraneous.jpg"), "wb") as f:
+        f.write(jpg[:at] + b"\x00\x17\x00" + jpg[at:])
+    pix = np.asarray(Image.open(os.path.join(out, "extraneous.jpg")).convert("RGB"), dtype=np.float32)
+    np.save(os.path.join(out, "extraneous.jpg.npy"), pix)
     with open(os.path.join(out, "corrupt.png"), "wb") as f:
         f.write(b"\x89PNG\r\n\x1a\n" + bytes(rng.integers(0, 256, 100, dtype=np.uint8)))
     open(os.path.join(out, "empty.png"), "wb").close()

@@ -86,23 +86,29 @@ static void cmyk_to_rgb(const unsigned char *cmyk, long px, int inverted, uint8_
     }
 }
 
+/* libjpeg's warnings (extraneous bytes before a marker, ...) do not stop
+ * Pillow, which decodes through them; a file that ends early does
+ * ("image file is truncated"). The same rule here. */
+static int jpeg_failed(tjhandle tj, int rc)
+{
+    if (rc == 0) return 0;
+    return tjGetErrorCode(tj) == TJERR_FATAL || strstr(tjGetErrorStr2(tj), "Premature end") != NULL;
+}
+
 static mst_status decode_jpeg(const char *path, const unsigned char *data, size_t n, mst_image *im, mst_error *err)
 {
     tjhandle tj = tjInitDecompress();
-    int w, h, subsamp, colorspace;
+    int w = 0, h = 0, subsamp, colorspace = TJCS_RGB;
     if (!tj) return mst_fail(err, MST_ERR_NOMEM, "TurboJPEG: %s", tjGetErrorStr2(NULL));
     mst_status r = MST_OK;
-    if (tjDecompressHeader3(tj, data, (unsigned long)n, &w, &h, &subsamp, &colorspace) != 0)
+    if (jpeg_failed(tj, tjDecompressHeader3(tj, data, (unsigned long)n, &w, &h, &subsamp, &colorspace)) || w < 1 || h < 1)
         r = mst_fail(err, MST_ERR_FORMAT, "%s: bad JPEG: %s", path, tjGetErrorStr2(tj));
     int cmyk = colorspace == TJCS_CMYK || colorspace == TJCS_YCCK, gray = colorspace == TJCS_GRAY;
     int fmt = cmyk ? TJPF_CMYK : (gray ? TJPF_GRAY : TJPF_RGB), bpp = tjPixelSize[cmyk ? TJPF_CMYK : fmt];
     unsigned char *buf = r == MST_OK ? malloc((size_t)w * h * bpp) : NULL;
     if (r == MST_OK && !buf) r = mst_fail(err, MST_ERR_NOMEM, "out of memory decoding %s", path);
     /* exact IDCT and fancy upsampling: libjpeg's defaults, which Pillow uses */
-    if (r == MST_OK && tjDecompress2(tj, data, (unsigned long)n, buf, w, 0, h, fmt, TJFLAG_ACCURATEDCT) != 0 &&
-        tjGetErrorCode(tj) == TJERR_FATAL)
-        r = mst_fail(err, MST_ERR_FORMAT, "%s: bad JPEG: %s", path, tjGetErrorStr2(tj));
-    else if (r == MST_OK && tjGetErrorCode(tj) == TJERR_WARNING)
+    if (r == MST_OK && jpeg_failed(tj, tjDecompress2(tj, data, (unsigned long)n, buf, w, 0, h, fmt, TJFLAG_ACCURATEDCT)))
         r = mst_fail(err, MST_ERR_FORMAT, "%s: corrupt or truncated JPEG: %s", path, tjGetErrorStr2(tj));
     tjDestroy(tj);
     if (r == MST_OK) {
