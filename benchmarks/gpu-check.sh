@@ -60,6 +60,18 @@ for T in 32 128; do
     done
 done
 
+log "the same with CUDA graphs (each time chunk captured once and replayed)"
+for p in fp32 bf16; do
+    j=$OUT/bench_T128_${p}_graphs.json
+    timeout 400 $B/mst bench --device cuda --precision $p --cuda-graphs --model "$OUT/swin_t.safetensors" --timesteps 128 \
+        --mask-ratio 0.75 --batch 64 --time-chunk 16 --warmup 2 --iters 10 --json "$j" > "$OUT/bench_T128_${p}_graphs.log" 2>&1
+    if [ -s "$j" ]; then
+        $PY -c "import json; r=json.load(open('$j')); l=r['latency_ms']; print('%-5d %-5s %10.3f %10.3f %10.3f %12.2f %9.1f%% %10.1f graphs' % (r['timesteps'], '$p', l['p50'], l['p99'], l['device_compute'], r['images_per_second'], 100*r['floor_fraction'], r['peak_bytes']/2**20))" | tee -a "$OUT/summary.txt"
+    else
+        echo "128 $p graphs: failed: $(tail -n 1 "$OUT/bench_T128_${p}_graphs.log")" | tee -a "$OUT/summary.txt"
+    fi
+done
+
 log "baseline: the PyTorch reference loop on the GPU beside mst (T=32, batch 8)"
 timeout 600 $PY benchmarks/baseline/compare.py --device cuda --arch swin-t --model weights/fmnist_p75.safetensors \
     --timesteps 32 --batch 8 --iters 5 > "$OUT/baseline.log" 2>&1

@@ -54,6 +54,10 @@ typedef struct {
     uint32_t site_q;        /* k is site_q + 1, attn site_q + 2 */
     uint64_t mask_threshold;
     uint64_t *counts;       /* SNN: += spike counts, indexed by mst_attn_count, or NULL */
+    /* backend memory holding {first_image, t0}, read by the kernel instead of
+       the two fields above when set: lets a captured chunk replay for other
+       images and steps (CUDA graphs); NULL: use the fields */
+    const uint64_t *keys;
 } mst_attn_args;
 
 /* What window attention counts (SNN): spikes of q, k and v as they arrive,
@@ -79,6 +83,11 @@ typedef struct mst_backend {
     mst_status (*timer_collect)(void *ctx, double *ms, int families, mst_error *err);
     size_t (*peak_bytes)(void *ctx);
     mst_status (*peak_flops)(void *ctx, double *flops, mst_error *err);
+    /* Runs fn(arg), which only queues device work, as a graph kept under
+       `key`: the first call runs it directly (scratch grows then), the second
+       captures and replays it, later calls replay. NULL where not supported. */
+    mst_status (*graph_run)(void *ctx, long key, mst_status (*fn)(void *arg, mst_error *err), void *arg,
+                            mst_error *err);
     /* host memory that uploads and downloads go fastest from (pinned on CUDA) */
     mst_status (*host_alloc)(void *ctx, size_t bytes, void **out, mst_error *err);
     void (*host_release)(void *ctx, void *p);

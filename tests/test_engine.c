@@ -8,18 +8,19 @@
 #include "kernels/backend.h"
 #include "mst/mst.h"
 
-/* The backends this machine can run: the CPU, and CUDA where a device answers. */
+/* The backends this machine can run: the CPU, and where a CUDA device
+ * answers, CUDA launching every op and CUDA replaying captured chunks. */
 static int num_devices(void)
 {
 #ifdef MST_HAVE_CUDA
-    return mst_cuda_device_count() > 0 ? 2 : 1;
+    return mst_cuda_device_count() > 0 ? 3 : 1;
 #else
     return 1;
 #endif
 }
 
-static const mst_device_kind devices[] = {MST_DEVICE_CPU, MST_DEVICE_CUDA};
-static const char *device_names[] = {"cpu", "cuda"};
+static const mst_device_kind devices[] = {MST_DEVICE_CPU, MST_DEVICE_CUDA, MST_DEVICE_CUDA};
+static const char *device_names[] = {"cpu", "cuda", "cuda with graphs"};
 
 #define T_GOLDEN 16
 #define SEED 1234
@@ -93,7 +94,8 @@ Test(engine, matches_python_reference_loop, .timeout = 120)
 {
     for (size_t i = 0; i < num_devices() * sizeof goldens / sizeof goldens[0]; i++) {
         const gcase *g = &goldens[i % (sizeof goldens / sizeof goldens[0])];
-        mst_device_kind dev = devices[i / (sizeof goldens / sizeof goldens[0])];
+        int which = (int)(i / (sizeof goldens / sizeof goldens[0]));
+        mst_device_kind dev = devices[which];
         char in[64];
         snprintf(in, sizeof in, "%s_input", g->model);
         mst_npy x, want;
@@ -101,7 +103,7 @@ Test(engine, matches_python_reference_loop, .timeout = 120)
         load_npy(g->golden, &want);
         mst_model *m = load_model(g->model);
         mst_engine_opts o = {.mode = g->mode, .timesteps = T_GOLDEN, .time_chunk = 5, .max_batch = 2,
-                             .mask_ratio = g->ratio, .seed = SEED, .device = dev};
+                             .mask_ratio = g->ratio, .seed = SEED, .device = dev, .cuda_graphs = which == 2};
         int steps, N = (int)x.shape[0], K = mst_model_arch(m)->num_classes;
         float *got = run(m, &x, o, &steps);
         cr_assert_eq(want.shape[0], steps, "%s: golden has %ld steps", g->golden, want.shape[0]);
@@ -124,8 +126,7 @@ Test(engine, matches_python_reference_loop, .timeout = 120)
             cr_expect(worst <= 0.03f * scale, "%s image %d: deviation %g of scale %g", g->golden, n, worst, scale);
             flipped += worst > 1e-5f * scale;
         }
-        cr_expect(flipped <= 1, "%s on %s: %d images off by more than rounding", g->golden,
-                  device_names[dev == MST_DEVICE_CUDA], flipped);
+        cr_expect(flipped <= 1, "%s on %s: %d images off by more than rounding", g->golden, device_names[which], flipped);
         free(got);
         mst_model_free(m);
         mst_npy_free(&x);

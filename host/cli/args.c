@@ -29,7 +29,7 @@ const char *cli_usage_text =
     "usage:\n"
     "  mst run --model FILE [--timesteps T] [--mask-ratio P] [--seed S] [--mode snn|ann]\n"
     "          [--batch B] [--time-chunk C] [--img-size N] [--logits OUT.npy] [--stats]\n"
-    "          [--device auto|cpu|cuda[:N]] [--precision fp32|fp16|bf16]\n"
+    "          [--device auto|cpu|cuda[:N]] [--precision fp32|fp16|bf16] [--cuda-graphs]\n"
     "          INPUT.npy | IMAGE | FOLDER\n"
     "  mst eval --model FILE --data PATH [--timesteps T] [--mask-ratio P] [--seed S] [--mode snn|ann]\n"
     "          [--batch B] [--time-chunk C] [--report-steps LIST] [--results-file OUT.json|OUT.csv]\n"
@@ -71,7 +71,8 @@ static const struct option options[] = {
     {"limit", 1, 0, 'l'},      {"mean", 1, 0, 'u'},      {"std", 1, 0, 'v'},          {"help", 0, 0, 'h'},
     {"stats", 0, 0, 'S'},      {"device", 1, 0, 'D'},    {"precision", 1, 0, 'P'},
     {"interpolation", 1, 0, 'I'}, {"crop-pct", 1, 0, 'C'},   {"ground-truth", 1, 0, 'g'}, {"synsets", 1, 0, 'y'},
-    {"labels", 1, 0, 'L'},     {"shard", 1, 0, 'k'},     {"workers", 1, 0, 'w'},      {0, 0, 0, 0}};
+    {"labels", 1, 0, 'L'},     {"shard", 1, 0, 'k'},     {"workers", 1, 0, 'w'},      {"cuda-graphs", 0, 0, 'G'},
+    {0, 0, 0, 0}};
 
 /* K/N, 0 <= K < N */
 static void shard_arg(const char *s, cli_args *a)
@@ -136,6 +137,7 @@ static void option(cli_args *a, int c, char **argv)
     case 'L': a->labels = optarg; break;
     case 'k': shard_arg(optarg, a); break;
     case 'w': a->workers = (int)int_arg("workers", optarg, 0, 256); break;
+    case 'G': a->eo.cuda_graphs = 1; break;
     case 'M':
         if (strcmp(optarg, "snn") && strcmp(optarg, "ann")) cli_die("--mode must be snn or ann, got \"%s\"", optarg);
         a->eo.mode = strcmp(optarg, "ann") ? MST_MODE_SNN : MST_MODE_ANN;

@@ -140,6 +140,7 @@ static mst_status plan_buffers(mst_engine *e, mst_error *err)
     TRY(e->be.alloc(e->be.ctx, sizeof(uint64_t) * rows * bitsA, (void **)&e->sA, err));
     TRY(e->be.alloc(e->be.ctx, sizeof(uint64_t) * rows * bitsH, (void **)&e->sH, err));
     TRY(buffer(e, &e->logits, rows * K, err));
+    TRY(e->be.alloc(e->be.ctx, 2 * sizeof(uint64_t), (void **)&e->keys, err));
     return e->be.host_alloc(e->be.ctx, sizeof(float) * rows * K, (void **)&e->logits_host, err);
 }
 
@@ -152,6 +153,7 @@ static mst_status check_opts(const mst_engine_opts *o, mst_error *err)
                         o->timesteps);
     if (o->time_chunk < 0) return mst_fail(err, MST_ERR_ARG, "time chunk must be >= 0, got %d", o->time_chunk);
     if (o->max_batch < 1) return mst_fail(err, MST_ERR_ARG, "batch must be >= 1, got %d", o->max_batch);
+    if (o->max_batch >= 1 << 20) return mst_fail(err, MST_ERR_ARG, "batch must be < 2^20, got %d", o->max_batch);
     if (o->device != MST_DEVICE_AUTO && o->device != MST_DEVICE_CPU && o->device != MST_DEVICE_CUDA)
         return mst_fail(err, MST_ERR_ARG, "unknown device kind %d", (int)o->device);
     if (o->precision != MST_PRECISION_FP32 && o->precision != MST_PRECISION_FP16 && o->precision != MST_PRECISION_BF16)
@@ -257,6 +259,7 @@ void mst_engine_free(mst_engine *e)
         if (e->sA) e->be.release(ctx, e->sA);
         if (e->sH) e->be.release(ctx, e->sH);
         if (e->dev_counts) e->be.release(ctx, e->dev_counts);
+        if (e->keys) e->be.release(ctx, e->keys);
         for (int i = 0; i < e->num_state; i++) e->be.release(ctx, e->state[i]);
         for (int i = 0; i < e->num_w; i++) e->be.release(ctx, e->w[i].dev);
     }

@@ -52,6 +52,7 @@ struct mst_engine {
     int T, Tc, B;
     float *img, *patches, *pe_z, *x, *bufA, *bufH, *pooled, *logits;
     uint64_t *sA, *sH; /* packed spikes that feed synapses (SNN): C wide, and 3C or hidden wide */
+    uint64_t *keys;    /* {first image, first step} of the running chunk, for replayed graphs */
     float *logits_host;
     float *v_pe;
     block_state **bs; /* [stage][block] */

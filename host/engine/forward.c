@@ -59,7 +59,8 @@ static mst_status attention(mst_engine *e, const chunk *k, const mst_block *b, c
                        .mode = e->o.mode, .seed = e->o.seed, .first_image = k->first_image,
                        .site_q = (uint32_t)b->mask_site,
                        .mask_threshold = mst_mask_threshold(e->o.mask_ratio),
-                       .counts = e->dev_counts + e->m->arch.num_if_sites + (long)b->mask_site / 3 * MST_ATTN_NCOUNTS};
+                       .counts = e->dev_counts + e->m->arch.num_if_sites + (long)b->mask_site / 3 * MST_ATTN_NCOUNTS,
+                       .keys = e->o.cuda_graphs ? e->keys : NULL};
     return e->be.window_attention(e->be.ctx, &a, err);
 }
 
@@ -94,18 +95,23 @@ static mst_status merge(mst_engine *e, const chunk *k, const mst_stage *sg, floa
     return site(e, k, sg->site_red, v, e->bufH, R, NULL, NULL, 2 * C, e->x, sg->lam_red, NULL, R, err);
 }
 
-static mst_status head(mst_engine *e, const chunk *k, float *cum, mst_error *err)
+/* The logits of every step of the chunk, on the device. */
+static mst_status head(mst_engine *e, const chunk *k, mst_error *err)
 {
     const mst_model *m = e->m;
     const mst_stage_info *last = &m->arch.stages[m->arch.num_stages - 1];
     int res = last->has_downsample ? last->resolution / 2 : last->resolution;
     long rows = (long)k->steps * k->n;
-    int K = m->arch.num_classes;
     TRY(e->be.ln_mean(e->be.ctx, e->x, rows, res * res, m->head.n_in, D(m->norm_w), D(m->norm_b), e->pooled,
                       err));
-    TRY(linear(e, e->pooled, rows, &m->head, e->logits, err));
-    TRY(e->be.download(e->be.ctx, e->logits_host, e->logits, sizeof(float) * (size_t)rows * K, err));
-    /* cum[t] = cum[t-1] + logits[t], summed in step order as the reference loop does */
+    return linear(e, e->pooled, rows, &m->head, e->logits, err);
+}
+
+/* cum[t] = cum[t-1] + logits[t], summed in step order as the reference loop does. */
+static mst_status accumulate(mst_engine *e, const chunk *k, float *cum, mst_error *err)
+{
+    int K = e->m->arch.num_classes;
+    TRY(e->be.download(e->be.ctx, e->logits_host, e->logits, sizeof(float) * (size_t)k->steps * k->n * K, err));
     for (int t = 0; t < k->steps; t++)
         for (long i = 0; i < (long)k->n * K; i++) {
             long at = (long)(k->t0 + t) * k->n * K + i;
@@ -115,8 +121,16 @@ static mst_status head(mst_engine *e, const chunk *k, float *cum, mst_error *err
     return MST_OK;
 }
 
-static mst_status run_chunk(mst_engine *e, const chunk *k, float *cum, mst_error *err)
+typedef struct {
+    mst_engine *e;
+    const chunk *k;
+} chunk_call;
+
+/* Every layer of one chunk: device work only (what a CUDA graph captures). */
+static mst_status chunk_layers(void *arg, mst_error *err)
 {
+    mst_engine *e = ((chunk_call *)arg)->e;
+    const chunk *k = ((chunk_call *)arg)->k;
     const mst_model *m = e->m;
     long R0 = (long)k->n * m->arch.stages[0].resolution * m->arch.stages[0].resolution * m->arch.embed_dim;
     /* direct encoding: the patch embedding is the same at every step */
@@ -126,8 +140,23 @@ static mst_status run_chunk(mst_engine *e, const chunk *k, float *cum, mst_error
         for (int b = 0; b < sg->info.depth; b++) TRACED(e, sg->blocks[b].name, block(e, k, &sg->blocks[b], &e->bs[s][b], err));
         if (sg->info.has_downsample) TIMED(e, MST_FAMILY_OTHER, "patch_merge", merge(e, k, sg, e->v_red[s], err));
     }
-    TIMED(e, MST_FAMILY_OTHER, "head", head(e, k, cum, err));
+    TIMED(e, MST_FAMILY_OTHER, "head", head(e, k, err));
     return MST_OK;
+}
+
+/* A chunk: its layers (replayed from a graph where the backend keeps them
+ * and the engine is not being profiled), then the cumulative logits. */
+static mst_status run_chunk(mst_engine *e, const chunk *k, float *cum, mst_error *err)
+{
+    chunk_call call = {e, k};
+    if (e->o.cuda_graphs && e->be.graph_run && !e->profiling) {
+        uint64_t keys[2] = {k->first_image, (uint64_t)k->t0};
+        TRY(e->be.upload(e->be.ctx, e->keys, keys, sizeof keys, err));
+        TRY(e->be.graph_run(e->be.ctx, (long)k->steps << 20 | k->n, chunk_layers, &call, err));
+    } else {
+        TRY(chunk_layers(&call, err));
+    }
+    return accumulate(e, k, cum, err);
 }
 
 static mst_status embed(mst_engine *e, const float *images, int n, mst_error *err)

@@ -97,6 +97,7 @@ typedef struct {
     mst_device_kind device;
     int device_index;   /* CUDA device number */
     mst_precision precision;
+    int cuda_graphs;    /* CUDA: capture each time chunk's work once and replay it */
 } mst_engine_opts;
 
 typedef struct mst_engine mst_engine;

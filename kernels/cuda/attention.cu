@@ -199,6 +199,10 @@ __global__ void window_attention_kernel(mst_attn_args a, int nw)
     int n = a.window * a.window, d = a.dim / a.heads;
     long unit = blockIdx.x;
     int b = (int)(unit / ((long)nw * a.heads)), win = (int)(unit / a.heads % nw), h = (int)(unit % a.heads);
+    if (a.keys) { /* a replayed graph: this chunk's images and steps */
+        a.first_image = a.keys[0];
+        a.t0 = (int)a.keys[1];
+    }
     unit_shared s = carve(mem, n, d, nw);
     float *vm = a.v_attn + (((long)b * nw + win) * a.heads + h) * n * n;
     unsigned long long cnt[MST_ATTN_NCOUNTS] = {0};

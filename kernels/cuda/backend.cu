@@ -74,6 +74,59 @@ static mst_status cuda_timer_collect(void *ctx, double *ms, int families, mst_er
     return MST_OK;
 }
 
+static mst_cuda_graph *find_graph(mst_cuda *c, long key, mst_error *err)
+{
+    for (int i = 0; i < c->num_graphs; i++)
+        if (c->graphs[i].key == key) return &c->graphs[i];
+    if (c->num_graphs == c->cap_graphs) {
+        int cap = c->cap_graphs ? 2 * c->cap_graphs : 8;
+        mst_cuda_graph *g = (mst_cuda_graph *)realloc(c->graphs, sizeof(*g) * (size_t)cap);
+        if (!g) {
+            mst_fail(err, MST_ERR_NOMEM, "out of memory for CUDA graphs");
+            return NULL;
+        }
+        c->graphs = g;
+        c->cap_graphs = cap;
+    }
+    mst_cuda_graph *g = &c->graphs[c->num_graphs++];
+    g->key = key, g->runs = 0, g->exec = NULL;
+    return g;
+}
+
+/* Captures fn's launches on the stream into an executable graph. */
+static mst_status capture(mst_cuda *c, mst_cuda_graph *g, mst_status (*fn)(void *, mst_error *), void *arg,
+                          mst_error *err)
+{
+    cudaGraph_t graph = NULL;
+    CUDA_TRY(cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal), err);
+    mst_status r = fn(arg, err);
+    cudaError_t e = cudaStreamEndCapture(c->stream, &graph);
+    if (r != MST_OK) {
+        if (graph) cudaGraphDestroy(graph);
+        return r;
+    }
+    if (e != cudaSuccess)
+        return mst_fail(err, MST_ERR_DEVICE, "CUDA: capturing a time chunk: %s", cudaGetErrorString(e));
+    e = cudaGraphInstantiate(&g->exec, graph, 0);
+    cudaGraphDestroy(graph);
+    if (e != cudaSuccess) return mst_fail(err, MST_ERR_DEVICE, "CUDA: instantiating a time chunk: %s", cudaGetErrorString(e));
+    return MST_OK;
+}
+
+static mst_status cuda_graph_run(void *ctx, long key, mst_status (*fn)(void *, mst_error *), void *arg, mst_error *err)
+{
+    mst_cuda *c = (mst_cuda *)ctx;
+    mst_cuda_graph *g = find_graph(c, key, err);
+    if (!g) return MST_ERR_NOMEM;
+    if (g->runs == 0) { /* first time: scratch and weight copies are made outside any capture */
+        g->runs = 1;
+        return fn(arg, err);
+    }
+    if (!g->exec) MST_TRY(capture(c, g, fn, arg, err));
+    CUDA_TRY(cudaGraphLaunch(g->exec, c->stream), err);
+    return MST_OK;
+}
+
 static size_t cuda_peak_bytes(void *ctx)
 {
     mst_cuda *c = (mst_cuda *)ctx;
@@ -116,10 +169,14 @@ static mst_status cuda_download(void *ctx, void *dst, const void *src, size_t by
 
 /* Grows a scratch buffer; work queued on the device may still read the old
  * one, so the device drains first. */
-mst_status mst_cuda_scratch(void **p, size_t *have, size_t want, mst_error *err)
+mst_status mst_cuda_scratch(mst_cuda *c, void **p, size_t *have, size_t want, mst_error *err)
 {
     if (want <= *have) return MST_OK;
     CUDA_TRY(cudaDeviceSynchronize(), err);
+    for (int i = 0; i < c->num_graphs; i++) { /* they point at the buffer about to go */
+        if (c->graphs[i].exec) cudaGraphExecDestroy(c->graphs[i].exec);
+        c->graphs[i].exec = NULL, c->graphs[i].runs = 0;
+    }
     if (*p) CUDA_TRY(cudaFree(*p), err);
     *p = NULL;
     *have = 0;
@@ -141,6 +198,10 @@ static void cuda_destroy(mst_backend *b)
     for (int i = 0; i < c->num_halves; i++) cudaFree(c->halves[i].half);
     for (int i = 0; i < c->cap_timers; i++) cudaEventDestroy(c->timers[i].begin), cudaEventDestroy(c->timers[i].end);
     free(c->timers);
+    for (int i = 0; i < c->num_graphs; i++)
+        if (c->graphs[i].exec) cudaGraphExecDestroy(c->graphs[i].exec);
+    free(c->graphs);
+    cudaFree(c->blas_workspace);
     mst_alloc_log_free(&c->mem);
     free(c->halves);
     cudaFree(c->operand);
@@ -179,6 +240,9 @@ static mst_status open_device(mst_cuda *c, int device, mst_error *err)
     CUDA_TRY(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking), err);
     BLAS_TRY(cublasCreate(&c->blas), err);
     BLAS_TRY(cublasSetStream(c->blas, c->stream), err);
+    const size_t ws = 32u << 20; /* a workspace of our own, so cuBLAS never allocates inside a captured graph */
+    CUDA_TRY(cudaMalloc(&c->blas_workspace, ws), err);
+    BLAS_TRY(cublasSetWorkspace(c->blas, c->blas_workspace, ws), err);
     /* fp32 is the parity mode: no TF32 or other reduced-precision paths */
     BLAS_TRY(cublasSetMathMode(c->blas, c->precision == MST_PRECISION_FP32 ? CUBLAS_PEDANTIC_MATH : CUBLAS_DEFAULT_MATH),
              err);
@@ -211,6 +275,7 @@ extern "C" mst_status mst_backend_cuda(mst_backend *b, int device, mst_precision
     b->timer_collect = cuda_timer_collect;
     b->peak_bytes = cuda_peak_bytes;
     b->peak_flops = mst_cuda_peak_flops;
+    b->graph_run = cuda_graph_run;
     b->patchify = mst_cuda_patchify;
     b->linear = mst_cuda_linear;
     b->synapse_if = mst_cuda_synapse_if;

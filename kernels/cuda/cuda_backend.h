@@ -28,6 +28,13 @@ typedef struct {
     cudaEvent_t begin, end;
 } mst_cuda_timer;
 
+/* A chunk's captured work, replayed for every chunk of the same shape. */
+typedef struct {
+    long key;
+    int runs;               /* 1: ran once uncaptured; 2: captured */
+    cudaGraphExec_t exec;
+} mst_cuda_graph;
+
 typedef struct {
     int device;
     mst_precision precision;
@@ -40,6 +47,9 @@ typedef struct {
     mst_cuda_half_weight *halves;
     int num_halves, cap_halves;
     mst_alloc_log mem;      /* device bytes held, for the peak */
+    mst_cuda_graph *graphs;
+    int num_graphs, cap_graphs;
+    void *blas_workspace;   /* cuBLAS must not allocate while a graph is captured */
     mst_cuda_timer *timers; /* recorded since the last collect; events pooled */
     int num_timers, cap_timers, open[MST_NUM_FAMILIES];
     char name[160];
@@ -82,8 +92,9 @@ static inline unsigned mst_cuda_blocks(long n, int threads)
     return (unsigned)(b < 1 ? 1 : (b > 65535L * 16 ? 65535L * 16 : b));
 }
 
-/* Scratch that grows to the largest request and is reused (stream order). */
-mst_status mst_cuda_scratch(void **p, size_t *have, size_t want, mst_error *err);
+/* Scratch that grows to the largest request and is reused (stream order).
+ * Growing it drops the captured graphs, which point at the old buffer. */
+mst_status mst_cuda_scratch(mst_cuda *c, void **p, size_t *have, size_t want, mst_error *err);
 /* y[M][N] = op(x)[M][K] w[K][N] (+ y when accumulate), in the context's
  * precision; x_half: x is already in the operand type (fp16/bf16 modes). */
 mst_status mst_cuda_gemm(mst_cuda *c, const void *x, int x_half, long M, int K, const float *w, int N, float *y,

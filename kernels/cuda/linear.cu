@@ -72,7 +72,7 @@ mst_status mst_cuda_gemm(mst_cuda *c, const void *x, int x_half, long M, int K, 
     }
     const void *xh = x, *wh = NULL;
     if (!x_half) {
-        MST_TRY(mst_cuda_scratch(&c->operand, &c->operand_bytes, sizeof(__half) * (size_t)M * K, err));
+        MST_TRY(mst_cuda_scratch(c, &c->operand, &c->operand_bytes, sizeof(__half) * (size_t)M * K, err));
         MST_TRY(convert(c, (const float *)x, c->operand, M * K, err));
         xh = c->operand;
     }

@@ -30,7 +30,7 @@ template <typename T> __global__ void unpack_kernel(const uint64_t *x, long rows
 static mst_status unpack(mst_cuda *c, const uint64_t *x, long rows, int K, mst_error *err)
 {
     size_t elem = c->precision == MST_PRECISION_FP32 ? sizeof(float) : sizeof(__half);
-    MST_TRY(mst_cuda_scratch(&c->operand, &c->operand_bytes, elem * (size_t)rows * K, err));
+    MST_TRY(mst_cuda_scratch(c, &c->operand, &c->operand_bytes, elem * (size_t)rows * K, err));
     long n = rows * K;
     unsigned blocks = mst_cuda_blocks(n, 256);
     blocks = blocks < 65535 * 16 ? blocks : 65535 * 16;
@@ -57,7 +57,7 @@ mst_status mst_cuda_synapse_if(void *ctx, const uint64_t *x, int steps, long R, 
     mst_cuda *c = (mst_cuda *)ctx;
     long rows = (long)steps * R;
     MST_TRY(unpack(c, x, rows, K, err));
-    MST_TRY(mst_cuda_scratch((void **)&c->z, &c->z_bytes, sizeof(float) * (size_t)rows * N, err));
+    MST_TRY(mst_cuda_scratch(c, (void **)&c->z, &c->z_bytes, sizeof(float) * (size_t)rows * N, err));
     unsigned blocks = mst_cuda_blocks(rows * N, 256);
     fill_bias_kernel<<<blocks < 65535 * 16 ? blocks : 65535 * 16, 256, 0, c->stream>>>(c->z, rows * N, b, N);
     LAUNCH_TRY("fill_bias_kernel", err);
