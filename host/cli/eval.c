@@ -129,7 +129,8 @@ static char **class_names(const char *path, int K)
         line[strcspn(line, "\r\n")] = 0;
         names[n++] = strdup(line);
     }
-    int extra = fgets(line, sizeof line, f) != NULL;
+    int extra = 0;
+    while (!extra && fgets(line, sizeof line, f)) extra = line[strspn(line, " \t\r\n")] != 0; /* blank lines at the end are fine */
     fclose(f);
     if (n != K || extra) cli_die("%s: %s lines; the model has %d classes", path, extra ? "more" : "fewer", K);
     return names;

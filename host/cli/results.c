@@ -174,6 +174,17 @@ static void write_json(FILE *f, const tally *r, const report *rp)
     json_decref(o);
 }
 
+/* A CSV field in quotes, with quotes inside doubled. */
+static void csv_quoted(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"') fputc('"', f);
+        fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
 /* CSV: timm's summary row, then steps, the energy table (--stats), classes. */
 static void write_csv(FILE *f, const tally *r, const report *rp)
 {
@@ -181,7 +192,8 @@ static void write_csv(FILE *f, const tally *r, const report *rp)
     long n = rp->images;
     int last = r->n - 1;
     fprintf(f, "model,top1,top1_err,top5,top5_err,param_count,img_size,crop_pct,interpolation,timesteps,mask_ratio\n");
-    fprintf(f, "\"%s\",%.4f,%.4f,%.4f,%.4f,%.2f,%d,%g,%s,%d,%g\n", rp->a->model, pct(r->top1[last], n),
+    csv_quoted(f, rp->a->model);
+    fprintf(f, ",%.4f,%.4f,%.4f,%.4f,%.2f,%d,%g,%s,%d,%g\n", pct(r->top1[last], n),
             100.0 - pct(r->top1[last], n), top5(r, last, n), 100.0 - top5(r, last, n),
             (double)mst_model_arch(rp->m)->num_params / 1e6, mst_model_arch(rp->m)->img_size, crop_pct(rp),
             interpolation(rp), rp->a->eo.mode == MST_MODE_SNN ? rp->a->eo.timesteps : 1, rp->a->eo.mask_ratio);
@@ -200,7 +212,9 @@ static void write_csv(FILE *f, const tally *r, const report *rp)
     for (int i = 0; i < r->n; i++) fprintf(f, ",top1@%d", r->step[i]);
     for (int k = 0; k < r->K; k++) {
         if (!r->seen[k]) continue;
-        fprintf(f, "\n%d,\"%s\",%ld", k, class_label(rp, k, buf, sizeof buf), r->seen[k]);
+        fprintf(f, "\n%d,", k);
+        csv_quoted(f, class_label(rp, k, buf, sizeof buf));
+        fprintf(f, ",%ld", r->seen[k]);
         for (int i = 0; i < r->n; i++) fprintf(f, ",%.4f", pct(r->hit[(long)k * r->n + i], r->seen[k]));
     }
     fprintf(f, "\n");
@@ -216,5 +230,6 @@ void write_results(const tally *r, const report *rp)
         write_csv(f, r, rp);
     else
         write_json(f, r, rp);
-    if (fclose(f) != 0) cli_die("%s: write failed", path);
+    int failed = ferror(f);
+    if (fclose(f) != 0 || failed) cli_die("%s: write failed", path);
 }
