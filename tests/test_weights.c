@@ -25,6 +25,7 @@ typedef struct {
 
 static const shipped models[] = {
     {WEIGHTS("fmnist_p00.safetensors"), WEIGHTS("results/samples_p00.json")},
+    {WEIGHTS("fmnist_p50.safetensors"), WEIGHTS("results/samples_p50.json")},
     {WEIGHTS("fmnist_p75.safetensors"), WEIGHTS("results/samples_p75.json")},
 };
 

@@ -12,9 +12,9 @@ MST=${MST:-build/mst}
 DATA=${DATA:-/usr/share/datasets/fashion-mnist}
 T=${T:-128}
 mkdir -p weights/results weights/plots
-for tag in p00 p75; do
+for tag in p00 p50 p75; do
     model=weights/fmnist_$tag.safetensors
-    ratio=$([ $tag = p00 ] && echo 0 || echo 0.75)
+    ratio=$(case $tag in p00) echo 0 ;; p50) echo 0.5 ;; *) echo 0.75 ;; esac)
     "$MST" eval --model $model --data "$DATA" --mode ann --mask-ratio $ratio \
         --results-file weights/results/${tag}_ann.json
     "$MST" eval --model $model --data "$DATA" --timesteps $T --mask-ratio $ratio --stats \
@@ -28,6 +28,6 @@ for tag in p00 p75; do
     /usr/bin/python3 tools/reference_samples.py --model $model --samples weights/samples --timesteps 64 \
         --out weights/results/samples_$tag.json
 done
-/usr/bin/python3 tools/plots.py --out weights/plots weights/results/p00_snn.json weights/results/p75_snn.json \
-    --ann weights/results/p00_ann.json weights/results/p75_ann.json
+/usr/bin/python3 tools/plots.py --out weights/plots weights/results/p00_snn.json weights/results/p50_snn.json \
+    weights/results/p75_snn.json --ann weights/results/p00_ann.json weights/results/p50_ann.json weights/results/p75_ann.json
 /usr/bin/python3 tools/plots.py --out weights/plots weights/results/p*_sweep_*.json

@@ -16,7 +16,9 @@ def load(d, name):
 
 def main():
     d = sys.argv[1] if len(sys.argv) > 1 else "weights/results"
-    tags = [("p00", "fmnist_p00 (trained at p = 0)"), ("p75", "fmnist_p75 (trained at p = 0.75)")]
+    tags = [("p00", "fmnist_p00 (trained at p = 0)"), ("p50", "fmnist_p50 (trained at p = 0.5)"),
+            ("p75", "fmnist_p75 (trained at p = 0.75)")]
+    tags = [(t, name) for t, name in tags if os.path.exists(os.path.join(d, f"{t}_snn.json"))]
     snn = {t: load(d, f"{t}_snn.json") for t, _ in tags}
     ann = {t: load(d, f"{t}_ann.json") for t, _ in tags}
     steps = snn["p00"]["steps"]
@@ -37,6 +39,7 @@ def main():
     print(f"\nenergy(p = 0.75 model) / energy(p = 0 model) = {ratio:.3f} (paper, CIFAR-10 Swin-T: 0.74); "
           f"SOPs alone: {sops:.3f}")
     print("\nInference-time masking sweep (T = 64, first 2000 test images):\n")
+    tags = [(t, name) for t, name in tags if os.path.exists(os.path.join(d, f"{t}_sweep_0.json"))]
     print("| model | p at inference | top-1 | SOPs / image | energy / image (mJ) |")
     print("|---|---|---|---|---|")
     for t, name in tags:
