@@ -195,7 +195,7 @@ __device__ static void softmax_v(const mst_attn_args *a, long row0, int h, unit_
 
 __global__ void window_attention_kernel(mst_attn_args a, int nw)
 {
-    extern __shared__ __align__(16) char mem[];
+    MST_DYNAMIC_SHARED(char, mem);
     int n = a.window * a.window, d = a.dim / a.heads;
     long unit = blockIdx.x;
     int b = (int)(unit / ((long)nw * a.heads)), win = (int)(unit / a.heads % nw), h = (int)(unit % a.heads);
@@ -250,7 +250,7 @@ mst_status mst_cuda_window_attention(void *ctx, const mst_attn_args *a, mst_erro
         CUDA_TRY(cudaFuncSetAttribute(window_attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shared),
                  err);
     if (units > 0x7fffffffL) return mst_fail(err, MST_ERR_UNSUPPORTED, "%ld attention units in one launch", units);
-    window_attention_kernel<<<(unsigned)units, 128, shared, c->stream>>>(*a, nw);
+    MST_LAUNCH(window_attention_kernel, (unsigned)units, 128, shared, c->stream)(*a, nw);
     LAUNCH_TRY("window_attention_kernel", err);
     return MST_OK;
 }
@@ -274,7 +274,7 @@ extern "C" mst_status mst_cuda_draw(void *ctx, uint64_t seed, uint64_t sub, uint
                                     mst_error *err)
 {
     mst_cuda *c = (mst_cuda *)ctx;
-    draw_kernel<<<mst_cuda_blocks(n / 4 + 2, 128), 128, 0, c->stream>>>(seed, sub, offset, n, out);
+    MST_LAUNCH(draw_kernel, mst_cuda_blocks(n / 4 + 2, 128), 128, 0, c->stream)(seed, sub, offset, n, out);
     LAUNCH_TRY("draw_kernel", err);
     return MST_OK;
 }

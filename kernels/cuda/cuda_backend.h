@@ -78,6 +78,13 @@ typedef struct {
             return mst_fail((err), MST_ERR_DEVICE, "cuBLAS: %s: %s", #call, cublasGetStatusString(s_));       \
     } while (0)
 
+/* Launches and dynamic shared memory go through these two macros so that
+ * tests/cuda_emu can run the same kernels on the CPU. */
+#ifndef MST_LAUNCH
+#define MST_LAUNCH(kernel, grid, block, shared, stream) kernel<<<grid, block, shared, stream>>>
+#define MST_DYNAMIC_SHARED(type, name) extern __shared__ __align__(16) type name[]
+#endif
+
 #define MST_TRY(x)                           \
     do {                                     \
         mst_status r_ = (x);                 \

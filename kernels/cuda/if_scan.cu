@@ -31,7 +31,7 @@ mst_status mst_cuda_if_launch(mst_cuda *c, const mst_cuda_if *p, mst_error *err)
 {
     long total = p->R / p->C * mst_spike_words(p->C) * 64L;
     unsigned blocks = mst_cuda_blocks(total, 256);
-    if_scan_kernel<<<blocks < 65535 * 16 ? blocks : 65535 * 16, 256, 0, c->stream>>>(*p);
+    MST_LAUNCH(if_scan_kernel, blocks < 65535 * 16 ? blocks : 65535 * 16, 256, 0, c->stream)(*p);
     LAUNCH_TRY("if_scan_kernel", err);
     return MST_OK;
 }
@@ -57,7 +57,7 @@ mst_status mst_cuda_qcfs(void *ctx, const mst_if_args *a, mst_error *err)
     mst_cuda_if p = from_args(a);
     long n = (long)a->steps * a->R;
     unsigned blocks = mst_cuda_blocks(n, 256);
-    qcfs_kernel<<<blocks < 65535 * 16 ? blocks : 65535 * 16, 256, 0, c->stream>>>(p);
+    MST_LAUNCH(qcfs_kernel, blocks < 65535 * 16 ? blocks : 65535 * 16, 256, 0, c->stream)(p);
     LAUNCH_TRY("qcfs_kernel", err);
     return MST_OK;
 }

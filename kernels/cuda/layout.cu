@@ -18,7 +18,7 @@ __global__ void fill_kernel(float *p, float value, long n)
 
 mst_status mst_cuda_fill(void *ctx, float *p, float value, size_t n, mst_error *err)
 {
-    fill_kernel<<<grid((long)n), 256, 0, ((mst_cuda *)ctx)->stream>>>(p, value, (long)n);
+    MST_LAUNCH(fill_kernel, grid((long)n), 256, 0, ((mst_cuda *)ctx)->stream)(p, value, (long)n);
     LAUNCH_TRY("fill_kernel", err);
     return MST_OK;
 }
@@ -38,7 +38,7 @@ __global__ void patchify_kernel(const float *img, int B, int cin, int res, int P
 mst_status mst_cuda_patchify(void *ctx, const float *img, int B, int cin, int res, int P, float *out, mst_error *err)
 {
     long n = (long)B * res * res * cin * P * P;
-    patchify_kernel<<<grid(n), 256, 0, ((mst_cuda *)ctx)->stream>>>(img, B, cin, res, P, out);
+    MST_LAUNCH(patchify_kernel, grid(n), 256, 0, ((mst_cuda *)ctx)->stream)(img, B, cin, res, P, out);
     LAUNCH_TRY("patchify_kernel", err);
     return MST_OK;
 }
@@ -61,7 +61,7 @@ __global__ void patch_merge_kernel(const float *x, long rows, int res, int C, fl
 mst_status mst_cuda_patch_merge(void *ctx, const float *x, long rows, int res, int C, float *out, mst_error *err)
 {
     long n = rows * (res / 2) * (res / 2) * 4 * C;
-    patch_merge_kernel<<<grid(n), 256, 0, ((mst_cuda *)ctx)->stream>>>(x, rows, res, C, out);
+    MST_LAUNCH(patch_merge_kernel, grid(n), 256, 0, ((mst_cuda *)ctx)->stream)(x, rows, res, C, out);
     LAUNCH_TRY("patch_merge_kernel", err);
     return MST_OK;
 }
@@ -79,7 +79,7 @@ __global__ void residual_kernel(float *x, const float *s, float lam, const float
 mst_status mst_cuda_residual(void *ctx, float *x, const float *s, float lam, const float *scale, const float *shift,
                              int C, long n, mst_error *err)
 {
-    residual_kernel<<<grid(n), 256, 0, ((mst_cuda *)ctx)->stream>>>(x, s, lam, scale, shift, C, n);
+    MST_LAUNCH(residual_kernel, grid(n), 256, 0, ((mst_cuda *)ctx)->stream)(x, s, lam, scale, shift, C, n);
     LAUNCH_TRY("residual_kernel", err);
     return MST_OK;
 }
@@ -89,7 +89,7 @@ mst_status mst_cuda_residual(void *ctx, float *x, const float *s, float lam, con
  * normalised tokens in token order. */
 __global__ void ln_mean_kernel(const float *x, int N, int C, const float *w, const float *b, float *out)
 {
-    extern __shared__ float stat[]; /* [N] mean, [N] inverse std */
+    MST_DYNAMIC_SHARED(float, stat); /* [N] mean, [N] inverse std */
     long r = blockIdx.x;
     for (int t = threadIdx.x; t < N; t += blockDim.x) {
         const float *xt = x + (r * N + t) * C;
@@ -115,7 +115,7 @@ mst_status mst_cuda_ln_mean(void *ctx, const float *x, long rows, int N, int C, 
     size_t shared = sizeof(float) * 2 * (size_t)N;
     if (shared > 48 * 1024) return mst_fail(err, MST_ERR_UNSUPPORTED, "final LayerNorm over %d tokens: too many", N);
     if (rows > 0x7fffffffL) return mst_fail(err, MST_ERR_UNSUPPORTED, "final LayerNorm over %ld rows", rows);
-    ln_mean_kernel<<<(unsigned)rows, 256, shared, ((mst_cuda *)ctx)->stream>>>(x, N, C, w, b, out);
+    MST_LAUNCH(ln_mean_kernel, (unsigned)rows, 256, shared, ((mst_cuda *)ctx)->stream)(x, N, C, w, b, out);
     LAUNCH_TRY("ln_mean_kernel", err);
     return MST_OK;
 }

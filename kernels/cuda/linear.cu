@@ -24,9 +24,9 @@ static unsigned grid_for(long n) { return (unsigned)(n / 256 + 1 < 65536 ? n / 2
 static mst_status convert(mst_cuda *c, const float *x, void *y, long n, mst_error *err)
 {
     if (c->precision == MST_PRECISION_FP16)
-        convert_kernel<__half><<<grid_for(n), 256, 0, c->stream>>>(x, (__half *)y, n);
+        MST_LAUNCH(convert_kernel<__half>, grid_for(n), 256, 0, c->stream)(x, (__half *)y, n);
     else
-        convert_kernel<__nv_bfloat16><<<grid_for(n), 256, 0, c->stream>>>(x, (__nv_bfloat16 *)y, n);
+        MST_LAUNCH(convert_kernel<__nv_bfloat16>, grid_for(n), 256, 0, c->stream)(x, (__nv_bfloat16 *)y, n);
     LAUNCH_TRY("convert_kernel", err);
     return MST_OK;
 }
@@ -94,7 +94,7 @@ mst_status mst_cuda_linear(void *ctx, const float *x, long M, int K, const float
                            mst_error *err)
 {
     mst_cuda *c = (mst_cuda *)ctx;
-    bias_rows_kernel<<<grid_for(M * N), 256, 0, c->stream>>>(y, M, b, N);
+    MST_LAUNCH(bias_rows_kernel, grid_for(M * N), 256, 0, c->stream)(y, M, b, N);
     LAUNCH_TRY("bias_rows_kernel", err);
     return mst_cuda_gemm(c, x, 0, M, K, w, N, y, err);
 }
@@ -143,8 +143,8 @@ mst_status mst_cuda_peak_flops(void *ctx, double *flops, mst_error *err)
         r = mst_fail(err, MST_ERR_NOMEM, "%s: no room for the 8192^3 product that measures the floor", c->name);
     }
     if (r == MST_OK) {
-        random_bf16_kernel<<<4096, 256, 0, c->stream>>>(a, (long)n * n, 1u);
-        random_bf16_kernel<<<4096, 256, 0, c->stream>>>(b, (long)n * n, 2u);
+        MST_LAUNCH(random_bf16_kernel, 4096, 256, 0, c->stream)(a, (long)n * n, 1u);
+        MST_LAUNCH(random_bf16_kernel, 4096, 256, 0, c->stream)(b, (long)n * n, 2u);
         cudaError_t e = cudaGetLastError();
         if (e != cudaSuccess) r = mst_fail(err, MST_ERR_DEVICE, "CUDA: launching random_bf16_kernel: %s", cudaGetErrorString(e));
     }

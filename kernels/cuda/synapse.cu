@@ -35,11 +35,11 @@ static mst_status unpack(mst_cuda *c, const uint64_t *x, long rows, int K, mst_e
     unsigned blocks = mst_cuda_blocks(n, 256);
     blocks = blocks < 65535 * 16 ? blocks : 65535 * 16;
     if (c->precision == MST_PRECISION_FP32)
-        unpack_kernel<float><<<blocks, 256, 0, c->stream>>>(x, rows, K, (float *)c->operand);
+        MST_LAUNCH(unpack_kernel<float>, blocks, 256, 0, c->stream)(x, rows, K, (float *)c->operand);
     else if (c->precision == MST_PRECISION_FP16)
-        unpack_kernel<__half><<<blocks, 256, 0, c->stream>>>(x, rows, K, (__half *)c->operand);
+        MST_LAUNCH(unpack_kernel<__half>, blocks, 256, 0, c->stream)(x, rows, K, (__half *)c->operand);
     else
-        unpack_kernel<__nv_bfloat16><<<blocks, 256, 0, c->stream>>>(x, rows, K, (__nv_bfloat16 *)c->operand);
+        MST_LAUNCH(unpack_kernel<__nv_bfloat16>, blocks, 256, 0, c->stream)(x, rows, K, (__nv_bfloat16 *)c->operand);
     LAUNCH_TRY("unpack_kernel", err);
     return MST_OK;
 }
@@ -59,7 +59,7 @@ mst_status mst_cuda_synapse_if(void *ctx, const uint64_t *x, int steps, long R, 
     MST_TRY(unpack(c, x, rows, K, err));
     MST_TRY(mst_cuda_scratch(c, (void **)&c->z, &c->z_bytes, sizeof(float) * (size_t)rows * N, err));
     unsigned blocks = mst_cuda_blocks(rows * N, 256);
-    fill_bias_kernel<<<blocks < 65535 * 16 ? blocks : 65535 * 16, 256, 0, c->stream>>>(c->z, rows * N, b, N);
+    MST_LAUNCH(fill_bias_kernel, blocks < 65535 * 16 ? blocks : 65535 * 16, 256, 0, c->stream)(c->z, rows * N, b, N);
     LAUNCH_TRY("fill_bias_kernel", err);
     /* z = b + spikes . w, as the CPU's accumulation starts from the bias */
     MST_TRY(mst_cuda_gemm(c, c->operand, c->precision != MST_PRECISION_FP32, rows, K, w, N, c->z, err));
