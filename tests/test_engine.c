@@ -4,7 +4,9 @@
 #include <math.h>
 
 #include "helpers.h"
+#include "host/data/dataset.h"
 #include "host/data/npy.h"
+#include "host/data/transform.h"
 #include "kernels/backend.h"
 #include "mst/mst.h"
 
@@ -289,39 +291,77 @@ Test(engine, rejects_bad_options)
     mst_model_free(m);
 }
 
-/* fp16/bf16 operands (CUDA): the last-step top-1 of every golden input agrees
- * with fp32 on the same device, but for at most one image per case (a
- * reduced-precision potential may cross a threshold that fp32 does not). */
-Test(engine, reduced_precision_top1_agrees_with_fp32, .timeout = 120)
+static int argmax(const float *v, int K)
+{
+    int b = 0;
+    for (int k = 1; k < K; k++) b = v[k] > v[b] ? k : b;
+    return b;
+}
+
+/* Every `every`-th shipped sample image (weights/samples), preprocessed as
+ * the model's metadata says, into x [n][1][32][32]; labels into y. */
+static int shipped_samples(const mst_arch *arch, int every, float **x, int **y)
+{
+    mst_dataset d;
+    mst_error err = {0};
+    cr_assert_eq(mst_dataset_open(MST_WEIGHTS "/samples", &d, &err), MST_OK, "%s", err.msg);
+    mst_transform tf = {.channels = arch->in_chans, .size = arch->img_size, .mean = arch->mean, .std = arch->std};
+    long img = (long)arch->in_chans * arch->img_size * arch->img_size;
+    int n = (int)((d.count + every - 1) / every);
+    *x = malloc(sizeof(float) * (size_t)(n * img));
+    *y = malloc(sizeof(int) * (size_t)n);
+    for (int k = 0; k < n; k++) {
+        mst_image im;
+        cr_assert_eq(mst_dataset_image(&d, (long)k * every, &im, &err), MST_OK, "%s", err.msg);
+        cr_assert_eq(mst_image_to_channels(&im, tf.channels, &err), MST_OK, "%s", err.msg);
+        cr_assert_eq(mst_transform_apply(&tf, im.pixels, im.height, im.width, *x + k * img, &err), MST_OK, "%s", err.msg);
+        mst_image_free(&im);
+        (*y)[k] = d.labels[(long)k * every];
+    }
+    mst_dataset_close(&d);
+    return n;
+}
+
+/* fp16/bf16 operands (CUDA) against fp32 on the same device, on the shipped
+ * trained model (fmnist_p75) and every fifth shipped image, T = 32: the
+ * last-step top-1 agrees with fp32 on all but at most one of the 20 images
+ * (a reduced-precision potential may cross a threshold that fp32 does not),
+ * and the accuracy is within one image. The tiny random test models are not
+ * used: their logits are nearly tied, and 2 of 4 images flip there in any
+ * precision change. design.md's 0.1 % criterion over a real evaluation set is
+ * measured on the full test set by benchmarks/gpu-check.sh. */
+Test(engine, reduced_precision_top1_agrees_with_fp32, .timeout = 300)
 {
     if (num_devices() < 2) cr_skip_test("no CUDA device answers: fp16/bf16 run on the CUDA backend only");
-    for (size_t i = 0; i < sizeof goldens / sizeof goldens[0]; i++) {
-        const gcase *g = &goldens[i];
-        char in[64];
-        snprintf(in, sizeof in, "%s_input", g->model);
-        mst_npy x;
-        load_npy(in, &x);
-        mst_model *m = load_model(g->model);
-        mst_engine_opts o = {.mode = g->mode, .timesteps = T_GOLDEN, .time_chunk = 8, .max_batch = 4,
-                             .mask_ratio = g->ratio, .seed = SEED, .device = MST_DEVICE_CUDA};
-        int steps, N = (int)x.shape[0], K = mst_model_arch(m)->num_classes;
-        float *ref = run(m, &x, o, &steps);
-        for (int p = MST_PRECISION_FP16; p <= MST_PRECISION_BF16; p++) {
-            o.precision = (mst_precision)p;
-            float *got = run(m, &x, o, &steps);
-            int differ = 0;
-            for (int n = 0; n < N; n++) {
-                const float *gl = got + ((long)(steps - 1) * N + n) * K, *rl = ref + ((long)(steps - 1) * N + n) * K;
-                int bg = 0, br = 0;
-                for (int k = 1; k < K; k++) bg = gl[k] > gl[bg] ? k : bg, br = rl[k] > rl[br] ? k : br;
-                differ += bg != br;
-            }
-            cr_expect(differ <= 1, "%s %s: top-1 differs from fp32 on %d of %d images", g->golden,
-                      p == MST_PRECISION_FP16 ? "fp16" : "bf16", differ, N);
-            free(got);
+    mst_model *m;
+    mst_error err = {0};
+    cr_assert_eq(mst_model_load(MST_WEIGHTS "/fmnist_p75.safetensors", NULL, &m, &err), MST_OK, "%s", err.msg);
+    const mst_arch *arch = mst_model_arch(m);
+    float *pixels;
+    int *labels, N = shipped_samples(arch, 5, &pixels, &labels), K = arch->num_classes, steps;
+    mst_npy x = {.data = pixels, .shape = {N, arch->in_chans, arch->img_size, arch->img_size}, .ndim = 4};
+    mst_engine_opts o = {.mode = MST_MODE_SNN, .timesteps = 32, .time_chunk = 16, .max_batch = 10, .mask_ratio = 0.75,
+                         .seed = SEED, .device = MST_DEVICE_CUDA};
+    float *ref = run(m, &x, o, &steps);
+    int ref_top1[64], ref_right = 0;
+    for (int n = 0; n < N; n++) ref_right += (ref_top1[n] = argmax(ref + ((long)(steps - 1) * N + n) * K, K)) == labels[n];
+    for (int p = MST_PRECISION_FP16; p <= MST_PRECISION_BF16; p++) {
+        o.precision = (mst_precision)p;
+        float *got = run(m, &x, o, &steps);
+        int differ = 0, right = 0;
+        for (int n = 0; n < N; n++) {
+            int top1 = argmax(got + ((long)(steps - 1) * N + n) * K, K);
+            differ += top1 != ref_top1[n];
+            right += top1 == labels[n];
         }
-        free(ref);
-        mst_model_free(m);
-        mst_npy_free(&x);
+        const char *name = p == MST_PRECISION_FP16 ? "fp16" : "bf16";
+        cr_expect(differ <= 1, "%s: top-1 differs from fp32 on %d of %d images", name, differ, N);
+        cr_expect(abs(right - ref_right) <= 1, "%s: %d of %d right, fp32 %d", name, right, N, ref_right);
+        free(got);
     }
+    cr_expect_geq(ref_right, N * 3 / 4, "fp32 on CUDA: only %d of %d right", ref_right, N);
+    free(ref);
+    free(pixels);
+    free(labels);
+    mst_model_free(m);
 }
