@@ -33,13 +33,18 @@
 #include <tuple>
 #include <utility>
 
-/* Execution-space attributes mean nothing on the host. */
+/* Execution-space attributes mean nothing on the host. A block's fibers run
+ * on one host thread and blocks run one after another, so a function-scope
+ * static is what a __shared__ array is (but zeroed once, not garbage in
+ * every block as dynamic shared memory is here). */
 #undef __global__
 #undef __device__
 #undef __host__
+#undef __shared__
 #define __global__
 #define __device__
 #define __host__
+#define __shared__ static
 
 namespace mst_emu {
 
