@@ -7,10 +7,12 @@
 #   2. the GPU test suites (every CUDA op against its CPU twin, RSM draws,
 #      the engine's goldens on the GPU, fp16/bf16 top-1 agreement);
 #   3. compute-sanitizer memcheck and racecheck on a small model;
-#   4. Swin-T shape (224x224, seeded random weights from tools/make_model.py):
+#   4. fp32/fp16/bf16 top-1 of the shipped model on the Fashion-MNIST test
+#      set (design.md: a faster mode must stay within 0.1 % of fp32);
+#   5. Swin-T shape (224x224, seeded random weights from tools/make_model.py):
 #      mst bench at T = 32 and 128 in fp32, fp16 and bf16: batch-1 latency,
 #      throughput at batch 64, the ratio to the measured dense bf16 floor;
-#   5. issue 6's baseline: the PyTorch reference loop on the GPU beside mst.
+#   6. issue 6's baseline: the PyTorch reference loop on the GPU beside mst.
 set -u
 OUT=${OUT:-/tmp/mst-gpu-check}
 mkdir -p "$OUT"
@@ -42,6 +44,20 @@ for tool in memcheck racecheck; do
             > "$OUT/sanitizer_${tool}_$mode.log" 2>&1
         echo "$tool $mode: exit $? $(grep -m1 -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitizer_${tool}_$mode.log")" | tee -a "$OUT/summary.txt"
     done
+done
+
+log "precision: top-1 on the Fashion-MNIST test set (10 000 images), fmnist_p75, T=64, p=0.75, per precision"
+printf '%-5s %8s %8s %10s\n' prec "top-1" "vs fp32" "images/s" | tee -a "$OUT/summary.txt"
+for p in fp32 fp16 bf16; do
+    j=$OUT/eval_fmnist_$p.json
+    timeout 300 $B/mst eval --device cuda --precision $p --model weights/fmnist_p75.safetensors \
+        --data $B/data/fashion-mnist --timesteps 64 --mask-ratio 0.75 --batch 250 --report-steps 16,32,64 \
+        --results-file "$j" > "$OUT/eval_fmnist_$p.log" 2>&1
+    if [ -s "$j" ]; then
+        $PY -c "import json; r=json.load(open('$j')); f=json.load(open('$OUT/eval_fmnist_fp32.json'))['top1']; print('%-5s %8.2f %+8.2f %10.1f' % ('$p', r['top1'], r['top1']-f, r['images_per_second']))" | tee -a "$OUT/summary.txt"
+    else
+        echo "$p: failed: $(tail -n 1 "$OUT/eval_fmnist_$p.log")" | tee -a "$OUT/summary.txt"
+    fi
 done
 
 log "Swin-T shape: mst bench (batch 1 latency, batch 64 throughput, floor = measured bf16 GEMM rate)"
