@@ -337,3 +337,21 @@ Test(cuda, window_attention_equals_cpu)
         free(bits), free(lev), free(bias), free(vm), free(out), free(a.v_attn), free(og), free(vg), free(cg);
     }
 }
+
+/* design.md: out of device memory fails with the size that was needed, and
+ * the device stays usable (the allocation error is not left sticky). */
+Test(cuda, out_of_memory_names_the_size_and_recovers)
+{
+    NEED_GPU();
+    void *p = NULL;
+    mst_error err = {0};
+    cr_assert_eq(gpu.alloc(gpu.ctx, (size_t)1 << 46, &p, &err), MST_ERR_NOMEM);
+    cr_expect(p == NULL);
+    cr_expect(strstr(err.msg, "cannot allocate 70368744177664 bytes of device memory") != NULL, "%s", err.msg);
+    cr_expect(strstr(err.msg, "cuda:0") != NULL, "names the device: %s", err.msg);
+    float host[5] = {1, 2, 3, 4, 5}, *d = to_dev(host, sizeof host);
+    cr_assert_eq(gpu.fill(gpu.ctx, d, 7.0f, 5, &err), MST_OK, "%s", err.msg);
+    float *back = to_host(d, sizeof host);
+    cr_expect(back[0] == 7.0f && back[4] == 7.0f);
+    free(back);
+}

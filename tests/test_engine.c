@@ -365,3 +365,34 @@ Test(engine, reduced_precision_top1_agrees_with_fp32, .timeout = 300)
     free(labels);
     mst_model_free(m);
 }
+
+/* Memory is planned per (batch, time chunk): running 8 times as many steps
+ * in the same chunks needs no more memory beyond the per-step logits that
+ * come back (issue 4: device memory per image bounded by the chunk, not T). */
+Test(engine, memory_bounded_by_the_time_chunk, .timeout = 120)
+{
+    mst_npy x;
+    load_npy("tiny_bn_input", &x);
+    mst_model *m = load_model("tiny_bn");
+    int K = mst_model_arch(m)->num_classes, B = 2;
+    for (int d = 0; d < (num_devices() > 1 ? 2 : 1); d++) {
+        size_t peak[2];
+        for (int k = 0; k < 2; k++) {
+            mst_engine_opts o = {.mode = MST_MODE_SNN, .timesteps = k ? 64 : 8, .time_chunk = 4, .max_batch = B,
+                                 .mask_ratio = 0.75, .seed = 5, .device = devices[d]};
+            mst_engine *e;
+            mst_error err = {0};
+            float *out = malloc(sizeof(float) * (size_t)(64 * B * K));
+            cr_assert_eq(mst_engine_create(m, &o, &e, &err), MST_OK, "%s", err.msg);
+            cr_assert_eq(mst_engine_run(e, x.data, B, 0, out, &err), MST_OK, "%s", err.msg);
+            peak[k] = mst_engine_peak_bytes(e);
+            mst_engine_free(e);
+            free(out);
+        }
+        cr_expect_gt(peak[0], 0);
+        cr_expect_leq(peak[1], peak[0] + sizeof(float) * (size_t)(56 * B * K), "%s: %zu bytes at T=64, %zu at T=8",
+                      device_names[d], peak[1], peak[0]);
+    }
+    mst_model_free(m);
+    mst_npy_free(&x);
+}
