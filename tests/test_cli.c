@@ -350,3 +350,51 @@ Test(cli, info_prints_architecture_and_thresholds)
     cr_expect(contains(out, "layers.1.blocks.2.mlp.fc2_if"), "%s", out);
     cr_expect(contains(out, "MLP BatchNorm: no"), "%s", out);
 }
+
+#ifdef MST_EMU_BIN
+/* Runs the CLI binary `bin ARGS` quietly; returns the exit code. */
+static int run_quiet(const char *bin, const char *args)
+{
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "%s %s >/dev/null 2>&1", bin, args);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* `mst eval --device cuda` through the CLI's device path (pinned input
+ * buffers, the prefetch pipeline, CUDA graphs, spike counters brought back
+ * from the device) on the emulated GPU (tests/cuda_emu): the same per-step
+ * top-1/top-5, per-class counts and energy figures as the CPU backend. The
+ * GEMMs sum in another order, so the energy figures may differ by a flipped
+ * spike: 1e-3 relative. */
+Test(cli, eval_on_emulated_cuda_equals_cpu, .timeout = 240)
+{
+    const char *cpu_out = tmp_path("cpu.json"), *emu_out = tmp_path("emu.json");
+    const char *common = "--model " MST_WEIGHTS "/fmnist_p75.safetensors --data " MST_WEIGHTS "/samples --limit 30 "
+                         "--timesteps 8 --mask-ratio 0.75 --batch 7 --time-chunk 3 --report-steps 1,2,4,8 --stats";
+    char args[2048];
+    snprintf(args, sizeof args, "eval --device cpu %s --results-file %s", common, cpu_out);
+    cr_assert_eq(run_quiet(MST_BIN, args), 0, "mst %s", args);
+    const char *variants[] = {"--workers 2", "--cuda-graphs --workers 0"};
+    for (int v = 0; v < 2; v++) {
+        snprintf(args, sizeof args, "eval --device cuda %s %s --results-file %s", common, variants[v], emu_out);
+        cr_assert_eq(run_quiet(MST_EMU_BIN, args), 0, "mst_emu %s", args);
+        json_error_t je;
+        json_t *a = json_load_file(cpu_out, 0, &je), *b = json_load_file(emu_out, 0, &je);
+        cr_assert(a && b);
+        cr_expect(strstr(json_string_value(json_object_get(b, "device")), "CUDA emulator") != NULL);
+        const char *same[] = {"images", "step_top1", "step_top5", "per_class"};
+        for (int k = 0; k < 4; k++)
+            cr_expect(json_equal(json_object_get(a, same[k]), json_object_get(b, same[k])), "%s: %s differs",
+                      variants[v], same[k]);
+        json_t *ea = json_object_get(a, "energy"), *eb = json_object_get(b, "energy");
+        const char *figures[] = {"sops_per_image", "macs_per_image", "energy_mj_per_image"};
+        for (int k = 0; k < 3; k++) {
+            double x = json_number_value(json_object_get(ea, figures[k])), y = json_number_value(json_object_get(eb, figures[k]));
+            cr_expect(x > 0 && fabs(x - y) <= 1e-3 * x, "%s: %s cpu %g, cuda %g", variants[v], figures[k], x, y);
+        }
+        json_decref(a), json_decref(b);
+    }
+    unlink(cpu_out), unlink(emu_out);
+}
+#endif
