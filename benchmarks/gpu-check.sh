@@ -19,10 +19,35 @@ mkdir -p "$OUT"
 here=$(pwd)
 B=build-gpu
 src=$(cat $B/source-dir)
-if [ "$src" != "$here" ] && [ ! -e "$src" ]; then mkdir -p "$(dirname "$src")" && ln -s "$here" "$src"; fi
-export LD_LIBRARY_PATH="$here/$B/deps${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 PY=${PY:-python3}
 log() { echo "== $*" | tee -a "$OUT/summary.txt"; }
+# the binaries' RPATH and the tests' data paths name the checkout they were
+# built in: make that path lead here
+if [ "$src" != "$here" ] && [ ! -e "$src" ]; then
+    mkdir -p "$(dirname "$src")" && ln -s "$here" "$src" || log "cannot link $src to $here: the binaries will not find their libraries"
+fi
+
+# build-gpu/deps comes through the RPATH (gpu-pack.sh); cuBLAS and the CUDA
+# runtime are this machine's. Any library the loader still misses is looked
+# for and added to LD_LIBRARY_PATH for mst's programs only (never for Python,
+# whose torch brings its own CUDA libraries).
+libpath=""
+missing=$(ldd $B/mst $B/libmstcore.so $B/tests/test_cuda 2>/dev/null | awk '/not found/ {print $1}' | sort -u)
+for lib in $missing; do
+    f=$(find /usr/local /usr/lib /opt -name "$lib" 2>/dev/null | head -n 1)
+    [ -n "$f" ] && libpath="$libpath:$(dirname "$f")"
+done
+log "libraries the loader missed: ${missing:-none}${libpath:+; found in ${libpath#:}}"
+libpath=${libpath#:}
+withlibs() {
+    if [ -n "$libpath" ]; then LD_LIBRARY_PATH="$libpath${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$@"; else "$@"; fi
+}
+{
+    echo '#!/bin/sh'
+    [ -n "$libpath" ] && echo "export LD_LIBRARY_PATH=\"$libpath\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}\""
+    echo "exec \"$here/$B/mst\" \"\$@\""
+} > $B/mst-run
+chmod +x $B/mst-run
 
 log "machine"
 { nvidia-smi; nvcc --version; $PY -c 'import torch; print(torch.__version__, torch.cuda.get_device_name(0))'; } > "$OUT/env.txt" 2>&1
@@ -32,14 +57,14 @@ grep -m1 'Driver Version' "$OUT/env.txt" | tee -a "$OUT/summary.txt"
 log "tests"
 for t in cuda engine cli philox if_scan attention synapse linear window data safetensors weights; do
     [ -x $B/tests/test_$t ] || continue
-    timeout 300 $B/tests/test_$t -j1 --verbose > "$OUT/test_$t.log" 2>&1
+    withlibs timeout 300 $B/tests/test_$t -j1 --verbose > "$OUT/test_$t.log" 2>&1
     echo "test_$t: exit $? $(tail -n 1 "$OUT/test_$t.log")" | tee -a "$OUT/summary.txt"
 done
 
 log "compute-sanitizer on tests/data/tiny_bn (T=4, p=0.75, SNN and ANN)"
 for tool in memcheck racecheck; do
     for mode in snn ann; do
-        timeout 300 compute-sanitizer --tool $tool --error-exitcode 9 $B/mst run --device cuda --mode $mode \
+        withlibs timeout 300 compute-sanitizer --tool $tool --error-exitcode 9 $B/mst run --device cuda --mode $mode \
             --model tests/data/tiny_bn.safetensors --timesteps 4 --mask-ratio 0.75 tests/data/tiny_bn_input.npy \
             > "$OUT/sanitizer_${tool}_$mode.log" 2>&1
         echo "$tool $mode: exit $? $(grep -m1 -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitizer_${tool}_$mode.log")" | tee -a "$OUT/summary.txt"
@@ -50,7 +75,7 @@ log "precision: top-1 on the Fashion-MNIST test set (10 000 images), fmnist_p75,
 printf '%-5s %8s %8s %10s\n' prec "top-1" "vs fp32" "images/s" | tee -a "$OUT/summary.txt"
 for p in fp32 fp16 bf16; do
     j=$OUT/eval_fmnist_$p.json
-    timeout 300 $B/mst eval --device cuda --precision $p --model weights/fmnist_p75.safetensors \
+    withlibs timeout 300 $B/mst eval --device cuda --precision $p --model weights/fmnist_p75.safetensors \
         --data $B/data/fashion-mnist --timesteps 64 --mask-ratio 0.75 --batch 250 --report-steps 16,32,64 \
         --results-file "$j" > "$OUT/eval_fmnist_$p.log" 2>&1
     if [ -s "$j" ]; then
@@ -66,7 +91,7 @@ printf '%-5s %-5s %10s %10s %10s %12s %10s %10s\n' T prec "p50 ms" "p99 ms" "dev
 for T in 32 128; do
     for p in fp32 fp16 bf16; do
         j=$OUT/bench_T${T}_$p.json
-        timeout 400 $B/mst bench --device cuda --precision $p --model "$OUT/swin_t.safetensors" --timesteps $T \
+        withlibs timeout 400 $B/mst bench --device cuda --precision $p --model "$OUT/swin_t.safetensors" --timesteps $T \
             --mask-ratio 0.75 --batch 64 --time-chunk 16 --warmup 2 --iters 10 --json "$j" > "$OUT/bench_T${T}_$p.log" 2>&1
         if [ -s "$j" ]; then
             $PY -c "import json; r=json.load(open('$j')); l=r['latency_ms']; print('%-5d %-5s %10.3f %10.3f %10.3f %12.2f %9.1f%% %10.1f' % (r['timesteps'], '$p', l['p50'], l['p99'], l['device_compute'], r['images_per_second'], 100*r['floor_fraction'], r['peak_bytes']/2**20))" | tee -a "$OUT/summary.txt"
@@ -79,7 +104,7 @@ done
 log "the same with CUDA graphs (each time chunk captured once and replayed)"
 for p in fp32 bf16; do
     j=$OUT/bench_T128_${p}_graphs.json
-    timeout 400 $B/mst bench --device cuda --precision $p --cuda-graphs --model "$OUT/swin_t.safetensors" --timesteps 128 \
+    withlibs timeout 400 $B/mst bench --device cuda --precision $p --cuda-graphs --model "$OUT/swin_t.safetensors" --timesteps 128 \
         --mask-ratio 0.75 --batch 64 --time-chunk 16 --warmup 2 --iters 10 --json "$j" > "$OUT/bench_T128_${p}_graphs.log" 2>&1
     if [ -s "$j" ]; then
         $PY -c "import json; r=json.load(open('$j')); l=r['latency_ms']; print('%-5d %-5s %10.3f %10.3f %10.3f %12.2f %9.1f%% %10.1f graphs' % (r['timesteps'], '$p', l['p50'], l['p99'], l['device_compute'], r['images_per_second'], 100*r['floor_fraction'], r['peak_bytes']/2**20))" | tee -a "$OUT/summary.txt"
@@ -89,6 +114,6 @@ for p in fp32 bf16; do
 done
 
 log "baseline: the PyTorch reference loop on the GPU beside mst (T=32, batch 8)"
-timeout 600 $PY benchmarks/baseline/compare.py --device cuda --arch swin-t --model weights/fmnist_p75.safetensors \
+timeout 600 $PY benchmarks/baseline/compare.py --mst $B/mst-run --device cuda --arch swin-t --model weights/fmnist_p75.safetensors \
     --timesteps 32 --batch 8 --iters 5 > "$OUT/baseline.log" 2>&1
 tail -n 8 "$OUT/baseline.log" | tee -a "$OUT/summary.txt"

@@ -10,7 +10,15 @@
 set -eu
 cd "$(dirname "$0")/.."
 root=$(pwd)
-cmake -S . -B build-gpu -DMST_NATIVE=OFF -DMST_CUDA=ON -DMST_SHARED_CORE=ON -DCMAKE_BUILD_TYPE=Release >/dev/null
+# (no emulated-GPU suites there: the real device runs the same tests, and
+# their static OpenBLAS copies would not fit the 64 MB carry)
+# The copied libraries are found through an old-style RPATH (DT_RPATH, which
+# also covers the libraries' own dependencies) rather than LD_LIBRARY_PATH,
+# so that the device's Python never loads this machine's libcrypto or libffi.
+cmake -S . -B build-gpu -DMST_NATIVE=OFF -DMST_CUDA=ON -DMST_SHARED_CORE=ON -DMST_CUDA_EMU=OFF -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_BUILD_RPATH="$root/build-gpu/deps;/usr/local/cuda/lib64;/usr/local/cuda/targets/x86_64-linux/lib" \
+    -DCMAKE_EXE_LINKER_FLAGS=-Wl,--disable-new-dtags \
+    -DCMAKE_SHARED_LINKER_FLAGS=-Wl,--disable-new-dtags >/dev/null
 cmake --build build-gpu -j"$(nproc)"
 mkdir -p build-gpu/deps
 for bin in build-gpu/mst build-gpu/libmstcore.so build-gpu/tests/test_*; do

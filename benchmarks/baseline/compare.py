@@ -30,11 +30,12 @@ import mst_ref  # noqa: E402
 import torch_loop  # noqa: E402
 
 CHECK_STEPS = 4
+MST = os.path.join(ROOT, "build", "mst")  # --mst
 
 
 def mst_bench(path, T, p, batch, device, precision, iters, seed):
     out = os.path.join(tempfile.gettempdir(), f"mst-compare-{os.getpid()}.json")
-    cmd = [os.path.join(ROOT, "build", "mst"), "bench", "--model", path, "--timesteps", str(T), "--mask-ratio", str(p),
+    cmd = [MST, "bench", "--model", path, "--timesteps", str(T), "--mask-ratio", str(p),
            "--batch", str(batch), "--device", device, "--precision", precision, "--iters", str(iters), "--seed",
            str(seed), "--json", out]
     subprocess.run(cmd, check=True, capture_output=True, text=True)
@@ -49,7 +50,7 @@ def agreement(path, model, x, T, p, seed, tmp):
     steps = min(T, CHECK_STEPS)
     np.save(os.path.join(tmp, "x.npy"), x.numpy())
     y = os.path.join(tmp, "y.npy")
-    subprocess.run([os.path.join(ROOT, "build", "mst"), "run", "--device", "cpu", "--model", path, "--timesteps",
+    subprocess.run([MST, "run", "--device", "cpu", "--model", path, "--timesteps",
                     str(steps), "--mask-ratio", str(p), "--seed", str(seed), "--logits", y, os.path.join(tmp, "x.npy")],
                    check=True, capture_output=True)
     ref = mst_ref.run(model.to("cpu"), x, mode="snn", timesteps=steps, mask_ratio=p, seed=seed).numpy()
@@ -69,6 +70,7 @@ def one(name, path, model, cfg, args, tmp):
 
 
 def main():
+    global MST
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", action="append", default=[], help="a checkpoint (repeatable)")
     ap.add_argument("--arch", action="append", default=[], help="a tools/make_model.py shape (repeatable)")
@@ -80,8 +82,10 @@ def main():
     ap.add_argument("--iters", type=int, default=10, help="mst bench's timed runs")
     ap.add_argument("--baseline-iters", type=int, default=3, help="the baseline's batch-1 queries")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--mst", default=MST, help="the mst binary (default: build/mst)")
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     args = ap.parse_args()
+    MST = args.mst
     torch.set_num_threads(args.threads)
     cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
     gpu = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else "-"
