@@ -47,9 +47,11 @@ __asm__(".text\n"
 
 struct context {
     void *sp = nullptr;
+    const void *bottom = nullptr; /* the stack, for AddressSanitizer */
+    size_t size = 0;
 };
 
-static void context_switch(context *from, context *to) { mst_emu_switch(&from->sp, to->sp); }
+static void raw_switch(context *from, context *to) { mst_emu_switch(&from->sp, to->sp); }
 
 /* A stack whose first switch "returns" into entry, 16-byte aligned as the
  * ABI wants at a call. entry must never return. */
@@ -61,14 +63,17 @@ static void context_make(context *c, char *stack, size_t size, void (*entry)())
     *--p = (uint64_t)entry;      /* where ret goes */
     for (int i = 0; i < 6; i++) *--p = 0; /* rbp rbx r12-r15 */
     c->sp = p;
+    c->bottom = stack, c->size = size;
 }
 #else
 #include <ucontext.h>
 struct context {
     ucontext_t uc;
+    const void *bottom = nullptr;
+    size_t size = 0;
 };
 
-static void context_switch(context *from, context *to) { swapcontext(&from->uc, &to->uc); }
+static void raw_switch(context *from, context *to) { swapcontext(&from->uc, &to->uc); }
 
 static void context_make(context *c, char *stack, size_t size, void (*entry)())
 {
@@ -77,7 +82,31 @@ static void context_make(context *c, char *stack, size_t size, void (*entry)())
     c->uc.uc_stack.ss_size = size;
     c->uc.uc_link = nullptr;
     makecontext(&c->uc, entry, 0);
+    c->bottom = stack, c->size = size;
 }
+#endif
+
+/* Under AddressSanitizer (a build with -fsanitize=address checks the kernels'
+ * reads and writes of device and shared memory), every switch is announced.
+ * Fibers only ever switch to and from the scheduler, so the context we come
+ * back from is always the one we switched to. */
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+static void context_switch(context *from, context *to, bool exiting = false)
+{
+    void *fake = nullptr;
+    __sanitizer_start_switch_fiber(exiting ? nullptr : &fake, to->bottom, to->size);
+    raw_switch(from, to);
+    __sanitizer_finish_switch_fiber(fake, &to->bottom, &to->size);
+}
+static void context_entered(context *from) { __sanitizer_finish_switch_fiber(nullptr, &from->bottom, &from->size); }
+#else
+static void context_switch(context *from, context *to, bool exiting = false)
+{
+    (void)exiting;
+    raw_switch(from, to);
+}
+static void context_entered(context *from) { (void)from; }
 #endif
 
 namespace mst_emu {
@@ -101,7 +130,8 @@ struct fiber {
 struct block_run {
     std::vector<fiber> fibers;
     std::vector<uint64_t> results; /* [warp][32] */
-    std::vector<char> shared;
+    std::unique_ptr<char[]> shared; /* exactly the launch's bytes */
+    size_t shared_bytes = 0;
     const std::function<void()> *body = nullptr;
     context scheduler;
     fiber *current = nullptr;
@@ -132,9 +162,10 @@ thread_local block_run *active = nullptr;
 void fiber_entry()
 {
     block_run *r = active;
+    context_entered(&r->scheduler);
     (*r->body)();
     r->current->state = DONE;
-    context_switch(&r->current->ctx, &r->scheduler); /* never resumed */
+    context_switch(&r->current->ctx, &r->scheduler, true); /* never resumed */
     abort();
 }
 
@@ -226,7 +257,8 @@ void run_grid(dim3 grid, dim3 block, size_t shared, const std::function<void()> 
     state &s = st();
     block_run &r = s.run;
     r.body = &body;
-    r.shared.assign(shared ? shared : 1, (char)0xa5); /* shared memory starts as garbage */
+    r.shared.reset(new char[shared ? shared : 1]);
+    r.shared_bytes = shared;
     block_run *outer = active;
     active = &r;
     unsigned long long launch = ++s.launches;
@@ -234,7 +266,7 @@ void run_grid(dim3 grid, dim3 block, size_t shared, const std::function<void()> 
         for (unsigned y = 0; y < grid.y; y++)
             for (unsigned x = 0; x < grid.x; x++) {
                 std::string why;
-                std::fill(r.shared.begin(), r.shared.end(), (char)0xa5);
+                memset(r.shared.get(), 0xa5, shared); /* shared memory starts as garbage */
                 if (!run_block(&r, grid, block, make_uint3(x, y, z), launch * 1000003ull + x, &why)) {
                     fprintf(stderr, "cuda_emu: kernel fault in block (%u,%u,%u): %s\n", x, y, z, why.c_str());
                     s.sticky = cudaErrorLaunchFailure;
@@ -260,7 +292,7 @@ const thread_ids &here()
     return active && active->current ? active->current->ids : host;
 }
 
-void *dynamic_shared() { return active ? active->shared.data() : nullptr; }
+void *dynamic_shared() { return active ? active->shared.get() : nullptr; }
 
 void sync_block()
 {
@@ -415,9 +447,9 @@ cudaError_t cudaMalloc(void **p, size_t bytes)
         *p = nullptr;
         return mst_emu::set_last(cudaErrorMemoryAllocation);
     }
-    void *m = aligned_alloc(256, rounded);
-    if (!m) return mst_emu::set_last(cudaErrorMemoryAllocation);
-    memset(m, 0xff, rounded); /* fresh device memory is garbage: NaN as floats */
+    void *m = nullptr; /* exactly the bytes asked for: AddressSanitizer sees overruns */
+    if (posix_memalign(&m, 256, bytes)) return mst_emu::set_last(cudaErrorMemoryAllocation);
+    memset(m, 0xff, bytes); /* fresh device memory is garbage: NaN as floats */
     s.device[(uintptr_t)m] = bytes;
     s.used += rounded;
     *p = m;
