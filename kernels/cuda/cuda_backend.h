@@ -105,7 +105,7 @@ mst_status mst_cuda_scratch(mst_cuda *c, void **p, size_t *have, size_t want, ms
 /* y[M][N] = op(x)[M][K] w[K][N] (+ y when accumulate), in the context's
  * precision; x_half: x is already in the operand type (fp16/bf16 modes). */
 mst_status mst_cuda_gemm(mst_cuda *c, const void *x, int x_half, long M, int K, const float *w, int N, float *y,
-                         mst_error *err);
+                         int accumulate, mst_error *err);
 /* Spike counters live in device memory (the engine allocates them through
  * the table), so counting never waits for the stream. */
 static inline unsigned long long *mst_cuda_counter(uint64_t *p) { return (unsigned long long *)p; }

@@ -44,12 +44,6 @@ static mst_status unpack(mst_cuda *c, const uint64_t *x, long rows, int K, mst_e
     return MST_OK;
 }
 
-__global__ void fill_bias_kernel(float *z, long n, const float *b, int N)
-{
-    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x)
-        z[i] = b ? b[i % N] : 0.0f;
-}
-
 mst_status mst_cuda_synapse_if(void *ctx, const uint64_t *x, int steps, long R, int K, const float *w, const float *b,
                                int N, float *v, uint64_t *bits, float *out, float out_scale, uint64_t *count,
                                mst_error *err)
@@ -58,13 +52,11 @@ mst_status mst_cuda_synapse_if(void *ctx, const uint64_t *x, int steps, long R, 
     long rows = (long)steps * R;
     MST_TRY(unpack(c, x, rows, K, err));
     MST_TRY(mst_cuda_scratch(c, (void **)&c->z, &c->z_bytes, sizeof(float) * (size_t)rows * N, err));
-    unsigned blocks = mst_cuda_blocks(rows * N, 256);
-    MST_LAUNCH(fill_bias_kernel, blocks < 65535 * 16 ? blocks : 65535 * 16, 256, 0, c->stream)(c->z, rows * N, b, N);
-    LAUNCH_TRY("fill_bias_kernel", err);
-    /* z = b + spikes . w, as the CPU's accumulation starts from the bias */
-    MST_TRY(mst_cuda_gemm(c, c->operand, c->precision != MST_PRECISION_FP32, rows, K, w, N, c->z, err));
+    /* z = spikes . w; the scan adds the bias as it reads z, which spares a
+       pass that fills z with it and the GEMM's read of z (beta = 0) */
+    MST_TRY(mst_cuda_gemm(c, c->operand, c->precision != MST_PRECISION_FP32, rows, K, w, N, c->z, 0, err));
     mst_cuda_if p = {};
-    p.in = c->z, p.in_tstride = R * N, p.C = N, p.v = v, p.out = out, p.out_scale = out_scale;
+    p.in = c->z, p.in_tstride = R * N, p.bias = b, p.C = N, p.v = v, p.out = out, p.out_scale = out_scale;
     p.bits = (uint32_t *)bits, p.count = mst_cuda_counter(count), p.steps = steps, p.R = R * N;
     return mst_cuda_if_launch(c, &p, err);
 }
