@@ -290,6 +290,8 @@ static const attn_case attn_cases[] = {
     {1, 14, 7, 3, 10, 2, 2, 0, MST_MODE_SNN, 0.5}, {2, 6, 3, 1, 6, 1, 1, 0, MST_MODE_ANN, 0.75},
     {1, 7, 7, 0, 96, 3, 5, 2, MST_MODE_SNN, 0.3}, {3, 6, 2, 1, 4, 2, 2, 1, MST_MODE_ANN, 0.0},
     {1, 4, 2, 1, 140, 2, 2, 0, MST_MODE_SNN, 0.5}, /* d = 70: a head spans words */
+    /* window 12 (Swin at 384 px): ~170 KB of shared memory, past the 48 KB a launch gets without opting in */
+    {1, 12, 12, 0, 32, 2, 2, 1, MST_MODE_SNN, 0.5}, {1, 12, 12, 0, 32, 2, 1, 0, MST_MODE_ANN, 0.75},
 };
 
 Test(cuda, window_attention_equals_cpu)

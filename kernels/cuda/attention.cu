@@ -241,14 +241,15 @@ mst_status mst_cuda_window_attention(void *ctx, const mst_attn_args *a, mst_erro
     long units = (long)a->batch * nw * a->heads;
     if (units == 0) return MST_OK;
     size_t shared = shared_bytes(n, d, a->mode == MST_MODE_ANN);
-    int dev_max = 0;
-    CUDA_TRY(cudaDeviceGetAttribute(&dev_max, cudaDevAttrMaxSharedMemoryPerBlockOptin, c->device), err);
-    if (shared > (size_t)dev_max)
+    if (shared > (size_t)c->shared_optin)
         return mst_fail(err, MST_ERR_UNSUPPORTED, "window attention with window %d and head dim %d needs %zu bytes of "
-                        "shared memory; %s has %d", a->window, d, shared, c->name, dev_max);
-    if (shared > 48 * 1024)
+                        "shared memory; %s has %d", a->window, d, shared, c->name, c->shared_optin);
+    /* opting in happens on a chunk's first, uncaptured run: never inside a graph capture */
+    if (shared > 48 * 1024 && (int)shared > c->attention_shared) {
         CUDA_TRY(cudaFuncSetAttribute(window_attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shared),
                  err);
+        c->attention_shared = (int)shared;
+    }
     if (units > 0x7fffffffL) return mst_fail(err, MST_ERR_UNSUPPORTED, "%ld attention units in one launch", units);
     MST_LAUNCH(window_attention_kernel, (unsigned)units, 128, shared, c->stream)(*a, nw);
     LAUNCH_TRY("window_attention_kernel", err);

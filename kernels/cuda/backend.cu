@@ -235,6 +235,7 @@ static mst_status open_device(mst_cuda *c, int device, mst_error *err)
     cudaDeviceProp prop;
     CUDA_TRY(cudaGetDeviceProperties(&prop, device), err);
     CUDA_TRY(cudaSetDevice(device), err);
+    CUDA_TRY(cudaDeviceGetAttribute(&c->shared_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), err);
     snprintf(c->name, sizeof c->name, "cuda:%d (%.100s, sm_%d%d)", device, prop.name, prop.major, prop.minor);
     c->device = device;
     CUDA_TRY(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking), err);

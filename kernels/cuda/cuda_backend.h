@@ -50,6 +50,8 @@ typedef struct {
     mst_cuda_graph *graphs;
     int num_graphs, cap_graphs;
     void *blas_workspace;   /* cuBLAS must not allocate while a graph is captured */
+    int shared_optin;       /* the device's shared memory per block, opted in */
+    int attention_shared;   /* what the attention kernel is allowed so far */
     mst_cuda_timer *timers; /* recorded since the last collect; events pooled */
     int num_timers, cap_timers, open[MST_NUM_FAMILIES];
     char name[160];
