@@ -290,7 +290,8 @@ static const attn_case attn_cases[] = {
     {1, 14, 7, 3, 10, 2, 2, 0, MST_MODE_SNN, 0.5}, {2, 6, 3, 1, 6, 1, 1, 0, MST_MODE_ANN, 0.75},
     {1, 7, 7, 0, 96, 3, 5, 2, MST_MODE_SNN, 0.3}, {3, 6, 2, 1, 4, 2, 2, 1, MST_MODE_ANN, 0.0},
     {1, 4, 2, 1, 140, 2, 2, 0, MST_MODE_SNN, 0.5}, /* d = 70: a head spans words */
-    /* window 12 (Swin at 384 px): ~170 KB of shared memory, past the 48 KB a launch gets without opting in */
+    /* window 12 (Swin at 384 px): 173 and 191 KiB of shared memory, past the 48 KiB a launch gets
+       without opting in (and past what GPUs before Hopper offer: those cases are skipped there) */
     {1, 12, 12, 0, 32, 2, 2, 1, MST_MODE_SNN, 0.5}, {1, 12, 12, 0, 32, 2, 1, 0, MST_MODE_ANN, 0.75},
 };
 
@@ -328,7 +329,13 @@ Test(cuda, window_attention_equals_cpu)
         g.rel_bias = to_dev(bias, sizeof(float) * (size_t)(c->heads * n * n));
         g.counts = to_dev(zero, sizeof zero);
         mst_error err = {0};
-        cr_assert_eq(gpu.window_attention(gpu.ctx, &g, &err), MST_OK, "%s", err.msg);
+        mst_status r = gpu.window_attention(gpu.ctx, &g, &err);
+        if (r == MST_ERR_UNSUPPORTED && strstr(err.msg, "shared memory")) { /* window 12 before Hopper */
+            cr_log_info("case %zu skipped: %s", k, err.msg);
+            free(bits), free(lev), free(bias), free(vm), free(out), free(a.v_attn);
+            continue;
+        }
+        cr_assert_eq(r, MST_OK, "%s", err.msg);
         float *og = to_host(g.out, sizeof(float) * (size_t)(rows * C)), *vg = to_host(g.v_attn, sizeof(float) * (size_t)nvm);
         uint64_t *cg = to_host(g.counts, sizeof zero);
         expect_same_floats("attention output", out, og, rows * C, 1e-5);

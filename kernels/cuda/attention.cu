@@ -244,15 +244,18 @@ mst_status mst_cuda_window_attention(void *ctx, const mst_attn_args *a, mst_erro
     if (shared > (size_t)c->shared_optin)
         return mst_fail(err, MST_ERR_UNSUPPORTED, "window attention with window %d and head dim %d needs %zu bytes of "
                         "shared memory; %s has %d", a->window, d, shared, c->name, c->shared_optin);
-    /* opting in happens on a chunk's first, uncaptured run: never inside a graph capture */
-    if (shared > 48 * 1024 && (int)shared > c->attention_shared) {
-        CUDA_TRY(cudaFuncSetAttribute(window_attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shared),
-                 err);
-        c->attention_shared = (int)shared;
-    }
     if (units > 0x7fffffffL) return mst_fail(err, MST_ERR_UNSUPPORTED, "%ld attention units in one launch", units);
     MST_LAUNCH(window_attention_kernel, (unsigned)units, 128, shared, c->stream)(*a, nw);
     LAUNCH_TRY("window_attention_kernel", err);
+    return MST_OK;
+}
+
+mst_status mst_cuda_attention_setup(mst_cuda *c, mst_error *err)
+{
+    if (c->shared_optin > 48 * 1024)
+        CUDA_TRY(cudaFuncSetAttribute(window_attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                      c->shared_optin),
+                 err);
     return MST_OK;
 }
 

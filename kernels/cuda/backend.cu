@@ -236,6 +236,7 @@ static mst_status open_device(mst_cuda *c, int device, mst_error *err)
     CUDA_TRY(cudaGetDeviceProperties(&prop, device), err);
     CUDA_TRY(cudaSetDevice(device), err);
     CUDA_TRY(cudaDeviceGetAttribute(&c->shared_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), err);
+    MST_TRY(mst_cuda_attention_setup(c, err));
     snprintf(c->name, sizeof c->name, "cuda:%d (%.100s, sm_%d%d)", device, prop.name, prop.major, prop.minor);
     c->device = device;
     CUDA_TRY(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking), err);

@@ -51,7 +51,6 @@ typedef struct {
     int num_graphs, cap_graphs;
     void *blas_workspace;   /* cuBLAS must not allocate while a graph is captured */
     int shared_optin;       /* the device's shared memory per block, opted in */
-    int attention_shared;   /* what the attention kernel is allowed so far */
     mst_cuda_timer *timers; /* recorded since the last collect; events pooled */
     int num_timers, cap_timers, open[MST_NUM_FAMILIES];
     char name[160];
@@ -121,6 +120,10 @@ mst_status mst_cuda_synapse_if(void *ctx, const uint64_t *x, int steps, long R, 
 mst_status mst_cuda_if_scan(void *ctx, const mst_if_args *a, mst_error *err);
 mst_status mst_cuda_qcfs(void *ctx, const mst_if_args *a, mst_error *err);
 mst_status mst_cuda_window_attention(void *ctx, const mst_attn_args *a, mst_error *err);
+/* Once per context: lets the attention kernel use all the shared memory the
+ * device offers (the attribute is the device's, so one fixed value for all
+ * contexts; never set inside a graph capture). */
+mst_status mst_cuda_attention_setup(mst_cuda *c, mst_error *err);
 mst_status mst_cuda_residual(void *ctx, float *x, const float *s, float lam, const float *scale, const float *shift,
                              int C, long n, mst_error *err);
 mst_status mst_cuda_patch_merge(void *ctx, const float *x, long rows, int res, int C, float *out, mst_error *err);

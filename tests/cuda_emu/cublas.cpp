@@ -67,7 +67,7 @@ cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb
         fprintf(stderr, "cuda_emu: a %d x %d x %d GEMM is too large to emulate\n", m, n, k);
         return CUBLAS_STATUS_NOT_SUPPORTED;
     }
-    mst_emu::submit_host(h->stream, [=]() {
+    cudaError_t queued = mst_emu::submit_host(h->stream, [=]() {
         /* op(A) as m x k and op(B) as k x n, column-major, in fp32 */
         std::vector<float> a((size_t)m * k), b((size_t)k * n), acc(m);
         for (int l = 0; l < k; l++)
@@ -87,7 +87,7 @@ cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb
             }
         }
     });
-    return CUBLAS_STATUS_SUCCESS;
+    return queued == cudaSuccess ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_EXECUTION_FAILED;
 }
 
 } // namespace

@@ -62,8 +62,9 @@ void warp_exchange(unsigned mask, uint64_t value, uint64_t all[32]);
  * is being captured. Sets the last error on a bad configuration. */
 void submit(cudaStream_t stream, dim3 grid, dim3 block, size_t shared, const void *kernel,
             std::function<void()> body);
-/* Any work on a stream: run now, or record it under capture. */
-void submit_host(cudaStream_t stream, std::function<void()> work);
+/* Any work on a stream: run now, or record it under capture; refused on a
+ * stream whose capture was invalidated. */
+cudaError_t submit_host(cudaStream_t stream, std::function<void()> work);
 /* The dynamic shared memory of the running block. */
 void *dynamic_shared();
 /* Whether [p, p+bytes) lies inside one device allocation. */
@@ -125,7 +126,7 @@ template <class T> static inline T __shfl_down_sync(unsigned mask, T value, int 
     uint64_t mine = 0, all[32];
     __builtin_memcpy(&mine, &value, sizeof(T));
     mst_emu::warp_exchange(mask, mine, all);
-    int lane = (int)(threadIdx.x & 31), src = lane + delta;
+    int lane = (int)(threadIdx.x & 31), src = lane + (unsigned)delta % 32; /* as CUDA: delta modulo the width */
     T out;
     __builtin_memcpy(&out, &all[src < 32 ? src : lane], sizeof(T));
     return out;

@@ -16,6 +16,7 @@
 
 struct CUstream_st {
     bool capturing = false;
+    bool invalidated = false; /* an illegal call ended the capture's use; EndCapture reports it */
     std::vector<std::function<void()>> recorded;
 };
 struct CUevent_st {
@@ -91,6 +92,7 @@ static void context_make(context *c, char *stack, size_t size, void (*entry)())
  * Fibers only ever switch to and from the scheduler, so the context we come
  * back from is always the one we switched to. */
 #if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 static void context_switch(context *from, context *to, bool exiting = false)
 {
@@ -100,6 +102,8 @@ static void context_switch(context *from, context *to, bool exiting = false)
     __sanitizer_finish_switch_fiber(fake, &to->bottom, &to->size);
 }
 static void context_entered(context *from) { __sanitizer_finish_switch_fiber(nullptr, &from->bottom, &from->size); }
+/* a reused stack still carries the redzones of the frames left on it */
+static void stack_fresh(char *stack, size_t size) { __asan_unpoison_memory_region(stack, size); }
 #else
 static void context_switch(context *from, context *to, bool exiting = false)
 {
@@ -107,6 +111,7 @@ static void context_switch(context *from, context *to, bool exiting = false)
     raw_switch(from, to);
 }
 static void context_entered(context *from) { (void)from; }
+static void stack_fresh(char *stack, size_t size) { (void)stack, (void)size; }
 #endif
 
 namespace mst_emu {
@@ -217,6 +222,7 @@ bool run_block(block_run *r, dim3 grid, dim3 block, uint3 bid, uint64_t order_se
         if (!f.stack) f.stack = (char *)malloc(kStack);
         /* stack tops staggered by 17 cache lines: at one stride they would
            share a cache set, and every switch would miss */
+        stack_fresh(f.stack, kStack);
         context_make(&f.ctx, f.stack, kStack - i * 1088 % 32768, fiber_entry);
         f.state = RUNNABLE;
         f.ids.thread = make_uint3((unsigned)(i % block.x), (unsigned)(i / block.x % block.y),
@@ -271,7 +277,8 @@ void run_grid(dim3 grid, dim3 block, size_t shared, const std::function<void()> 
                     fprintf(stderr, "cuda_emu: kernel fault in block (%u,%u,%u): %s\n", x, y, z, why.c_str());
                     s.sticky = cudaErrorLaunchFailure;
                     active = outer;
-                    r.fibers.clear(); /* abandoned mid-kernel: fresh contexts next time */
+                    for (fiber &f : r.fibers) free(f.stack); /* abandoned mid-kernel: fresh ones next time */
+                    r.fibers.clear();
                     return;
                 }
             }
@@ -334,12 +341,14 @@ cudaError_t check_launch(dim3 grid, dim3 block, size_t shared, const void *kerne
     return cudaSuccess;
 }
 
-void submit_host(cudaStream_t stream, std::function<void()> work)
+cudaError_t submit_host(cudaStream_t stream, std::function<void()> work)
 {
+    if (stream && stream->invalidated) return set_last(cudaErrorStreamCaptureInvalidated);
     if (stream && stream->capturing)
         stream->recorded.push_back(std::move(work));
     else
         work();
+    return cudaSuccess;
 }
 
 void submit(cudaStream_t stream, dim3 grid, dim3 block, size_t shared, const void *kernel, std::function<void()> body)
@@ -351,7 +360,7 @@ void submit(cudaStream_t stream, dim3 grid, dim3 block, size_t shared, const voi
         set_last(e);
         return;
     }
-    submit_host(stream, [grid, block, shared, body]() {
+    submit_host(stream, [grid, block, shared, body]() { /* an invalidated capture sets the last error */
         if (st().sticky == cudaSuccess) run_grid(grid, block, shared, body);
     });
 }
@@ -370,13 +379,14 @@ static mst_emu::state &st() { return mst_emu::st(); }
         if (e_ != cudaSuccess) return e_;                \
     } while (0)
 
-/* Calls that may synchronise are refused inside a capture, and end it. */
+/* Calls that may synchronise or allocate are refused inside a capture and
+ * invalidate it: the stream stays capturing, refuses all work, and
+ * cudaStreamEndCapture reports the invalidation, as in CUDA. */
 #define NOT_WHILE_CAPTURING()                                                       \
     do {                                                                            \
         if (st().capturing) {                                                       \
-            st().capturing->capturing = false;                                      \
+            st().capturing->invalidated = true;                                     \
             st().capturing->recorded.clear();                                       \
-            st().capturing = nullptr;                                               \
             return mst_emu::set_last(cudaErrorStreamCaptureUnsupported);            \
         }                                                                           \
     } while (0)
@@ -504,8 +514,7 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, enum cudaM
                 bytes, (int)kind);
         return mst_emu::set_last(cudaErrorInvalidValue);
     }
-    mst_emu::submit_host(stream, [dst, src, bytes]() { memmove(dst, src, bytes); });
-    return cudaSuccess;
+    return mst_emu::submit_host(stream, [dst, src, bytes]() { memmove(dst, src, bytes); });
 }
 
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned int flags)
@@ -606,11 +615,16 @@ cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t *graph)
 {
     ENTER();
     *graph = nullptr;
-    if (st().capturing != stream) return mst_emu::set_last(cudaErrorStreamCaptureInvalidated);
-    CUgraph_st *g = new CUgraph_st;
-    g->work.swap(stream->recorded);
+    if (!stream || st().capturing != stream) return mst_emu::set_last(cudaErrorIllegalState);
     stream->capturing = false;
     st().capturing = nullptr;
+    if (stream->invalidated) {
+        stream->invalidated = false;
+        stream->recorded.clear();
+        return mst_emu::set_last(cudaErrorStreamCaptureInvalidated);
+    }
+    CUgraph_st *g = new CUgraph_st;
+    g->work.swap(stream->recorded);
     *graph = g;
     return cudaSuccess;
 }
@@ -627,7 +641,10 @@ cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph, unsig
 cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream)
 {
     ENTER();
-    for (auto &w : exec->work) mst_emu::submit_host(stream, w);
+    for (auto &w : exec->work) {
+        cudaError_t e = mst_emu::submit_host(stream, w);
+        if (e != cudaSuccess) return e;
+    }
     return cudaSuccess;
 }
 

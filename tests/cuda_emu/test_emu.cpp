@@ -133,11 +133,20 @@ Test(emu, capture_records_and_replays)
     cudaGraphLaunch(e, st);
     cudaMemcpyAsync(h, d, sizeof h, cudaMemcpyDeviceToHost, st);
     cr_expect_eq(h[5], 6);
+    /* an illegal call invalidates the capture: work is refused until it ends */
     cr_assert_eq(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal), cudaSuccess);
     void *p;
     cr_expect_eq(cudaMalloc(&p, 64), cudaErrorStreamCaptureUnsupported, "allocating inside a capture");
+    cr_expect_eq(cudaMemcpyAsync(d, h, sizeof h, cudaMemcpyHostToDevice, st), cudaErrorStreamCaptureInvalidated);
+    cr_expect_neq(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal), cudaSuccess, "still capturing");
+    cudaGraph_t bad;
+    cr_expect_eq(cudaStreamEndCapture(st, &bad), cudaErrorStreamCaptureInvalidated);
+    cr_expect(bad == nullptr);
     cr_assert_eq(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal), cudaSuccess);
     cr_expect_eq(cudaStreamSynchronize(st), cudaErrorStreamCaptureUnsupported, "synchronising inside a capture");
+    cr_expect_eq(cudaStreamEndCapture(st, &bad), cudaErrorStreamCaptureInvalidated);
+    cudaMemcpyAsync(h, d, sizeof h, cudaMemcpyDeviceToHost, st);
+    cr_expect_eq(h[5], 6, "the stream runs work again once the capture ended");
     cudaGraphExecDestroy(e);
     cudaGraphDestroy(g);
     cudaStreamDestroy(st);
