@@ -102,34 +102,35 @@ done
 }
 
 want bench && {
-log "Swin-T shape: mst bench (batch 1 latency, batch 64 throughput, floor = measured bf16 GEMM rate)"
+# one row of the table from a bench JSON file, or the failure's last line
+bench_row() { # JSON LABEL LOG
+    if [ -s "$1" ]; then
+        $PY -c 'import json, sys; r = json.load(open(sys.argv[1])); l = r["latency_ms"]
+print("%-5d %-5s %10.3f %10.3f %10.3f %12.2f %9.1f%% %10.1f %s" % (r["timesteps"], r["precision"], l["p50"], l["p99"],
+      l["device_compute"], r["images_per_second"], 100 * r["floor_fraction"], r["peak_bytes"] / 2**20, sys.argv[2]))' "$1" "$2"
+    else
+        echo "$2: failed: $(tail -n 1 "$3")"
+    fi | tee -a "$OUT/summary.txt"
+}
+swin() { # NAME ARGS...: mst bench on the Swin-T shape
+    name=$1; shift
+    withlibs timeout 400 $B/mst bench --device cuda --model "$OUT/swin_t.safetensors" --mask-ratio 0.75 --warmup 2 \
+        --iters 10 --json "$OUT/bench_$name.json" "$@" > "$OUT/bench_$name.log" 2>&1
+    bench_row "$OUT/bench_$name.json" "$name" "$OUT/bench_$name.log"
+}
+log "Swin-T shape: mst bench (batch 1 latency, throughput at batch B, floor = measured bf16 GEMM rate)"
 $PY tools/make_model.py --arch swin-t --seed 0 --out "$OUT/swin_t.safetensors" > "$OUT/make_model.log" 2>&1 || cat "$OUT/make_model.log"
-printf '%-5s %-5s %10s %10s %10s %12s %10s %10s\n' T prec "p50 ms" "p99 ms" "device ms" "images/s" "of floor" "peak MiB" | tee -a "$OUT/summary.txt"
+printf '%-5s %-5s %10s %10s %10s %12s %10s %10s %s\n' T prec "p50 ms" "p99 ms" "device ms" "images/s" "of floor" "peak MiB" run |
+    tee -a "$OUT/summary.txt"
 for T in 32 128; do
     for p in fp32 fp16 bf16; do
-        j=$OUT/bench_T${T}_$p.json
-        withlibs timeout 400 $B/mst bench --device cuda --precision $p --model "$OUT/swin_t.safetensors" --timesteps $T \
-            --mask-ratio 0.75 --batch 64 --time-chunk 16 --warmup 2 --iters 10 --json "$j" > "$OUT/bench_T${T}_$p.log" 2>&1
-        if [ -s "$j" ]; then
-            $PY -c "import json; r=json.load(open('$j')); l=r['latency_ms']; print('%-5d %-5s %10.3f %10.3f %10.3f %12.2f %9.1f%% %10.1f' % (r['timesteps'], '$p', l['p50'], l['p99'], l['device_compute'], r['images_per_second'], 100*r['floor_fraction'], r['peak_bytes']/2**20))" | tee -a "$OUT/summary.txt"
-        else
-            echo "$T $p: failed: $(tail -n 1 "$OUT/bench_T${T}_$p.log")" | tee -a "$OUT/summary.txt"
-        fi
+        swin "T${T}_$p" --timesteps $T --precision $p --batch 64 --time-chunk 16
     done
 done
-
-log "the same with CUDA graphs (each time chunk captured once and replayed)"
-for p in fp32 bf16; do
-    j=$OUT/bench_T128_${p}_graphs.json
-    withlibs timeout 400 $B/mst bench --device cuda --precision $p --cuda-graphs --model "$OUT/swin_t.safetensors" --timesteps 128 \
-        --mask-ratio 0.75 --batch 64 --time-chunk 16 --warmup 2 --iters 10 --json "$j" > "$OUT/bench_T128_${p}_graphs.log" 2>&1
-    if [ -s "$j" ]; then
-        $PY -c "import json; r=json.load(open('$j')); l=r['latency_ms']; print('%-5d %-5s %10.3f %10.3f %10.3f %12.2f %9.1f%% %10.1f graphs' % (r['timesteps'], '$p', l['p50'], l['p99'], l['device_compute'], r['images_per_second'], 100*r['floor_fraction'], r['peak_bytes']/2**20))" | tee -a "$OUT/summary.txt"
-    else
-        echo "128 $p graphs: failed: $(tail -n 1 "$OUT/bench_T128_${p}_graphs.log")" | tee -a "$OUT/summary.txt"
-    fi
-done
-
+# each time chunk captured once and replayed
+for p in fp32 bf16; do swin "T128_${p}_graphs" --timesteps 128 --precision $p --batch 64 --time-chunk 16 --cuda-graphs; done
+# batch-1 latency with all 128 steps in one chunk: each layer launched once per image
+for g in "" --cuda-graphs; do swin "T128_bf16_b1_chunk128${g:+_graphs}" --timesteps 128 --precision bf16 --batch 1 --time-chunk 128 $g; done
 }
 
 want baseline && {

@@ -20,7 +20,9 @@ cmake -S . -B build-gpu -DMST_NATIVE=OFF -DMST_CUDA=ON -DMST_SHARED_CORE=ON -DMS
     -DCMAKE_EXE_LINKER_FLAGS=-Wl,--disable-new-dtags \
     -DCMAKE_SHARED_LINKER_FLAGS=-Wl,--disable-new-dtags >/dev/null
 cmake --build build-gpu -j"$(nproc)"
-mkdir -p build-gpu/deps
+# (emptied first: a rebuilt binary's RPATH would otherwise resolve to the
+# old copies, and cp refuses to copy a file onto itself)
+rm -rf build-gpu/deps && mkdir -p build-gpu/deps
 for bin in build-gpu/mst build-gpu/libmstcore.so build-gpu/tests/test_*; do
     ldd "$bin" | awk '/=> \// {print $3}'
 done | sort -u | grep -v -E '/(libc|libm|libdl|libpthread|librt|libresolv|libstdc\+\+|libgcc_s|ld-linux[^/]*|libcud[^/]*|libcublas[^/]*|libcurand[^/]*|libnvToolsExt[^/]*|libmstcore)\.so' |

@@ -398,3 +398,38 @@ Test(cli, eval_on_emulated_cuda_equals_cpu, .timeout = 240)
     unlink(cpu_out), unlink(emu_out);
 }
 #endif
+
+/* mst bench --json: the run's configuration and figures that hang together
+ * (gpu-check.sh and compare.py read these fields). */
+Test(cli, bench_json_records_the_run)
+{
+    const char *out = tmp_path("bench.json");
+    char args[1024], buf[8192];
+    snprintf(args, sizeof args, "bench --arch fmnist --timesteps 4 --batch 2 --warmup 0 --iters 3 --time-chunk 3 "
+             "--mask-ratio 0.5 --json %s", out);
+    cr_assert_eq(mst(args, buf, sizeof buf), 0, "%s", buf);
+    cr_expect(contains(buf, "T = 4 in chunks of 3"), "%s", buf);
+    json_error_t je;
+    json_t *r = json_load_file(out, 0, &je);
+    cr_assert(r != NULL, "%s", je.text);
+    cr_expect_str_eq(json_string_value(json_object_get(r, "precision")), "fp32");
+    cr_expect_str_eq(json_string_value(json_object_get(r, "device")), "cpu");
+    cr_expect_eq(json_integer_value(json_object_get(r, "time_chunk")), 3);
+    cr_expect_eq(json_integer_value(json_object_get(r, "timesteps")), 4);
+    cr_expect_eq(json_integer_value(json_object_get(r, "batch")), 2);
+    cr_expect(json_is_false(json_object_get(r, "cuda_graphs")));
+    json_t *l = json_object_get(r, "latency_ms");
+    double p50 = json_number_value(json_object_get(l, "p50")), p99 = json_number_value(json_object_get(l, "p99"));
+    cr_expect(p50 > 0 && p50 <= p99, "p50 %g p99 %g", p50, p99);
+    double ips = json_number_value(json_object_get(r, "images_per_second"));
+    double flop = json_number_value(json_object_get(r, "flop_per_image"));
+    double floor_flops = json_number_value(json_object_get(r, "floor_flops"));
+    cr_expect(ips > 0 && flop > 0 && floor_flops > 0);
+    cr_expect(fabs(json_number_value(json_object_get(r, "floor_fraction")) - ips * flop / floor_flops) < 1e-9 * ips,
+              "floor_fraction is images/s x FLOP per image / floor");
+    cr_expect(fabs(json_number_value(json_object_get(r, "timestep_images_per_second")) - 4 * ips) < 1e-6 * ips);
+    cr_expect_gt(json_number_value(json_object_get(r, "peak_bytes")), 0);
+    cr_expect_eq(json_object_size(json_object_get(r, "breakdown_ms")), 4);
+    json_decref(r);
+    unlink(out);
+}

@@ -95,11 +95,14 @@ static void device_arg(const char *s, mst_engine_opts *o)
     o->device_index = s[4] ? (int)int_arg("device", s + 5, 0, 1023) : 0;
 }
 
+static const char *precision_names[] = {"fp32", "fp16", "bf16"};
+
+const char *cli_precision_name(mst_precision p) { return precision_names[p]; }
+
 static void precision_arg(const char *s, mst_engine_opts *o)
 {
-    static const char *names[] = {"fp32", "fp16", "bf16"};
     for (int i = 0; i < 3; i++)
-        if (!strcmp(s, names[i])) {
+        if (!strcmp(s, precision_names[i])) {
             o->precision = (mst_precision)i;
             return;
         }

@@ -98,8 +98,8 @@ static mst_model *bench_model(const cli_args *a, const char *arch, uint64_t seed
 }
 
 typedef struct {
-    const char *name, *device;
-    int B, T, warmup, iters;
+    const char *name, *device, *precision;
+    int B, T, Tc, graphs, warmup, iters;
     double p;
     latency lat;
     double rate, family_ms[MST_NUM_FAMILIES], macs_step, macs_once, bytes_step, floor, peak_bytes;
@@ -108,8 +108,8 @@ typedef struct {
 static void print_result(const bench_result *r)
 {
     double flop = 2.0 * (r->macs_step * r->T + r->macs_once);
-    printf("%s on %s: T = %d, mask ratio %g, %d warm-up + %d timed runs\n", r->name, r->device, r->T, r->p, r->warmup,
-           r->iters);
+    printf("%s on %s (%s%s): T = %d in chunks of %d, mask ratio %g, %d warm-up + %d timed runs\n", r->name, r->device,
+           r->precision, r->graphs ? ", CUDA graphs" : "", r->T, r->Tc, r->p, r->warmup, r->iters);
     printf("work: %.3g MAC per image-step + %.3g once = %.4g GFLOP per image (dense-equivalent); %.3g bytes per "
            "image-step moved at least (%.0f FLOP/byte)\n", r->macs_step, r->macs_once, flop / 1e9, r->bytes_step,
            2.0 * r->macs_step / r->bytes_step);
@@ -129,9 +129,10 @@ static void write_json(const char *path, const bench_result *r)
     double flop = 2.0 * (r->macs_step * r->T + r->macs_once);
     json_t *fam = json_object();
     for (int f = 0; f < MST_NUM_FAMILIES; f++) json_object_set_new(fam, family_names[f], json_real(r->family_ms[f]));
-    json_t *o = json_pack("{s:s, s:s, s:i, s:i, s:f, s:i, s:i, s:{s:f, s:f, s:f, s:f, s:f}, s:o, s:f, s:f, s:f, s:f, "
-                          "s:f, s:f, s:f, s:f}",
-                          "model", r->name, "device", r->device, "batch", r->B, "timesteps", r->T, "mask_ratio", r->p,
+    json_t *o = json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:b, s:f, s:i, s:i, s:{s:f, s:f, s:f, s:f, s:f}, s:o, s:f, "
+                          "s:f, s:f, s:f, s:f, s:f, s:f, s:f}",
+                          "model", r->name, "device", r->device, "precision", r->precision, "batch", r->B, "timesteps",
+                          r->T, "time_chunk", r->Tc, "cuda_graphs", r->graphs, "mask_ratio", r->p,
                           "warmup", r->warmup, "iters", r->iters, "latency_ms", "p50", r->lat.p50, "p90", r->lat.p90,
                           "p99", r->lat.p99, "mean", r->lat.mean, "device_compute", r->lat.device_ms, "breakdown_ms", fam,
                           "images_per_second", r->rate, "timestep_images_per_second", r->rate * r->T, "flop_per_image",
@@ -178,7 +179,8 @@ int cli_bench(int argc, char **argv)
     mst_model *m = bench_model(&a, arch, a.eo.seed);
     const mst_arch *ar = mst_model_arch(m);
     bench_result r = {.name = arch ? arch : a.model, .B = a.eo.max_batch, .T = a.eo.mode == MST_MODE_ANN ? 1 : a.eo.timesteps,
-                      .warmup = warmup, .iters = iters, .p = a.eo.mask_ratio};
+                      .warmup = warmup, .iters = iters, .p = a.eo.mask_ratio,
+                      .precision = cli_precision_name(a.eo.precision), .graphs = a.eo.cuda_graphs};
     mst_model_macs(m, &r.macs_step, &r.macs_once);
     r.bytes_step = mst_model_bytes(m);
     long img = (long)ar->in_chans * ar->img_size * ar->img_size;
@@ -193,6 +195,7 @@ int cli_bench(int argc, char **argv)
     mst_engine *e;
     if (mst_engine_create(m, &one, &e, &err) != MST_OK) cli_fail(&err);
     r.device = mst_engine_device(e);
+    r.Tc = mst_engine_time_chunk(e);
     r.lat = single_stream(e, x, img, cum, warmup, iters, r.family_ms);
     mst_engine_free(e);
     if (mst_engine_create(m, &a.eo, &e, &err) != MST_OK) cli_fail(&err);

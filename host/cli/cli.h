@@ -30,6 +30,8 @@ extern const char *cli_usage_text;
 void cli_parse(int argc, char **argv, cli_args *a);
 mst_model *cli_load(const char *path, int img_size);
 double cli_now(void);
+/* "fp32", "fp16" or "bf16", as --precision takes it. */
+const char *cli_precision_name(mst_precision p);
 
 int cli_eval(int argc, char **argv);
 int cli_bench(int argc, char **argv);

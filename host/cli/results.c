@@ -139,7 +139,6 @@ static double crop_pct(const report *rp)
 /* timm's validate.py fields for the last reported step, then ours. */
 static json_t *summary_json(const tally *r, const report *rp)
 {
-    static const char *precisions[] = {"fp32", "fp16", "bf16"};
     const cli_args *a = rp->a;
     const mst_arch *arch = mst_model_arch(rp->m);
     long n = rp->images;
@@ -158,7 +157,7 @@ static json_t *summary_json(const tally *r, const report *rp)
                                                 "images", (json_int_t)n, "mode", a->eo.mode == MST_MODE_SNN ? "snn" : "ann",
                                                 "timesteps", a->eo.mode == MST_MODE_SNN ? a->eo.timesteps : 1,
                                                 "mask_ratio", a->eo.mask_ratio, "seed", (json_int_t)a->eo.seed, "device",
-                                                rp->device, "precision", precisions[a->eo.precision], "images_per_second",
+                                                rp->device, "precision", cli_precision_name(a->eo.precision), "images_per_second",
                                                 rp->rate, "steps", steps, "step_top1", t1, "step_top5", t5));
     if (a->shards > 1) json_object_set_new(o, "shard", json_pack("[i, i]", a->shard, a->shards));
     return o;

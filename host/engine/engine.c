@@ -9,6 +9,7 @@
 #include "engine_internal.h"
 
 int mst_engine_steps_out(const mst_engine *e) { return e->T; }
+int mst_engine_time_chunk(const mst_engine *e) { return e->Tc; }
 
 /* Device pointer of a model array (the array itself on host-memory backends). */
 const float *mst_engine_dev(const mst_engine *e, const float *host)

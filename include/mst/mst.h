@@ -116,6 +116,8 @@ mst_status mst_engine_run(mst_engine *e, const float *images, int n,
 
 /* Number of logit rows per image the engine writes: T or 1. */
 int mst_engine_steps_out(const mst_engine *e);
+/* Steps per time chunk it runs (the option, or its default, at most T). */
+int mst_engine_time_chunk(const mst_engine *e);
 
 /* The backend it runs on: "cpu" or e.g. "cuda:0 (NVIDIA H200, sm_90)". */
 const char *mst_engine_device(const mst_engine *e);
