@@ -86,16 +86,18 @@ done
 
 want precision && {
 log "precision: top-1 on the Fashion-MNIST test set (10 000 images), fmnist_p75, T=64, p=0.75, per precision"
-printf '%-5s %8s %8s %10s\n' prec "top-1" "vs fp32" "images/s" | tee -a "$OUT/summary.txt"
-for p in fp32 fp16 bf16; do
-    j=$OUT/eval_fmnist_$p.json
-    withlibs timeout 300 $B/mst eval --device cuda --precision $p --model weights/fmnist_p75.safetensors \
+printf '%-10s %8s %8s %10s\n' run "top-1" "vs fp32" "images/s" | tee -a "$OUT/summary.txt"
+for run in fp32 fp16 bf16 fp16-fused bf16-fused; do
+    p=${run%-fused}
+    fused=""; [ "$run" != "$p" ] && fused=--fused-synapse
+    j=$OUT/eval_fmnist_$run.json
+    withlibs timeout 300 $B/mst eval --device cuda --precision $p $fused --model weights/fmnist_p75.safetensors \
         --data $B/data/fashion-mnist --timesteps 64 --mask-ratio 0.75 --batch 250 --report-steps 16,32,64 \
-        --results-file "$j" > "$OUT/eval_fmnist_$p.log" 2>&1
+        --results-file "$j" > "$OUT/eval_fmnist_$run.log" 2>&1
     if [ -s "$j" ]; then
-        $PY -c "import json; r=json.load(open('$j')); f=json.load(open('$OUT/eval_fmnist_fp32.json'))['top1']; print('%-5s %8.2f %+8.2f %10.1f' % ('$p', r['top1'], r['top1']-f, r['images_per_second']))" | tee -a "$OUT/summary.txt"
+        $PY -c "import json; r=json.load(open('$j')); f=json.load(open('$OUT/eval_fmnist_fp32.json'))['top1']; print('%-10s %8.2f %+8.2f %10.1f' % ('$run', r['top1'], r['top1']-f, r['images_per_second']))" | tee -a "$OUT/summary.txt"
     else
-        echo "$p: failed: $(tail -n 1 "$OUT/eval_fmnist_$p.log")" | tee -a "$OUT/summary.txt"
+        echo "$run: failed: $(tail -n 1 "$OUT/eval_fmnist_$run.log")" | tee -a "$OUT/summary.txt"
     fi
 done
 
@@ -129,6 +131,9 @@ for T in 32 128; do
 done
 # each time chunk captured once and replayed
 for p in fp32 bf16; do swin "T128_${p}_graphs" --timesteps 128 --precision $p --batch 64 --time-chunk 16 --cuda-graphs; done
+# the fused synapse (GEMM + IF scan in one kernel) against the two kernels above
+for p in fp16 bf16; do swin "T128_${p}_fused" --timesteps 128 --precision $p --batch 64 --time-chunk 16 --fused-synapse; done
+swin "T128_bf16_fused_graphs" --timesteps 128 --precision bf16 --batch 64 --time-chunk 16 --fused-synapse --cuda-graphs
 # batch-1 latency with all 128 steps in one chunk: each layer launched once per image
 for g in "" --cuda-graphs; do swin "T128_bf16_b1_chunk128${g:+_graphs}" --timesteps 128 --precision bf16 --batch 1 --time-chunk 128 $g; done
 }

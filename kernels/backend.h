@@ -125,7 +125,8 @@ mst_status mst_backend_cpu(mst_backend *out, mst_error *err);
 #ifdef MST_HAVE_CUDA
 /* Device `device` with one stream and cuBLAS handle; fails with the reason
  * (no driver, no such device) rather than falling back. */
-mst_status mst_backend_cuda(mst_backend *out, int device, mst_precision precision, mst_error *err);
+#define MST_CUDA_FUSED_SYNAPSE 1u /* flags: the fp16/bf16 synapse as one GEMM + IF kernel */
+mst_status mst_backend_cuda(mst_backend *out, int device, mst_precision precision, unsigned flags, mst_error *err);
 /* CUDA devices that answer (0 where the driver is missing or too old). */
 int mst_cuda_device_count(void);
 /* Raw Philox numbers offset .. offset+n-1 of a subsequence into device memory,

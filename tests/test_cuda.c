@@ -24,7 +24,7 @@ static void setup(void)
     if (mst_cuda_device_count() == 0) return;
     mst_error err = {0};
     cr_assert_eq(mst_backend_cpu(&cpu, &err), MST_OK, "%s", err.msg);
-    cr_assert_eq(mst_backend_cuda(&gpu, 0, MST_PRECISION_FP32, &err), MST_OK, "%s", err.msg);
+    cr_assert_eq(mst_backend_cuda(&gpu, 0, MST_PRECISION_FP32, 0, &err), MST_OK, "%s", err.msg);
 }
 
 static void teardown(void)
@@ -363,4 +363,95 @@ Test(cuda, out_of_memory_names_the_size_and_recovers)
     float *back = to_host(d, sizeof host);
     cr_expect(back[0] == 7.0f && back[4] == 7.0f);
     free(back);
+}
+
+/* --fused-synapse (fp16/bf16): GEMM and IF scan in one kernel against the
+ * two-kernel path in the same precision (the same rounded weights and fp32
+ * sums, in another order): spikes, counts and membranes agree but for inputs
+ * within rounding of the threshold. Steps past one 16-step tile, channels
+ * past one 64-channel tile and inputs that fill no 16-wide tile included;
+ * packed spikes out, and scaled float spikes out. */
+typedef struct {
+    long R;
+    int K, N, steps, packed;
+} fused_case;
+
+static const fused_case fused_cases[] = {
+    {1, 1, 1, 1, 1}, {7, 13, 5, 2, 1}, {9, 96, 384, 16, 1}, {5, 130, 67, 33, 1}, {6, 48, 70, 20, 0}, {3, 64, 64, 17, 0},
+};
+
+static void fused_run(mst_backend *be, const fused_case *c, const uint64_t *x, const float *w, const float *b,
+                      const float *v, uint64_t **bits, float **out, float **vout, uint64_t *count)
+{
+    long rows = c->R * c->steps;
+    int WK = mst_spike_words(c->K), WN = mst_spike_words(c->N);
+    size_t nbits = sizeof(uint64_t) * (size_t)(rows * WN), nout = sizeof(float) * (size_t)(rows * c->N);
+    mst_error err = {0};
+    void *xd, *wd, *bd, *vd, *od = NULL, *cd;
+    uint64_t zero = 0;
+    cr_assert_eq(be->alloc(be->ctx, sizeof(uint64_t) * (size_t)(rows * WK), &xd, &err), MST_OK);
+    cr_assert_eq(be->alloc(be->ctx, sizeof(float) * (size_t)(c->K * c->N), &wd, &err), MST_OK);
+    cr_assert_eq(be->alloc(be->ctx, sizeof(float) * (size_t)c->N, &bd, &err), MST_OK);
+    cr_assert_eq(be->alloc(be->ctx, sizeof(float) * (size_t)(c->R * c->N), &vd, &err), MST_OK);
+    cr_assert_eq(be->alloc(be->ctx, c->packed ? nbits : nout, &od, &err), MST_OK);
+    cr_assert_eq(be->alloc(be->ctx, sizeof zero, &cd, &err), MST_OK);
+    be->upload(be->ctx, xd, x, sizeof(uint64_t) * (size_t)(rows * WK), &err);
+    be->upload(be->ctx, wd, w, sizeof(float) * (size_t)(c->K * c->N), &err);
+    be->upload(be->ctx, bd, b, sizeof(float) * (size_t)c->N, &err);
+    be->upload(be->ctx, vd, v, sizeof(float) * (size_t)(c->R * c->N), &err);
+    be->upload(be->ctx, cd, &zero, sizeof zero, &err);
+    cr_assert_eq(be->synapse_if(be->ctx, xd, c->steps, c->R, c->K, wd, bd, c->N, vd, c->packed ? od : NULL,
+                                c->packed ? NULL : od, 0.5f, cd, &err),
+                 MST_OK, "%s", err.msg);
+    *bits = c->packed ? malloc(nbits) : NULL;
+    *out = c->packed ? NULL : malloc(nout);
+    *vout = malloc(sizeof(float) * (size_t)(c->R * c->N));
+    cr_assert_eq(be->download(be->ctx, c->packed ? (void *)*bits : (void *)*out, od, c->packed ? nbits : nout, &err), MST_OK);
+    cr_assert_eq(be->download(be->ctx, *vout, vd, sizeof(float) * (size_t)(c->R * c->N), &err), MST_OK);
+    cr_assert_eq(be->download(be->ctx, count, cd, sizeof zero, &err), MST_OK);
+    void *all[] = {xd, wd, bd, vd, od, cd};
+    for (int i = 0; i < 6; i++) be->release(be->ctx, all[i]);
+}
+
+Test(cuda, fused_synapse_equals_two_kernels)
+{
+    NEED_GPU();
+    unsigned seed = 31;
+    for (int p = MST_PRECISION_FP16; p <= MST_PRECISION_BF16; p++) {
+        mst_backend plain, fused;
+        mst_error err = {0};
+        cr_assert_eq(mst_backend_cuda(&plain, 0, (mst_precision)p, 0, &err), MST_OK, "%s", err.msg);
+        cr_assert_eq(mst_backend_cuda(&fused, 0, (mst_precision)p, MST_CUDA_FUSED_SYNAPSE, &err), MST_OK, "%s", err.msg);
+        for (size_t k = 0; k < sizeof fused_cases / sizeof fused_cases[0]; k++) {
+            const fused_case *c = &fused_cases[k];
+            long rows = c->R * c->steps, n = rows * c->N;
+            int WK = mst_spike_words(c->K), WN = mst_spike_words(c->N);
+            uint64_t *x = calloc((size_t)(rows * WK), sizeof(uint64_t));
+            for (long r = 0; r < rows; r++)
+                for (int i = 0; i < c->K; i++)
+                    if (frand(&seed) < 0.3f) x[r * WK + i / 64] |= (uint64_t)1 << (i % 64);
+            float *w = randf(&seed, (long)c->K * c->N, -0.3f, 0.4f), *b = randf(&seed, c->N, -0.2f, 0.3f);
+            float *v = randf(&seed, c->R * c->N, 0, 1);
+            uint64_t *b1, *b2, n1, n2;
+            float *o1, *o2, *v1, *v2;
+            fused_run(&plain, c, x, w, b, v, &b1, &o1, &v1, &n1);
+            fused_run(&fused, c, x, w, b, v, &b2, &o2, &v2, &n2);
+            long differ = 0;
+            for (long r = 0; r < rows; r++)
+                for (int j = 0; j < c->N; j++)
+                    differ += c->packed ? mst_bit(b1 + r * WN, j) != mst_bit(b2 + r * WN, j)
+                                        : o1[r * c->N + j] != o2[r * c->N + j];
+            if (c->packed) /* nothing set past N */
+                for (long r = 0; r < rows; r++)
+                    for (int j = c->N; j < WN * 64; j++) cr_expect(!mst_bit(b2 + r * WN, j), "case %zu: bit %d set", k, j);
+            cr_expect(differ <= n / 1000, "precision %d case %zu: %ld of %ld spikes differ", p, k, differ, n);
+            cr_expect(llabs((long long)n1 - (long long)n2) <= differ, "case %zu: counts %llu vs %llu", k,
+                      (unsigned long long)n1, (unsigned long long)n2);
+            if (!differ) expect_same_floats("fused membranes", v1, v2, c->R * c->N, 1e-5 * sqrt((double)c->K));
+            if (n1 == 0 && rows * c->N > 100) cr_expect(0, "case %zu: no spikes at all: the test would prove nothing", k);
+            free(x), free(w), free(b), free(v), free(b1), free(b2), free(o1), free(o2), free(v1), free(v2);
+        }
+        plain.destroy(&plain);
+        fused.destroy(&fused);
+    }
 }

@@ -275,6 +275,7 @@ Test(engine, rejects_bad_options)
         {{.mode = MST_MODE_SNN, .timesteps = 4, .max_batch = 0}, "batch must be >= 1"},
         {{.mode = MST_MODE_SNN, .timesteps = 4, .max_batch = 1, .mask_ratio = 1.5}, "mask ratio must be in [0, 1]"},
         {{.mode = MST_MODE_SNN, .timesteps = 4, .max_batch = 1, .mask_ratio = NAN}, "mask ratio must be in [0, 1]"},
+        {{.mode = MST_MODE_SNN, .timesteps = 4, .max_batch = 1, .fused_synapse = 1}, "takes fp16 or bf16 operands"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         cr_expect_eq(mst_engine_create(m, &bad[i].o, &e, &err), MST_ERR_ARG, "case %zu", i);
@@ -322,7 +323,8 @@ static int shipped_samples(const mst_arch *arch, int every, float **x, int **y)
     return n;
 }
 
-/* fp16/bf16 operands (CUDA) against fp32 on the same device, on the shipped
+/* fp16/bf16 operands (CUDA; the two-kernel and the fused synapse) against
+ * fp32 on the same device, on the shipped
  * trained model (fmnist_p75) and every fifth shipped image, T = 32: the
  * last-step top-1 agrees with fp32 on all but at most one of the 20 images
  * (a reduced-precision potential may cross a threshold that fp32 does not),
@@ -345,8 +347,9 @@ Test(engine, reduced_precision_top1_agrees_with_fp32, .timeout = 300)
     float *ref = run(m, &x, o, &steps);
     int ref_top1[64], ref_right = 0;
     for (int n = 0; n < N; n++) ref_right += (ref_top1[n] = argmax(ref + ((long)(steps - 1) * N + n) * K, K)) == labels[n];
-    for (int p = MST_PRECISION_FP16; p <= MST_PRECISION_BF16; p++) {
-        o.precision = (mst_precision)p;
+    for (int v = 0; v < 4; v++) { /* fp16, bf16; two kernels, then the fused synapse */
+        o.precision = v % 2 ? MST_PRECISION_BF16 : MST_PRECISION_FP16;
+        o.fused_synapse = v >= 2;
         float *got = run(m, &x, o, &steps);
         int differ = 0, right = 0;
         for (int n = 0; n < N; n++) {
@@ -354,9 +357,9 @@ Test(engine, reduced_precision_top1_agrees_with_fp32, .timeout = 300)
             differ += top1 != ref_top1[n];
             right += top1 == labels[n];
         }
-        const char *name = p == MST_PRECISION_FP16 ? "fp16" : "bf16";
-        cr_expect(differ <= 1, "%s: top-1 differs from fp32 on %d of %d images", name, differ, N);
-        cr_expect(abs(right - ref_right) <= 1, "%s: %d of %d right, fp32 %d", name, right, N, ref_right);
+        const char *name[] = {"fp16", "bf16", "fp16 fused", "bf16 fused"};
+        cr_expect(differ <= 1, "%s: top-1 differs from fp32 on %d of %d images", name[v], differ, N);
+        cr_expect(abs(right - ref_right) <= 1, "%s: %d of %d right, fp32 %d", name[v], right, N, ref_right);
         free(got);
     }
     cr_expect_geq(ref_right, N * 3 / 4, "fp32 on CUDA: only %d of %d right", ref_right, N);

@@ -29,7 +29,7 @@ const char *cli_usage_text =
     "usage:\n"
     "  mst run --model FILE [--timesteps T] [--mask-ratio P] [--seed S] [--mode snn|ann]\n"
     "          [--batch B] [--time-chunk C] [--img-size N] [--logits OUT.npy] [--stats]\n"
-    "          [--device auto|cpu|cuda[:N]] [--precision fp32|fp16|bf16] [--cuda-graphs]\n"
+    "          [--device auto|cpu|cuda[:N]] [--precision fp32|fp16|bf16] [--cuda-graphs] [--fused-synapse]\n"
     "          INPUT.npy | IMAGE | FOLDER\n"
     "  mst eval --model FILE --data PATH [--timesteps T] [--mask-ratio P] [--seed S] [--mode snn|ann]\n"
     "          [--batch B] [--time-chunk C] [--report-steps LIST] [--results-file OUT.json|OUT.csv]\n"
@@ -72,7 +72,7 @@ static const struct option options[] = {
     {"stats", 0, 0, 'S'},      {"device", 1, 0, 'D'},    {"precision", 1, 0, 'P'},
     {"interpolation", 1, 0, 'I'}, {"crop-pct", 1, 0, 'C'},   {"ground-truth", 1, 0, 'g'}, {"synsets", 1, 0, 'y'},
     {"labels", 1, 0, 'L'},     {"shard", 1, 0, 'k'},     {"workers", 1, 0, 'w'},      {"cuda-graphs", 0, 0, 'G'},
-    {0, 0, 0, 0}};
+    {"fused-synapse", 0, 0, 'F'}, {0, 0, 0, 0}};
 
 /* K/N, 0 <= K < N */
 static void shard_arg(const char *s, cli_args *a)
@@ -141,6 +141,7 @@ static void option(cli_args *a, int c, char **argv)
     case 'k': shard_arg(optarg, a); break;
     case 'w': a->workers = (int)int_arg("workers", optarg, 0, 256); break;
     case 'G': a->eo.cuda_graphs = 1; break;
+    case 'F': a->eo.fused_synapse = 1; break;
     case 'M':
         if (strcmp(optarg, "snn") && strcmp(optarg, "ann")) cli_die("--mode must be snn or ann, got \"%s\"", optarg);
         a->eo.mode = strcmp(optarg, "ann") ? MST_MODE_SNN : MST_MODE_ANN;

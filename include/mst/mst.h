@@ -98,6 +98,7 @@ typedef struct {
     int device_index;   /* CUDA device number */
     mst_precision precision;
     int cuda_graphs;    /* CUDA: capture each time chunk's work once and replay it */
+    int fused_synapse;  /* CUDA fp16/bf16: each synapse's GEMM and IF scan in one kernel */
 } mst_engine_opts;
 
 typedef struct mst_engine mst_engine;

@@ -251,12 +251,14 @@ static mst_status open_device(mst_cuda *c, int device, mst_error *err)
     return MST_OK;
 }
 
-extern "C" mst_status mst_backend_cuda(mst_backend *b, int device, mst_precision precision, mst_error *err)
+extern "C" mst_status mst_backend_cuda(mst_backend *b, int device, mst_precision precision, unsigned flags,
+                                       mst_error *err)
 {
     memset(b, 0, sizeof *b);
     mst_cuda *c = (mst_cuda *)calloc(1, sizeof(mst_cuda));
     if (!c) return mst_fail(err, MST_ERR_NOMEM, "out of memory");
     c->precision = precision;
+    c->fused_synapse = (flags & MST_CUDA_FUSED_SYNAPSE) != 0;
     b->ctx = c;
     b->destroy = cuda_destroy;
     mst_status r = open_device(c, device, err);

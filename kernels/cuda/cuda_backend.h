@@ -16,10 +16,11 @@ extern "C" {
 }
 
 /* A weight matrix converted to the GEMM operand type of fp16/bf16 mode, made
- * the first time the weight is used. */
+ * the first time the weight is used; rows x cols, zero-padded past [K][N]. */
 typedef struct {
     const float *src;
     void *half;
+    int rows, cols;
 } mst_cuda_half_weight;
 
 /* One timed op: events around it on the stream. */
@@ -38,6 +39,7 @@ typedef struct {
 typedef struct {
     int device;
     mst_precision precision;
+    int fused_synapse;      /* fp16/bf16: the synapse's GEMM and IF scan in one kernel */
     cudaStream_t stream;
     cublasHandle_t blas;
     void *operand;          /* unpacked spikes or converted inputs of a GEMM */
@@ -82,6 +84,7 @@ typedef struct {
 /* Launches and dynamic shared memory go through these two macros so that
  * tests/cuda_emu can run the same kernels on the CPU. */
 #ifndef MST_LAUNCH
+#include <mma.h>
 #define MST_LAUNCH(kernel, grid, block, shared, stream) kernel<<<grid, block, shared, stream>>>
 #define MST_DYNAMIC_SHARED(type, name) extern __shared__ __align__(16) type name[]
 #endif
@@ -107,6 +110,10 @@ mst_status mst_cuda_scratch(mst_cuda *c, void **p, size_t *have, size_t want, ms
  * precision; x_half: x is already in the operand type (fp16/bf16 modes). */
 mst_status mst_cuda_gemm(mst_cuda *c, const void *x, int x_half, long M, int K, const float *w, int N, float *y,
                          int accumulate, mst_error *err);
+/* The fp16/bf16 copy of weight w [K][N] as a [Kp][Np] matrix (Kp >= K,
+ * Np >= N, zero-padded), made on first use and kept with the context. */
+mst_status mst_cuda_half_weight_get(mst_cuda *c, const float *w, int K, int N, int Kp, int Np, const void **out,
+                                    mst_error *err);
 /* Spike counters live in device memory (the engine allocates them through
  * the table), so counting never waits for the stream. */
 static inline unsigned long long *mst_cuda_counter(uint64_t *p) { return (unsigned long long *)p; }

@@ -19,6 +19,15 @@ template <typename T> __global__ void convert_kernel(const float *x, T *y, long 
         y[i] = to_operand<T>(x[i]);
 }
 
+/* w [K][N] into y [Kp][Np], zeros in the padding */
+template <typename T> __global__ void convert_weight_kernel(const float *w, int K, int N, int Np, T *y, long n)
+{
+    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
+        int k = (int)(i / Np), j = (int)(i % Np);
+        y[i] = to_operand<T>(k < K && j < N ? w[(long)k * N + j] : 0.0f);
+    }
+}
+
 static unsigned grid_for(long n) { return (unsigned)(n / 256 + 1 < 65536 ? n / 256 + 1 : 65536); }
 
 static mst_status convert(mst_cuda *c, const float *x, void *y, long n, mst_error *err)
@@ -31,11 +40,11 @@ static mst_status convert(mst_cuda *c, const float *x, void *y, long n, mst_erro
     return MST_OK;
 }
 
-/* The operand copy of weight w ([K][N]), made on first use. */
-static mst_status half_weight(mst_cuda *c, const float *w, long n, const void **out, mst_error *err)
+mst_status mst_cuda_half_weight_get(mst_cuda *c, const float *w, int K, int N, int Kp, int Np, const void **out,
+                                    mst_error *err)
 {
     for (int i = 0; i < c->num_halves; i++)
-        if (c->halves[i].src == w) {
+        if (c->halves[i].src == w && c->halves[i].rows == Kp && c->halves[i].cols == Np) {
             *out = c->halves[i].half;
             return MST_OK;
         }
@@ -46,14 +55,20 @@ static mst_status half_weight(mst_cuda *c, const float *w, long n, const void **
         c->halves = h;
         c->cap_halves = cap;
     }
+    long n = (long)Kp * Np;
     void *p = NULL;
     if (cudaMalloc(&p, sizeof(__half) * (size_t)n) != cudaSuccess) {
         cudaGetLastError();
         return mst_fail(err, MST_ERR_NOMEM, "cannot allocate %zu bytes of device memory for a weight copy",
                         sizeof(__half) * (size_t)n);
     }
-    c->halves[c->num_halves++] = (mst_cuda_half_weight){w, p};
-    MST_TRY(convert(c, w, p, n, err));
+    c->halves[c->num_halves++] = (mst_cuda_half_weight){w, p, Kp, Np};
+    if (c->precision == MST_PRECISION_FP16)
+        MST_LAUNCH(convert_weight_kernel<__half>, grid_for(n), 256, 0, c->stream)(w, K, N, Np, (__half *)p, n);
+    else
+        MST_LAUNCH(convert_weight_kernel<__nv_bfloat16>, grid_for(n), 256, 0, c->stream)(w, K, N, Np,
+                                                                                         (__nv_bfloat16 *)p, n);
+    LAUNCH_TRY("convert_weight_kernel", err);
     *out = p;
     return MST_OK;
 }
@@ -76,7 +91,7 @@ mst_status mst_cuda_gemm(mst_cuda *c, const void *x, int x_half, long M, int K, 
         MST_TRY(convert(c, (const float *)x, c->operand, M * K, err));
         xh = c->operand;
     }
-    MST_TRY(half_weight(c, w, (long)K * N, &wh, err));
+    MST_TRY(mst_cuda_half_weight_get(c, w, K, N, K, N, &wh, err));
     cudaDataType_t t = c->precision == MST_PRECISION_FP16 ? CUDA_R_16F : CUDA_R_16BF;
     BLAS_TRY(cublasGemmEx(c->blas, CUBLAS_OP_N, CUBLAS_OP_N, N, (int)M, K, &one, wh, t, N, xh, t, K, &beta, y, CUDA_R_32F,
                           N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),

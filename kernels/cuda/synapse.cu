@@ -1,7 +1,7 @@
 /* Spike-fed synapses and the IF site they feed: the packed spikes of the
  * chunk are expanded to GEMM operands (0/1 is exact in every float format),
- * one GEMM over all steps x rows, then the IF scan over the potentials.
- * (design.md's next step, the scan in the GEMM epilogue, is not done yet.) */
+ * one GEMM over all steps x rows, then the IF scan over the potentials; or,
+ * in fp16/bf16 with --fused-synapse, both in one kernel (below). */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -44,11 +44,125 @@ static mst_status unpack(mst_cuda *c, const uint64_t *x, long rows, int K, mst_e
     return MST_OK;
 }
 
+/* The fused synapse (fp16/bf16, --fused-synapse): design.md's GEMM whose
+ * epilogue runs the IF scan. One warp takes one neuron row r (an image's
+ * token) and 64 output channels over all the chunk's steps: tensor-core tiles
+ * of [16 steps] x 16 inputs x 16 channels, the spikes expanded per tile in
+ * shared memory, the sums kept in fp32, then the IF scan of its 2 x 32
+ * channels with the membranes in registers. Only spike bits (or scaled
+ * spikes) and counts leave: no operand or potential buffer in memory. */
+#define FUSED_WARPS 4
+
+namespace wm = nvcuda::wmma;
+
+typedef struct {
+    const uint64_t *x;          /* [steps][R] rows of packed input spikes */
+    const void *w;              /* [Kp][Np] operand copy, zero-padded */
+    const float *bias;          /* [N] or NULL */
+    float *v;                   /* [R][N] membranes */
+    uint64_t *bits;             /* [steps][R] rows of packed spikes out, or NULL */
+    float *out;                 /* [steps][R][N] spikes x out_scale when bits is NULL */
+    unsigned long long *count;
+    float out_scale;
+    long R;
+    int steps, K, Kp, N, Np;
+} fused_args;
+
+/* Lane l expands 8 inputs of row l/2 of the 16 x 16 tile at (t0, k0). */
+template <typename T> __device__ void expand_tile(const fused_args *p, long r, int t0, int k0, T *A)
+{
+    int lane = threadIdx.x & 31, m = lane >> 1, half = lane & 1, kb = k0 + 8 * half, t = t0 + m;
+    unsigned byte = 0;
+    if (t < p->steps && kb < p->K) {
+        const uint64_t *row = p->x + ((long)t * p->R + r) * mst_spike_words(p->K);
+        byte = (unsigned)(row[kb / 64] >> (kb % 64)) & 0xffu;
+        if (p->K - kb < 8) byte &= (1u << (p->K - kb)) - 1u;
+    }
+    for (int e = 0; e < 8; e++) A[m * 16 + 8 * half + e] = spike_value<T>((byte >> e) & 1u);
+}
+
+/* z[16 steps][64 channels] of row r from step t0, into the warp's Z. */
+template <typename T> __device__ void tile_sums(const fused_args *p, long r, int t0, int n0, T *A, float *Z)
+{
+    wm::fragment<wm::accumulator, 16, 16, 16, float> acc[4];
+    for (int j = 0; j < 4; j++) wm::fill_fragment(acc[j], 0.0f);
+    for (int k0 = 0; k0 < p->Kp; k0 += 16) {
+        expand_tile<T>(p, r, t0, k0, A);
+        __syncwarp();
+        wm::fragment<wm::matrix_a, 16, 16, 16, T, wm::row_major> a;
+        wm::load_matrix_sync(a, A, 16);
+        for (int j = 0; j < 4; j++) {
+            wm::fragment<wm::matrix_b, 16, 16, 16, T, wm::row_major> b;
+            wm::load_matrix_sync(b, (const T *)p->w + (long)k0 * p->Np + n0 + 16 * j, p->Np);
+            wm::mma_sync(acc[j], a, b, acc[j]);
+        }
+        __syncwarp(); /* A is rewritten next */
+    }
+    for (int j = 0; j < 4; j++) wm::store_matrix_sync(Z + 16 * j, acc[j], 64, wm::mem_row_major);
+    __syncwarp();
+}
+
+template <typename T> __global__ void synapse_fused_kernel(fused_args p)
+{
+    __shared__ __align__(32) T a_tiles[FUSED_WARPS][16 * 16];
+    __shared__ __align__(32) float z_tiles[FUSED_WARPS][16 * 64];
+    int warp = threadIdx.x / 32, lane = threadIdx.x & 31, n0 = blockIdx.y * 64;
+    long r = (long)blockIdx.x * FUSED_WARPS + warp;
+    if (r >= p.R) return; /* the whole warp */
+    int c[2] = {n0 + lane, n0 + 32 + lane}, WN = mst_spike_words(p.N);
+    float v[2];
+    for (int h = 0; h < 2; h++) v[h] = c[h] < p.N ? p.v[r * p.N + c[h]] : 0.0f;
+    unsigned long long fired = 0;
+    float *Z = z_tiles[warp];
+    for (int t0 = 0; t0 < p.steps; t0 += 16) {
+        tile_sums<T>(&p, r, t0, n0, a_tiles[warp], Z);
+        for (int m = 0; m < 16 && t0 + m < p.steps; m++) {
+            long row = (long)(t0 + m) * p.R + r;
+            float s[2];
+            for (int h = 0; h < 2; h++) {
+                float u = Z[m * 64 + 32 * h + lane];
+                if (p.bias && c[h] < p.N) u = u + p.bias[c[h]]; /* as the unfused scan adds it */
+                s[h] = c[h] < p.N ? mst_if_step(&v[h], u) : 0.0f;
+                fired += s[h] != 0.0f;
+                if (!p.bits && c[h] < p.N) p.out[row * p.N + c[h]] = s[h] * p.out_scale;
+            }
+            if (p.bits) {
+                unsigned lo = __ballot_sync(0xffffffffu, s[0] != 0.0f), hi = __ballot_sync(0xffffffffu, s[1] != 0.0f);
+                if (lane == 0) p.bits[row * WN + n0 / 64] = (uint64_t)hi << 32 | lo;
+            }
+        }
+        __syncwarp(); /* Z is rewritten next */
+    }
+    for (int h = 0; h < 2; h++)
+        if (c[h] < p.N) p.v[r * p.N + c[h]] = v[h];
+    mst_cuda_count(p.count, fired);
+}
+
+static mst_status synapse_fused(mst_cuda *c, const fused_args *a, const float *w, mst_error *err)
+{
+    fused_args p = *a;
+    MST_TRY(mst_cuda_half_weight_get(c, w, p.K, p.N, p.Kp, p.Np, &p.w, err));
+    long blocks = (p.R + FUSED_WARPS - 1) / FUSED_WARPS;
+    if (blocks > 0x7fffffffL) return mst_fail(err, MST_ERR_UNSUPPORTED, "fused synapse over %ld rows", p.R);
+    dim3 grid((unsigned)(blocks ? blocks : 1), (unsigned)(p.Np / 64));
+    if (c->precision == MST_PRECISION_FP16)
+        MST_LAUNCH(synapse_fused_kernel<__half>, grid, 32 * FUSED_WARPS, 0, c->stream)(p);
+    else
+        MST_LAUNCH(synapse_fused_kernel<__nv_bfloat16>, grid, 32 * FUSED_WARPS, 0, c->stream)(p);
+    LAUNCH_TRY("synapse_fused_kernel", err);
+    return MST_OK;
+}
+
 mst_status mst_cuda_synapse_if(void *ctx, const uint64_t *x, int steps, long R, int K, const float *w, const float *b,
                                int N, float *v, uint64_t *bits, float *out, float out_scale, uint64_t *count,
                                mst_error *err)
 {
     mst_cuda *c = (mst_cuda *)ctx;
+    if (c->fused_synapse && c->precision != MST_PRECISION_FP32) {
+        fused_args p = {x, NULL, b, v, bits, out, mst_cuda_counter(count), out_scale, R, steps, K, (K + 15) / 16 * 16, N,
+                        (N + 63) / 64 * 64};
+        return synapse_fused(c, &p, w, err);
+    }
     long rows = (long)steps * R;
     MST_TRY(unpack(c, x, rows, K, err));
     MST_TRY(mst_cuda_scratch(c, (void **)&c->z, &c->z_bytes, sizeof(float) * (size_t)rows * N, err));

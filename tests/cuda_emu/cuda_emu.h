@@ -132,6 +132,88 @@ template <class T> static inline T __shfl_down_sync(unsigned mask, T value, int 
     return out;
 }
 
+static inline void __syncwarp(unsigned mask = 0xffffffffu)
+{
+    uint64_t all[32];
+    mst_emu::warp_exchange(mask, 0, all);
+}
+
+/* The warp matrix operations (<mma.h>) for 16x16x16 tiles. The API exposes
+ * no element-to-lane mapping that mst uses, so lane 0 of the warp holds the
+ * whole tile and does all the work; every operation is still a warp
+ * collective (all 32 lanes, as on the GPU), and the CUDA guide's pointer and
+ * leading-dimension rules are checked. */
+namespace nvcuda {
+namespace wmma {
+struct matrix_a {};
+struct matrix_b {};
+struct accumulator {};
+struct row_major {};
+struct col_major {};
+enum layout_t { mem_row_major, mem_col_major };
+
+template <class Use, int M, int N, int K, class T, class Layout = void> struct fragment {
+    static_assert(M == 16 && N == 16 && K == 16, "cuda_emu models 16x16x16 tiles only");
+    float v[16 * 16];
+};
+
+void check_tile(const void *p, unsigned ldm, size_t elem); /* faults the kernel when the guide's rules are broken */
+
+/* A warp collective; true in the lane that does the work. */
+static inline bool tile_lane()
+{
+    __syncwarp();
+    return (threadIdx.x & 31) == 0;
+}
+
+template <class F> static inline void fill_fragment(F &f, float x)
+{
+    if (tile_lane())
+        for (float &e : f.v) e = x;
+}
+
+template <class T> static inline float tile_value(T x) { return (float)x; }
+static inline float tile_value(__half x) { return __half2float(x); }
+static inline float tile_value(__nv_bfloat16 x) { return __bfloat162float(x); }
+
+template <class Use, class T>
+static inline void load_matrix_sync(fragment<Use, 16, 16, 16, T, row_major> &f, const T *p, unsigned ldm)
+{
+    if (!tile_lane()) return;
+    check_tile(p, ldm, sizeof(T));
+    for (int i = 0; i < 16; i++)
+        for (int j = 0; j < 16; j++) f.v[i * 16 + j] = tile_value(p[(size_t)i * ldm + j]);
+}
+
+template <class T>
+static inline void mma_sync(fragment<accumulator, 16, 16, 16, float> &d, const fragment<matrix_a, 16, 16, 16, T, row_major> &a,
+                            const fragment<matrix_b, 16, 16, 16, T, row_major> &b,
+                            const fragment<accumulator, 16, 16, 16, float> &c)
+{
+    if (!tile_lane()) return;
+    float out[16 * 16];
+    for (int i = 0; i < 16; i++)
+        for (int j = 0; j < 16; j++) {
+            float acc = c.v[i * 16 + j];
+            for (int k = 0; k < 16; k++) acc += a.v[i * 16 + k] * b.v[k * 16 + j];
+            out[i * 16 + j] = acc;
+        }
+    for (int i = 0; i < 256; i++) d.v[i] = out[i];
+}
+
+static inline void store_matrix_sync(float *p, const fragment<accumulator, 16, 16, 16, float> &f, unsigned ldm,
+                                     layout_t layout)
+{
+    /* other lanes may run on before lane 0 has stored: reading the tile
+       back needs the __syncwarp() that the GPU needs too */
+    if (!tile_lane()) return;
+    check_tile(p, ldm, sizeof(float));
+    for (int i = 0; i < 16; i++)
+        for (int j = 0; j < 16; j++) p[layout == mem_row_major ? (size_t)i * ldm + j : (size_t)j * ldm + i] = f.v[i * 16 + j];
+}
+} // namespace wmma
+} // namespace nvcuda
+
 /* Fibers of one block never run at the same time, so these are atomic. */
 static inline unsigned long long atomicAdd(unsigned long long *p, unsigned long long v)
 {

@@ -328,6 +328,19 @@ bool is_device_range(const void *p, size_t bytes)
     return a >= it->first && a + bytes <= it->first + it->second;
 }
 
+} // namespace mst_emu
+
+/* The CUDA guide: a 256-bit aligned pointer, ldm a multiple of 8 for 16-bit
+ * elements and of 4 for 32-bit ones. */
+void nvcuda::wmma::check_tile(const void *p, unsigned ldm, size_t elem)
+{
+    if ((uintptr_t)p % 32 == 0 && ldm % (16 / elem) == 0 && ldm >= 16) return;
+    fprintf(stderr, "cuda_emu: a wmma tile at %p with ldm %u breaks the alignment rules\n", p, ldm);
+    mst_emu::st().sticky = cudaErrorMisalignedAddress;
+}
+
+namespace mst_emu {
+
 cudaError_t check_launch(dim3 grid, dim3 block, size_t shared, const void *kernel)
 {
     state &s = st();
