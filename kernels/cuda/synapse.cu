@@ -110,8 +110,11 @@ template <typename T> __global__ void synapse_fused_kernel(fused_args p)
     long r = (long)blockIdx.x * FUSED_WARPS + warp;
     if (r >= p.R) return; /* the whole warp */
     int c[2] = {n0 + lane, n0 + 32 + lane}, WN = mst_spike_words(p.N);
-    float v[2];
-    for (int h = 0; h < 2; h++) v[h] = c[h] < p.N ? p.v[r * p.N + c[h]] : 0.0f;
+    float v[2], bias[2];
+    for (int h = 0; h < 2; h++) {
+        v[h] = c[h] < p.N ? p.v[r * p.N + c[h]] : 0.0f;
+        bias[h] = p.bias && c[h] < p.N ? p.bias[c[h]] : 0.0f;
+    }
     unsigned long long fired = 0;
     float *Z = z_tiles[warp];
     for (int t0 = 0; t0 < p.steps; t0 += 16) {
@@ -121,7 +124,7 @@ template <typename T> __global__ void synapse_fused_kernel(fused_args p)
             float s[2];
             for (int h = 0; h < 2; h++) {
                 float u = Z[m * 64 + 32 * h + lane];
-                if (p.bias && c[h] < p.N) u = u + p.bias[c[h]]; /* as the unfused scan adds it */
+                if (p.bias) u = u + bias[h]; /* as the two-kernel scan adds it */
                 s[h] = c[h] < p.N ? mst_if_step(&v[h], u) : 0.0f;
                 fired += s[h] != 0.0f;
                 if (!p.bits && c[h] < p.N) p.out[row * p.N + c[h]] = s[h] * p.out_scale;
