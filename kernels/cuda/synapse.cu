@@ -85,12 +85,14 @@ template <typename T> __device__ void expand_tile(const fused_args *p, long r, i
 template <typename T> __device__ void tile_sums(const fused_args *p, long r, int t0, int n0, T *A, float *Z)
 {
     wm::fragment<wm::accumulator, 16, 16, 16, float> acc[4];
+#pragma unroll
     for (int j = 0; j < 4; j++) wm::fill_fragment(acc[j], 0.0f);
     for (int k0 = 0; k0 < p->Kp; k0 += 16) {
         expand_tile<T>(p, r, t0, k0, A);
         __syncwarp();
         wm::fragment<wm::matrix_a, 16, 16, 16, T, wm::row_major> a;
         wm::load_matrix_sync(a, A, 16);
+#pragma unroll
         for (int j = 0; j < 4; j++) {
             wm::fragment<wm::matrix_b, 16, 16, 16, T, wm::row_major> b;
             wm::load_matrix_sync(b, (const T *)p->w + (long)k0 * p->Np + n0 + 16 * j, p->Np);
@@ -98,6 +100,7 @@ template <typename T> __device__ void tile_sums(const fused_args *p, long r, int
         }
         __syncwarp(); /* A is rewritten next */
     }
+#pragma unroll
     for (int j = 0; j < 4; j++) wm::store_matrix_sync(Z + 16 * j, acc[j], 64, wm::mem_row_major);
     __syncwarp();
 }
@@ -110,7 +113,8 @@ template <typename T> __global__ void synapse_fused_kernel(fused_args p)
     long r = (long)blockIdx.x * FUSED_WARPS + warp;
     if (r >= p.R) return; /* the whole warp */
     int c[2] = {n0 + lane, n0 + 32 + lane}, WN = mst_spike_words(p.N);
-    float v[2], bias[2];
+    float v[2], bias[2]; /* registers: the loops over h unroll */
+#pragma unroll
     for (int h = 0; h < 2; h++) {
         v[h] = c[h] < p.N ? p.v[r * p.N + c[h]] : 0.0f;
         bias[h] = p.bias && c[h] < p.N ? p.bias[c[h]] : 0.0f;
@@ -122,6 +126,7 @@ template <typename T> __global__ void synapse_fused_kernel(fused_args p)
         for (int m = 0; m < 16 && t0 + m < p.steps; m++) {
             long row = (long)(t0 + m) * p.R + r;
             float s[2];
+#pragma unroll
             for (int h = 0; h < 2; h++) {
                 float u = Z[m * 64 + 32 * h + lane];
                 if (p.bias) u = u + bias[h]; /* as the two-kernel scan adds it */
@@ -144,6 +149,7 @@ template <typename T> __global__ void synapse_fused_kernel(fused_args p)
 static mst_status synapse_fused(mst_cuda *c, const fused_args *a, const float *w, mst_error *err)
 {
     fused_args p = *a;
+    if (p.R == 0 || p.N == 0 || p.steps == 0) return MST_OK;
     MST_TRY(mst_cuda_half_weight_get(c, w, p.K, p.N, p.Kp, p.Np, &p.w, err));
     long blocks = (p.R + FUSED_WARPS - 1) / FUSED_WARPS;
     if (blocks > 0x7fffffffL) return mst_fail(err, MST_ERR_UNSUPPORTED, "fused synapse over %ld rows", p.R);
