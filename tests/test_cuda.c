@@ -49,6 +49,17 @@ static float *randf(unsigned *s, long n, float lo, float hi)
     return p;
 }
 
+/* rows of K packed spikes, each set with probability 0.3 */
+static uint64_t *random_spikes(unsigned *s, long rows, int K)
+{
+    int W = mst_spike_words(K);
+    uint64_t *x = calloc((size_t)(rows * W), sizeof(uint64_t));
+    for (long r = 0; r < rows; r++)
+        for (int i = 0; i < K; i++)
+            if (frand(s) < 0.3f) x[r * W + i / 64] |= (uint64_t)1 << (i % 64);
+    return x;
+}
+
 static void *to_dev(const void *host, size_t bytes)
 {
     void *d = NULL;
@@ -178,10 +189,7 @@ Test(cuda, synapse_if_equals_cpu)
         const gemm_case *c = &gemm_cases[k];
         long R = c->M, rows = R * c->steps;
         int WK = mst_spike_words(c->K), WN = mst_spike_words(c->N);
-        uint64_t *x = calloc((size_t)(rows * WK), sizeof(uint64_t));
-        for (long r = 0; r < rows; r++)
-            for (int i = 0; i < c->K; i++)
-                if (frand(&seed) < 0.3f) x[r * WK + i / 64] |= (uint64_t)1 << (i % 64);
+        uint64_t *x = random_spikes(&seed, rows, c->K);
         float *w = randf(&seed, (long)c->K * c->N, -0.3f, 0.4f), *b = randf(&seed, c->N, -0.2f, 0.3f);
         float *v = randf(&seed, R * c->N, 0, 1), *vc = malloc(sizeof(float) * (size_t)(R * c->N));
         memcpy(vc, v, sizeof(float) * (size_t)(R * c->N));
@@ -425,11 +433,8 @@ Test(cuda, fused_synapse_equals_two_kernels)
         for (size_t k = 0; k < sizeof fused_cases / sizeof fused_cases[0]; k++) {
             const fused_case *c = &fused_cases[k];
             long rows = c->R * c->steps, n = rows * c->N;
-            int WK = mst_spike_words(c->K), WN = mst_spike_words(c->N);
-            uint64_t *x = calloc((size_t)(rows * WK), sizeof(uint64_t));
-            for (long r = 0; r < rows; r++)
-                for (int i = 0; i < c->K; i++)
-                    if (frand(&seed) < 0.3f) x[r * WK + i / 64] |= (uint64_t)1 << (i % 64);
+            int WN = mst_spike_words(c->N);
+            uint64_t *x = random_spikes(&seed, rows, c->K);
             float *w = randf(&seed, (long)c->K * c->N, -0.3f, 0.4f), *b = randf(&seed, c->N, -0.2f, 0.3f);
             float *v = randf(&seed, c->R * c->N, 0, 1);
             uint64_t *b1, *b2, n1, n2;
