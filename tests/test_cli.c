@@ -9,11 +9,11 @@
 #include "helpers.h"
 #include "host/data/npy.h"
 
-/* Runs `mst ARGS`, stdout and stderr together into out; returns the exit code. */
-static int mst(const char *args, char *out, size_t n)
+/* Runs `BIN ARGS`, stdout and stderr together into out; returns the exit code. */
+static int run_bin(const char *bin, const char *args, char *out, size_t n)
 {
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "%s %s 2>&1", MST_BIN, args);
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "%s %s 2>&1", bin, args);
     FILE *p = popen(cmd, "r");
     cr_assert(p != NULL);
     size_t got = fread(out, 1, n - 1, p);
@@ -21,6 +21,8 @@ static int mst(const char *args, char *out, size_t n)
     int st = pclose(p);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
+
+static int mst(const char *args, char *out, size_t n) { return run_bin(MST_BIN, args, out, n); }
 
 static int lines(const char *s)
 {
@@ -352,15 +354,6 @@ Test(cli, info_prints_architecture_and_thresholds)
 }
 
 #ifdef MST_EMU_BIN
-/* Runs the CLI binary `bin ARGS` quietly; returns the exit code. */
-static int run_quiet(const char *bin, const char *args)
-{
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd, "%s %s >/dev/null 2>&1", bin, args);
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 /* `mst eval --device cuda` through the CLI's device path (pinned input
  * buffers, the prefetch pipeline, CUDA graphs, spike counters brought back
  * from the device) on the emulated GPU (tests/cuda_emu): the same per-step
@@ -372,13 +365,13 @@ Test(cli, eval_on_emulated_cuda_equals_cpu, .timeout = 240)
     const char *cpu_out = tmp_path("cpu.json"), *emu_out = tmp_path("emu.json");
     const char *common = "--model " MST_WEIGHTS "/fmnist_p75.safetensors --data " MST_WEIGHTS "/samples --limit 30 "
                          "--timesteps 8 --mask-ratio 0.75 --batch 7 --time-chunk 3 --report-steps 1,2,4,8 --stats";
-    char args[2048];
+    char args[2048], log[16384];
     snprintf(args, sizeof args, "eval --device cpu %s --results-file %s", common, cpu_out);
-    cr_assert_eq(run_quiet(MST_BIN, args), 0, "mst %s", args);
+    cr_assert_eq(mst(args, log, sizeof log), 0, "mst %s: %s", args, log);
     const char *variants[] = {"--workers 2", "--cuda-graphs --workers 0"};
     for (int v = 0; v < 2; v++) {
         snprintf(args, sizeof args, "eval --device cuda %s %s --results-file %s", common, variants[v], emu_out);
-        cr_assert_eq(run_quiet(MST_EMU_BIN, args), 0, "mst_emu %s", args);
+        cr_assert_eq(run_bin(MST_EMU_BIN, args, log, sizeof log), 0, "mst_emu %s: %s", args, log);
         json_error_t je;
         json_t *a = json_load_file(cpu_out, 0, &je), *b = json_load_file(emu_out, 0, &je);
         cr_assert(a && b);

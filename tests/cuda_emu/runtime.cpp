@@ -136,7 +136,6 @@ struct block_run {
     std::vector<fiber> fibers;
     std::vector<uint64_t> results; /* [warp][32] */
     std::unique_ptr<char[]> shared; /* exactly the launch's bytes */
-    size_t shared_bytes = 0;
     const std::function<void()> *body = nullptr;
     context scheduler;
     fiber *current = nullptr;
@@ -264,7 +263,6 @@ void run_grid(dim3 grid, dim3 block, size_t shared, const std::function<void()> 
     block_run &r = s.run;
     r.body = &body;
     r.shared.reset(new char[shared ? shared : 1]);
-    r.shared_bytes = shared;
     block_run *outer = active;
     active = &r;
     unsigned long long launch = ++s.launches;
