@@ -33,6 +33,40 @@ MST_HD static inline float mst_qcfs(float z)
     return q < 0.0f ? 0.0f : (q > 1.0f ? 1.0f : q);
 }
 
+/* e^x rounded to float using only +, -, *, floor and an exact power of two,
+ * so that every IEEE machine gets the same bits: libm's expf is not one
+ * function (glibc picks an FMA variant on CPUs that have FMA; CUDA's is
+ * another implementation). x = k ln2 + r with |r| <= ln2/2, exactly in double
+ * (ln2 split so that k ln2_hi is exact); e^r by its Taylor series to r^13
+ * (truncation under 1e-17); then one rounding to float, which is correct
+ * except where e^x lies within ~1e-16 of a float rounding boundary. */
+MST_HD static inline float mst_expf(float x)
+{
+    if (x != x) return x;
+    if (x > 100.0f) return INFINITY; /* e^89 already overflows float */
+    if (x < -110.0f) return 0.0f;    /* e^-104 already rounds to 0 */
+    const double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
+    double xd = (double)x, k = floor(xd * 1.44269504088896338700 + 0.5);
+    double r = (xd - k * ln2_hi) - k * ln2_lo;
+    const double c[14] = {1.0,
+                          1.0,
+                          1.0 / 2,
+                          1.0 / 6,
+                          1.0 / 24,
+                          1.0 / 120,
+                          1.0 / 720,
+                          1.0 / 5040,
+                          1.0 / 40320,
+                          1.0 / 362880,
+                          1.0 / 3628800,
+                          1.0 / 39916800,
+                          1.0 / 479001600,
+                          1.0 / 6227020800.0};
+    double p = c[13];
+    for (int i = 12; i >= 0; i--) p = p * r + c[i];
+    return (float)ldexp(p, (int)k);
+}
+
 /* Membrane potential before the first step (spec section 2). */
 #define MST_IF_V0 0.5f
 

@@ -167,7 +167,9 @@ static void scores_ann(const mst_attn_args *a, const scratch *s)
 
 typedef float vf __attribute__((vector_size(64), aligned(4)));
 
-static inline vf load16(const float *p) { return *(const vf *)p; }
+/* A macro, not a function: a 64-byte vector returned by value has an ABI
+ * that depends on AVX-512 (-Wpsabi). */
+#define load16(p) (*(const vf *)(p))
 
 /* o[c] = sum_j u[j] v[j][c] for 16 * nv channels from c0: even and odd keys
  * in separate registers (summed at the end) so the adds overlap. */
@@ -237,13 +239,13 @@ static void unit_constants(const mst_attn_args *a, int win, int h, scratch *s)
             e[j] = rb[i * n + j] + mst_shift_mask(win, i, j, a->res, a->window, a->shift);
             mx = e[j] > mx ? e[j] : mx;
         }
-        for (int j = 0; j < n; j++) e[j] = expf(e[j] - mx);
+        for (int j = 0; j < n; j++) e[j] = mst_expf(e[j] - mx);
     }
     /* centred on lambda/2 so that neither the gain nor a row's sum (>= the
        largest exp(bias) term, 1, times exp(-lambda/2)) leaves float range
        while lambda_attn < MST_MAX_ATTN_THRESHOLD */
     for (int l = 0; l <= MST_QCFS_LEVELS; l++)
-        s->gain[l] = expf(a->lam_attn * ((float)l / (float)MST_QCFS_LEVELS - 0.5f));
+        s->gain[l] = mst_expf(a->lam_attn * ((float)l / (float)MST_QCFS_LEVELS - 0.5f));
 }
 
 static void unit(const mst_attn_args *a, int b, int win, int h, scratch *s)

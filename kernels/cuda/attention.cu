@@ -3,8 +3,8 @@
  * three RSM masks drawn with cuRAND's device Philox (spec section 4: each
  * thread initialises the generator at a 4-aligned offset and takes one
  * curand4), relative bias and shift mask, softmax and .v. Sums run in the CPU
- * backend's order so that the two agree to the last bit where the exp()
- * implementations do. */
+ * backend's order, and exp() is the shared mst_expf, so that the two can agree
+ * to the last bit. */
 #include <curand_kernel.h>
 
 #include "../common/mst_bits.h"
@@ -68,10 +68,10 @@ __device__ static void unit_constants(const mst_attn_args *a, int win, int h, un
             s->expb[i * n + j] = e;
             mx = e > mx ? e : mx;
         }
-        for (int j = 0; j < n; j++) s->expb[i * n + j] = expf(s->expb[i * n + j] - mx);
+        for (int j = 0; j < n; j++) s->expb[i * n + j] = mst_expf(s->expb[i * n + j] - mx);
     }
     for (int l = threadIdx.x; l <= MST_QCFS_LEVELS; l += blockDim.x)
-        s->gain[l] = expf(a->lam_attn * ((float)l / (float)MST_QCFS_LEVELS - 0.5f));
+        s->gain[l] = mst_expf(a->lam_attn * ((float)l / (float)MST_QCFS_LEVELS - 0.5f));
 }
 
 /* q, k and v of the unit at one step: bits (SNN) or levels (ANN). */
