@@ -8,8 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include "host/data/npy.h"
 #include "mst/mst.h"
 
 #define DATA(name) MST_TEST_DATA "/" name
@@ -59,5 +61,63 @@ typedef struct {
     mst_mode mode;
     double ratio;
 } attn_case;
+
+/* tests/data/NAME.npy and tests/data/NAME.safetensors */
+static inline void load_test_npy(const char *name, mst_npy *a)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s.npy", MST_TEST_DATA, name);
+    mst_error err = {0};
+    cr_assert_eq(mst_npy_read(path, a, &err), MST_OK, "%s", err.msg);
+}
+
+static inline mst_model *load_test_model(const char *name)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s.safetensors", MST_TEST_DATA, name);
+    mst_model *m;
+    mst_error err = {0};
+    cr_assert_eq(mst_model_load(path, NULL, &m, &err), MST_OK, "%s", err.msg);
+    return m;
+}
+
+/* All N images of x through one engine of options o, in batches of
+ * o.max_batch; returns [steps][N][K] (free it). */
+static inline float *engine_run_all(mst_model *m, const mst_npy *x, mst_engine_opts o, int *steps_out)
+{
+    mst_engine *e;
+    mst_error err = {0};
+    cr_assert_eq(mst_engine_create(m, &o, &e, &err), MST_OK, "%s", err.msg);
+    int N = (int)x->shape[0], K = mst_model_arch(m)->num_classes, steps = mst_engine_steps_out(e);
+    long img = x->shape[1] * x->shape[2] * x->shape[3];
+    float *all = malloc(sizeof(float) * (size_t)(steps * N * K)), *part = malloc(sizeof(float) * (size_t)(steps * o.max_batch * K));
+    for (int i0 = 0; i0 < N; i0 += o.max_batch) {
+        int n = N - i0 < o.max_batch ? N - i0 : o.max_batch;
+        cr_assert_eq(mst_engine_run(e, x->data + i0 * img, n, (uint64_t)i0, part, &err), MST_OK, "%s", err.msg);
+        for (int t = 0; t < steps; t++) memcpy(all + ((long)t * N + i0) * K, part + (long)t * n * K, sizeof(float) * (size_t)(n * K));
+    }
+    free(part);
+    mst_engine_free(e);
+    *steps_out = steps;
+    return all;
+}
+
+static inline void expect_identical(const float *a, const float *b, long n, const char *what)
+{
+    cr_expect(memcmp(a, b, sizeof(float) * (size_t)n) == 0, "%s: logits differ", what);
+}
+
+/* Runs `BIN ARGS`, stdout and stderr together into out; returns the exit code. */
+static inline int run_bin(const char *bin, const char *args, char *out, size_t n)
+{
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "%s %s 2>&1", bin, args);
+    FILE *p = popen(cmd, "r");
+    cr_assert(p != NULL);
+    size_t got = fread(out, 1, n - 1, p);
+    out[got] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
 
 #endif

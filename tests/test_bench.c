@@ -50,8 +50,8 @@ Test(bench, percentiles_match_numpy)
 /* The built-in shapes load as checkpoints with the architecture they name. */
 Test(bench, synthetic_checkpoints_load)
 {
-    const char *names[] = {"fmnist", "swin-t"};
-    for (int i = 0; i < 2; i++) {
+    const char *names[] = {"fmnist", "swin-t", "grid28"};
+    for (int i = 0; i < 3; i++) {
         const mst_synth_arch *a = mst_synth_find(names[i]);
         cr_assert(a != NULL);
         const char *path = tmp_path("synth.safetensors");

@@ -2,25 +2,11 @@
  * the documented outputs for good input. */
 #define _GNU_SOURCE
 #include <math.h>
-#include <sys/wait.h>
 
 #include <jansson.h>
 
 #include "helpers.h"
 #include "host/data/npy.h"
-
-/* Runs `BIN ARGS`, stdout and stderr together into out; returns the exit code. */
-static int run_bin(const char *bin, const char *args, char *out, size_t n)
-{
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd, "%s %s 2>&1", bin, args);
-    FILE *p = popen(cmd, "r");
-    cr_assert(p != NULL);
-    size_t got = fread(out, 1, n - 1, p);
-    out[got] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 static int mst(const char *args, char *out, size_t n) { return run_bin(MST_BIN, args, out, n); }
 

@@ -1,5 +1,6 @@
 /* End to end: per-step cumulative logits against the Python reference loop
- * (tools/make_goldens.py), and invariance to batch size and time chunking. */
+ * (tools/make_goldens.py); options and memory. (Invariance to batch, chunk
+ * and machine: test_invariance.c.) */
 #include <jansson.h>
 #include <math.h>
 
@@ -41,44 +42,6 @@ static const gcase goldens[] = {
     {"tiny_nobn", MST_MODE_ANN, 0.0, "tiny_nobn_ann_p00"}, {"tiny_nobn", MST_MODE_ANN, 0.75, "tiny_nobn_ann_p75"},
 };
 
-static void load_npy(const char *name, mst_npy *a)
-{
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s.npy", MST_TEST_DATA, name);
-    mst_error err = {0};
-    cr_assert_eq(mst_npy_read(path, a, &err), MST_OK, "%s", err.msg);
-}
-
-static mst_model *load_model(const char *name)
-{
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s.safetensors", MST_TEST_DATA, name);
-    mst_model *m;
-    mst_error err = {0};
-    cr_assert_eq(mst_model_load(path, NULL, &m, &err), MST_OK, "%s", err.msg);
-    return m;
-}
-
-/* All N images in batches of `batch`; returns [steps][N][K]. */
-static float *run(mst_model *m, const mst_npy *x, mst_engine_opts o, int *steps_out)
-{
-    mst_engine *e;
-    mst_error err = {0};
-    cr_assert_eq(mst_engine_create(m, &o, &e, &err), MST_OK, "%s", err.msg);
-    int N = (int)x->shape[0], K = mst_model_arch(m)->num_classes, steps = mst_engine_steps_out(e);
-    long img = x->shape[1] * x->shape[2] * x->shape[3];
-    float *all = malloc(sizeof(float) * (size_t)(steps * N * K)), *part = malloc(sizeof(float) * (size_t)(steps * o.max_batch * K));
-    for (int i0 = 0; i0 < N; i0 += o.max_batch) {
-        int n = N - i0 < o.max_batch ? N - i0 : o.max_batch;
-        cr_assert_eq(mst_engine_run(e, x->data + i0 * img, n, (uint64_t)i0, part, &err), MST_OK, "%s", err.msg);
-        for (int t = 0; t < steps; t++) memcpy(all + ((long)t * N + i0) * K, part + (long)t * n * K, sizeof(float) * (size_t)(n * K));
-    }
-    free(part);
-    mst_engine_free(e);
-    *steps_out = steps;
-    return all;
-}
-
 static float max_abs(const float *a, long n)
 {
     float m = 0;
@@ -101,13 +64,13 @@ Test(engine, matches_python_reference_loop, .timeout = 120)
         char in[64];
         snprintf(in, sizeof in, "%s_input", g->model);
         mst_npy x, want;
-        load_npy(in, &x);
-        load_npy(g->golden, &want);
-        mst_model *m = load_model(g->model);
+        load_test_npy(in, &x);
+        load_test_npy(g->golden, &want);
+        mst_model *m = load_test_model(g->model);
         mst_engine_opts o = {.mode = g->mode, .timesteps = T_GOLDEN, .time_chunk = 5, .max_batch = 2,
                              .mask_ratio = g->ratio, .seed = SEED, .device = dev, .cuda_graphs = which == 2};
         int steps, N = (int)x.shape[0], K = mst_model_arch(m)->num_classes;
-        float *got = run(m, &x, o, &steps);
+        float *got = engine_run_all(m, &x, o, &steps);
         cr_assert_eq(want.shape[0], steps, "%s: golden has %ld steps", g->golden, want.shape[0]);
         float scale = max_abs(want.data, (long)steps * N * K);
         int flipped = 0;
@@ -149,8 +112,8 @@ Test(engine, energy_counts_match_python_reference, .timeout = 120)
             snprintf(in, sizeof in, "%s_input", models[mi]);
             snprintf(js, sizeof js, "%s/%s_snn_p%02d_spikes.json", MST_TEST_DATA, models[mi], (int)(ratios[pi] * 100));
             mst_npy x;
-            load_npy(in, &x);
-            mst_model *m = load_model(models[mi]);
+            load_test_npy(in, &x);
+            mst_model *m = load_test_model(models[mi]);
             mst_engine_opts o = {.mode = MST_MODE_SNN, .timesteps = T_GOLDEN, .time_chunk = 5, .max_batch = 2,
                                  .mask_ratio = ratios[pi], .seed = SEED, .device = MST_DEVICE_CPU};
             mst_engine *e;
@@ -190,69 +153,22 @@ Test(engine, energy_counts_match_python_reference, .timeout = 120)
         }
 }
 
-static void expect_identical(const float *a, const float *b, long n, const char *what)
-{
-    cr_expect(memcmp(a, b, sizeof(float) * (size_t)n) == 0, "%s: logits differ", what);
-}
-
-/* Masks depend on the image index, never on the batch slot, and only the IF
- * membranes carry across chunks: results must be identical bit for bit. (On
- * the CPU backend, whose GEMM tiles have a fixed shape; cuBLAS picks its
- * kernels by shape, so on CUDA other batch sizes agree to rounding only, as
- * matches_python_reference_loop checks.) */
-Test(engine, batch_and_time_chunk_invariance, .timeout = 120)
-{
-    const char *models[] = {"tiny_bn", "tiny_nobn"};
-    for (int mi = 0; mi < 2; mi++) {
-        char in[64];
-        snprintf(in, sizeof in, "%s_input", models[mi]);
-        mst_npy x;
-        load_npy(in, &x);
-        mst_model *m = load_model(models[mi]);
-        long n = 16 * x.shape[0] * mst_model_arch(m)->num_classes;
-        mst_engine_opts base = {.mode = MST_MODE_SNN, .timesteps = 16, .time_chunk = 16, .max_batch = 4,
-                                .mask_ratio = 0.75, .seed = 5, .device = MST_DEVICE_CPU};
-        int steps;
-        float *ref = run(m, &x, base, &steps);
-        mst_engine_opts o = base;
-        o.max_batch = 1;
-        float *b1 = run(m, &x, o, &steps);
-        expect_identical(ref, b1, n, "--batch 1 vs --batch 4");
-        o = base;
-        o.time_chunk = 3;
-        float *c3 = run(m, &x, o, &steps);
-        expect_identical(ref, c3, n, "--time-chunk 3 vs --time-chunk 16");
-        o.max_batch = 3;
-        o.time_chunk = 1;
-        float *mixed = run(m, &x, o, &steps);
-        expect_identical(ref, mixed, n, "--batch 3 --time-chunk 1");
-        o = base;
-        o.mode = MST_MODE_ANN;
-        float *a4 = run(m, &x, o, &steps);
-        o.max_batch = 1;
-        float *a1 = run(m, &x, o, &steps);
-        expect_identical(a4, a1, x.shape[0] * mst_model_arch(m)->num_classes, "ANN --batch 1 vs 4");
-        free(ref), free(b1), free(c3), free(mixed), free(a4), free(a1);
-        mst_model_free(m);
-        mst_npy_free(&x);
-    }
-}
 
 Test(engine, masks_change_results_and_seed_matters)
 {
     mst_npy x;
-    load_npy("tiny_bn_input", &x);
-    mst_model *m = load_model("tiny_bn");
+    load_test_npy("tiny_bn_input", &x);
+    mst_model *m = load_test_model("tiny_bn");
     mst_engine_opts o = {.mode = MST_MODE_SNN, .timesteps = 8, .max_batch = 4, .mask_ratio = 0.75, .seed = 1};
     int steps;
     long n = 8 * x.shape[0] * 10;
-    float *a = run(m, &x, o, &steps);
+    float *a = engine_run_all(m, &x, o, &steps);
     o.seed = 2;
-    float *b = run(m, &x, o, &steps);
+    float *b = engine_run_all(m, &x, o, &steps);
     o.mask_ratio = 0.0;
-    float *c = run(m, &x, o, &steps);
+    float *c = engine_run_all(m, &x, o, &steps);
     o.seed = 3;
-    float *d = run(m, &x, o, &steps);
+    float *d = engine_run_all(m, &x, o, &steps);
     cr_expect(memcmp(a, b, sizeof(float) * (size_t)n) != 0, "the seed changes the masks");
     cr_expect(memcmp(a, c, sizeof(float) * (size_t)n) != 0, "masking changes the logits");
     expect_identical(c, d, n, "without masking the seed is irrelevant");
@@ -263,7 +179,7 @@ Test(engine, masks_change_results_and_seed_matters)
 
 Test(engine, rejects_bad_options)
 {
-    mst_model *m = load_model("tiny_nobn");
+    mst_model *m = load_test_model("tiny_nobn");
     mst_engine *e = NULL;
     mst_error err = {0};
     struct {
@@ -344,13 +260,13 @@ Test(engine, reduced_precision_top1_agrees_with_fp32, .timeout = 300)
     mst_npy x = {.data = pixels, .shape = {N, arch->in_chans, arch->img_size, arch->img_size}, .ndim = 4};
     mst_engine_opts o = {.mode = MST_MODE_SNN, .timesteps = 32, .time_chunk = 16, .max_batch = 10, .mask_ratio = 0.75,
                          .seed = SEED, .device = MST_DEVICE_CUDA};
-    float *ref = run(m, &x, o, &steps);
+    float *ref = engine_run_all(m, &x, o, &steps);
     int ref_top1[64], ref_right = 0;
     for (int n = 0; n < N; n++) ref_right += (ref_top1[n] = argmax(ref + ((long)(steps - 1) * N + n) * K, K)) == labels[n];
     for (int v = 0; v < 4; v++) { /* fp16, bf16; two kernels, then the fused synapse */
         o.precision = v % 2 ? MST_PRECISION_BF16 : MST_PRECISION_FP16;
         o.fused_synapse = v >= 2;
-        float *got = run(m, &x, o, &steps);
+        float *got = engine_run_all(m, &x, o, &steps);
         int differ = 0, right = 0;
         for (int n = 0; n < N; n++) {
             int top1 = argmax(got + ((long)(steps - 1) * N + n) * K, K);
@@ -375,8 +291,8 @@ Test(engine, reduced_precision_top1_agrees_with_fp32, .timeout = 300)
 Test(engine, memory_bounded_by_the_time_chunk, .timeout = 120)
 {
     mst_npy x;
-    load_npy("tiny_bn_input", &x);
-    mst_model *m = load_model("tiny_bn");
+    load_test_npy("tiny_bn_input", &x);
+    mst_model *m = load_test_model("tiny_bn");
     int K = mst_model_arch(m)->num_classes, B = 2;
     for (int d = 0; d < (num_devices() > 1 ? 2 : 1); d++) {
         size_t peak[2];

@@ -36,7 +36,7 @@ const char *cli_usage_text =
     "          [--limit N] [--mean LIST] [--std LIST] [--stats] [--device D] [--precision P]\n"
     "          [--interpolation bilinear|bicubic] [--crop-pct F] [--workers J] [--shard K/N]\n"
     "          [--ground-truth FILE --synsets FILE] [--labels FILE]\n"
-    "  mst bench --model FILE | --arch swin-t|fmnist [--batch B] [--timesteps T] [--mask-ratio P]\n"
+    "  mst bench --model FILE | --arch swin-t|fmnist|grid28 [--batch B] [--timesteps T] [--mask-ratio P]\n"
     "          [--device D] [--precision P] [--time-chunk C] [--warmup N] [--iters N] [--json OUT]\n"
     "  mst info --model FILE [--img-size N]\n";
 

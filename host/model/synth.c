@@ -11,6 +11,10 @@
 static const mst_synth_arch archs[] = {
     {"swin-t", 224, 4, 3, 96, 4, {2, 2, 6, 2}, {3, 6, 12, 24}, 7, 4, 1000, 1},
     {"fmnist", 32, 4, 1, 64, 2, {2, 2}, {2, 4}, 4, 4, 10, 0},
+    /* 28x28 and 14x14 tokens: per-image row counts that no 12-row kernel
+       panel or 256-row tile divides; 100 classes, as CIFAR-100 (the
+       invariance tests' model) */
+    {"grid28", 56, 2, 1, 24, 2, {2, 2}, {2, 4}, 7, 4, 100, 1},
 };
 
 const mst_synth_arch *mst_synth_find(const char *name)
@@ -20,7 +24,7 @@ const mst_synth_arch *mst_synth_find(const char *name)
     return NULL;
 }
 
-const char *mst_synth_names(void) { return "swin-t, fmnist"; }
+const char *mst_synth_names(void) { return "swin-t, fmnist, grid28"; }
 
 typedef struct {
     FILE *data;        /* tensor bytes, appended in order */

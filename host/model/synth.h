@@ -14,8 +14,9 @@ typedef struct {
     int img_size, patch, in_chans, embed_dim, num_stages, depths[8], heads[8], window, mlp_ratio, num_classes, mlp_bn;
 } mst_synth_arch;
 
-/* "swin-t" (the released checkpoints' shape) or "fmnist" (the shipped
- * models'); NULL for another name. */
+/* "swin-t" (the released checkpoints' shape), "fmnist" (the shipped
+ * models') or "grid28" (28x28 tokens, single channel, 56x56 images); NULL
+ * for another name. */
 const mst_synth_arch *mst_synth_find(const char *name);
 /* A comma-separated list of the names, for messages. */
 const char *mst_synth_names(void);
