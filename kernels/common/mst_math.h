@@ -67,6 +67,22 @@ MST_HD static inline float mst_expf(float x)
     return (float)ldexp(p, (int)k);
 }
 
+/* Channel c of softmax(A) . v before normalisation: sum_j u[j] v[j][c] over
+ * the n keys, as (even keys) + (odd keys), each summed in key order (two
+ * chains, so that the adds overlap). Every backend sums so; the CPU's vector
+ * lanes run this recurrence. */
+MST_HD static inline float mst_attn_weighted(const float *u, const float *v, int n, int d, int c)
+{
+    float ev = 0.0f, od = 0.0f;
+    int j = 0;
+    for (; j + 1 < n; j += 2) {
+        ev += u[j] * v[j * d + c];
+        od += u[j + 1] * v[(j + 1) * d + c];
+    }
+    if (j < n) ev += u[j] * v[j * d + c];
+    return ev + od;
+}
+
 /* Membrane potential before the first step (spec section 2). */
 #define MST_IF_V0 0.5f
 

@@ -12,6 +12,7 @@
 #include "../common/mst_math.h"
 #include "../common/mst_window.h"
 #include "cpu_ops.h"
+#include "cpu_vec.h"
 
 typedef struct {
     int n, d, words;
@@ -165,40 +166,36 @@ static void scores_ann(const mst_attn_args *a, const scratch *s)
         }
 }
 
-typedef float vf __attribute__((vector_size(64), aligned(4)));
+typedef mst_vf vf;
 
-/* A macro, not a function: a 64-byte vector returned by value has an ABI
- * that depends on AVX-512 (-Wpsabi). */
-#define load16(p) (*(const vf *)(p))
-
-/* o[c] = sum_j u[j] v[j][c] for 16 * nv channels from c0: even and odd keys
- * in separate registers (summed at the end) so the adds overlap. */
+/* mst_attn_weighted for nv vectors of channels from c0, lane by lane, so the
+ * vector width never changes a result. */
 static inline __attribute__((always_inline)) void weighted_block(const float *u, const float *v, int n, int d,
                                                                  int c0, float *o, const int nv)
 {
     vf ev[2] = {{0}, {0}}, od[2] = {{0}, {0}};
     int j = 0;
     for (; j + 1 < n; j += 2)
+#pragma GCC unroll 2
         for (int b = 0; b < nv; b++) {
-            ev[b] += u[j] * load16(v + j * d + c0 + 16 * b);
-            od[b] += u[j + 1] * load16(v + (j + 1) * d + c0 + 16 * b);
+            ev[b] += u[j] * *(const vf *)(v + j * d + c0 + MST_VEC * b);
+            od[b] += u[j + 1] * *(const vf *)(v + (j + 1) * d + c0 + MST_VEC * b);
         }
     if (j < n)
-        for (int b = 0; b < nv; b++) ev[b] += u[j] * load16(v + j * d + c0 + 16 * b);
-    for (int b = 0; b < nv; b++) *(vf *)(o + c0 + 16 * b) = ev[b] + od[b];
+#pragma GCC unroll 2
+        for (int b = 0; b < nv; b++) ev[b] += u[j] * *(const vf *)(v + j * d + c0 + MST_VEC * b);
+#pragma GCC unroll 2
+    for (int b = 0; b < nv; b++) *(vf *)(o + c0 + MST_VEC * b) = ev[b] + od[b];
 }
 
-/* o[c] = sum_j u[j] v[j][c]: 32 and 16 channels at a time, then the rest. */
+/* o[c] = sum_j u[j] v[j][c]: two vectors and one vector of channels at a
+ * time, then one channel at a time. */
 static void weighted_sum(const float *u, const float *v, int n, int d, float *o)
 {
     int c0 = 0;
-    for (; c0 + 32 <= d; c0 += 32) weighted_block(u, v, n, d, c0, o, 2);
-    for (; c0 + 16 <= d; c0 += 16) weighted_block(u, v, n, d, c0, o, 1);
-    for (int c = c0; c < d; c++) {
-        float acc = 0.0f;
-        for (int j = 0; j < n; j++) acc += u[j] * v[j * d + c];
-        o[c] = acc;
-    }
+    for (; c0 + 2 * MST_VEC <= d; c0 += 2 * MST_VEC) weighted_block(u, v, n, d, c0, o, 2);
+    for (; c0 + MST_VEC <= d; c0 += MST_VEC) weighted_block(u, v, n, d, c0, o, 1);
+    for (; c0 < d; c0++) o[c0] = mst_attn_weighted(u, v, n, d, c0);
 }
 
 /* A = IF_attn(S) * Ma + B_rel + M_shift, softmax over keys, times v. The IF

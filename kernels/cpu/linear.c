@@ -21,15 +21,16 @@
 
 #include "cpu_backend.h"
 #include "cpu_ops.h"
+#include "cpu_vec.h"
 
-#define VEC 8                /* floats per vector: one AVX register, two SSE ones */
+#define VEC MST_VEC
 #define MR 6                 /* rows of a micro-tile: 6 x 2 vectors of accumulators */
 #define NR (2 * VEC)         /* columns of a micro-tile */
-#define KC 256               /* k steps per pass: a 256 x 16 strip of w stays in L1 */
+#define KC 256               /* k steps per pass: a KC x NR strip of w stays in L1 (L2 at VEC 16) */
 #define MB 96                /* rows of a task: their x block stays in L2 across strips */
 #define NB 256               /* columns of a task */
 
-typedef float vf __attribute__((vector_size(VEC * sizeof(float)), aligned(4)));
+typedef mst_vf vf;
 
 typedef struct {
     const float *x, *w, *b;

@@ -10,15 +10,16 @@
 #include "../common/mst_bits.h"
 #include "cpu_backend.h"
 #include "cpu_ops.h"
+#include "cpu_vec.h"
 
 /* Spike rows run in tiles: the active-input lists of up to ROW_BLOCK rows are
- * built once; then for each block of 64 output columns (that slice of w stays
+ * built once; then for each block of COL_BLOCK output columns (that slice of w stays
  * in cache) every row adds the w rows of its active inputs. The order of the
  * sums is fixed by the row's own spikes, never by the other rows. */
 #define ROW_BLOCK 64
-#define VEC 16
+#define VEC MST_VEC
 #define COL_BLOCK (4 * VEC)
-typedef float vf __attribute__((vector_size(VEC * sizeof(float)), aligned(4)));
+typedef mst_vf vf;
 
 static int active_inputs(const uint64_t *x, int K, int *active)
 {
@@ -36,23 +37,27 @@ static inline __attribute__((always_inline)) void add_rows(const int *act, int c
 {
     vf a[4], c[4];
     int half = cnt / 2;
+#pragma GCC unroll 4
     for (int v = 0; v < nv; v++) {
         a[v] = *(const vf *)(y + n0 + v * VEC);
         c[v] = (vf){0};
     }
     for (int q = 0; q < half; q++) {
         const float *wa = w + (long)act[q] * N + n0, *wc = w + (long)act[half + q] * N + n0;
+#pragma GCC unroll 4
         for (int v = 0; v < nv; v++) {
             a[v] += *(const vf *)(wa + v * VEC);
             c[v] += *(const vf *)(wc + v * VEC);
         }
     }
     if (cnt & 1)
+#pragma GCC unroll 4
         for (int v = 0; v < nv; v++) c[v] += *(const vf *)(w + (long)act[cnt - 1] * N + n0 + v * VEC);
+#pragma GCC unroll 4
     for (int v = 0; v < nv; v++) *(vf *)(y + n0 + v * VEC) = a[v] + c[v];
 }
 
-/* The same, one column at a time, for the last n1 - n0 < 16 columns. */
+/* The same, one column at a time, for the last n1 - n0 < VEC columns. */
 static void add_rows_scalar(const int *act, int cnt, const float *w, int N, int n0, int n1, float *y)
 {
     int half = cnt / 2;
@@ -67,7 +72,7 @@ static void add_rows_scalar(const int *act, int cnt, const float *w, int N, int 
     }
 }
 
-/* Columns [n0, n1) (at most 64) of one row: whole vectors, then the rest. */
+/* Columns [n0, n1) (at most COL_BLOCK) of one row: whole vectors, then the rest. */
 static void add_columns(const int *act, int cnt, const float *w, int N, int n0, int n1, float *y)
 {
     switch ((n1 - n0) / VEC) {

@@ -161,11 +161,11 @@ __device__ static void scores(const mst_attn_args *a, int b, int win, int h, int
     }
 }
 
-/* softmax . v in the CPU's order: row sums left to right; channels in whole
- * blocks of 16 with even and odd keys summed apart, the rest left to right. */
+/* softmax . v in the CPU's order: row sums left to right, each channel as
+ * mst_attn_weighted sums it. */
 __device__ static void softmax_v(const mst_attn_args *a, long row0, int h, unit_shared *s)
 {
-    int n = s->n, d = s->d, C = a->dim, vec = d / 16 * 16;
+    int n = s->n, d = s->d, C = a->dim;
     for (int i = threadIdx.x; i < n; i += blockDim.x) {
         float sum = 0.0f;
         for (int j = 0; j < n; j++) sum += s->u[i * n + j];
@@ -174,21 +174,7 @@ __device__ static void softmax_v(const mst_attn_args *a, long row0, int h, unit_
     __syncthreads();
     for (int idx = threadIdx.x; idx < n * d; idx += blockDim.x) {
         int i = idx / d, c = idx % d;
-        const float *u = s->u + i * n;
-        float o;
-        if (c < vec) {
-            float ev = 0.0f, od = 0.0f;
-            int j = 0;
-            for (; j + 1 < n; j += 2) {
-                ev += u[j] * s->v[j * d + c];
-                od += u[j + 1] * s->v[(j + 1) * d + c];
-            }
-            if (j < n) ev += u[j] * s->v[j * d + c];
-            o = ev + od;
-        } else {
-            o = 0.0f;
-            for (int j = 0; j < n; j++) o += u[j] * s->v[j * d + c];
-        }
+        float o = mst_attn_weighted(s->u + i * n, s->v, n, d, c);
         a->out[(row0 + s->tok[i]) * C + h * d + c] = o * (a->v_scale / s->rowsum[i]);
     }
 }
