@@ -54,7 +54,7 @@ static void scratch_carve(scratch *s, void *mem, int n, int d)
 
 /* Whole Philox blocks first .. first+count-1 of one subsequence, LANES at a
  * time so the rounds vectorise across blocks. */
-static void philox_blocks(uint64_t seed, uint64_t sub, uint64_t first, long count, uint32_t *out)
+MST_INLINE void philox_blocks(uint64_t seed, uint64_t sub, uint64_t first, long count, uint32_t *out)
 {
     uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
     for (long i0 = 0; i0 < count; i0 += LANES) {
@@ -75,7 +75,7 @@ static void philox_blocks(uint64_t seed, uint64_t sub, uint64_t first, long coun
 
 /* raw[i] = curand() number offset+i of one subsequence, for i < count
  * (raw holds count + 6: whole Philox blocks are written, then shifted). */
-static void draw(uint64_t seed, uint64_t sub, uint64_t offset, long count, uint32_t *raw)
+MST_INLINE void draw(uint64_t seed, uint64_t sub, uint64_t offset, long count, uint32_t *raw)
 {
     long skip = (long)(offset & 3);
     philox_blocks(seed, sub, offset >> 2, (skip + count + 3) / 4, raw);
@@ -84,7 +84,7 @@ static void draw(uint64_t seed, uint64_t sub, uint64_t offset, long count, uint3
 
 /* q or k (part 0 or 1) of one window and head, masked (spec section 4: keys
  * in [window][head][token][j] order): packed bits in SNN mode, levels in ANN. */
-static void gather_qk(const mst_attn_args *a, int part, int b, int win, int h, int t, scratch *s, float *dst,
+MST_INLINE void gather_qk(const mst_attn_args *a, int part, int b, int win, int h, int t, scratch *s, float *dst,
                       uint64_t *bits)
 {
     int n = s->n, d = s->d, C = a->dim, W3 = mst_spike_words(3 * C);
@@ -117,7 +117,7 @@ static void gather_qk(const mst_attn_args *a, int part, int b, int win, int h, i
 }
 
 /* v of one window and head as floats (spikes expand to 0/1). */
-static void gather_v(const mst_attn_args *a, int b, int t, scratch *s, int h)
+MST_INLINE void gather_v(const mst_attn_args *a, int b, int t, scratch *s, int h)
 {
     int C = a->dim, d = s->d, W3 = mst_spike_words(3 * C);
     long row0 = ((long)(t - a->t0) * a->batch + b) * a->res * a->res;
@@ -135,7 +135,7 @@ static void gather_v(const mst_attn_args *a, int b, int t, scratch *s, int h)
 }
 
 /* S <- IF_attn of popcount(q & k) * scale, over the unit's membranes. */
-static void scores_snn(const mst_attn_args *a, const scratch *s, float *vm)
+MST_INLINE void scores_snn(const mst_attn_args *a, const scratch *s, float *vm)
 {
     int n = s->n, W = s->words;
     for (int i = 0; i < n; i++) {
@@ -155,7 +155,7 @@ static void scores_snn(const mst_attn_args *a, const scratch *s, float *vm)
 }
 
 /* S <- QCFS of q.k^T * scale (ANN mode: q and k are QCFS levels). */
-static void scores_ann(const mst_attn_args *a, const scratch *s)
+MST_INLINE void scores_ann(const mst_attn_args *a, const scratch *s)
 {
     int n = s->n, d = s->d;
     for (int i = 0; i < n; i++)
@@ -170,8 +170,7 @@ typedef mst_vf vf;
 
 /* mst_attn_weighted for nv vectors of channels from c0, lane by lane, so the
  * vector width never changes a result. */
-static inline __attribute__((always_inline)) void weighted_block(const float *u, const float *v, int n, int d,
-                                                                 int c0, float *o, const int nv)
+MST_INLINE void weighted_block(const float *u, const float *v, int n, int d, int c0, float *o, const int nv)
 {
     vf ev[2] = {{0}, {0}}, od[2] = {{0}, {0}};
     int j = 0;
@@ -190,7 +189,7 @@ static inline __attribute__((always_inline)) void weighted_block(const float *u,
 
 /* o[c] = sum_j u[j] v[j][c]: two vectors and one vector of channels at a
  * time, then one channel at a time. */
-static void weighted_sum(const float *u, const float *v, int n, int d, float *o)
+MST_INLINE void weighted_sum(const float *u, const float *v, int n, int d, float *o)
 {
     int c0 = 0;
     for (; c0 + 2 * MST_VEC <= d; c0 += 2 * MST_VEC) weighted_block(u, v, n, d, c0, o, 2);
@@ -201,7 +200,7 @@ static void weighted_sum(const float *u, const float *v, int n, int d, float *o)
 /* A = IF_attn(S) * Ma + B_rel + M_shift, softmax over keys, times v. The IF
  * (or QCFS) output takes L+1 values, so exp(A) factors into the unit's
  * exp(B_rel + M_shift) times a table: no exp in the step loop. */
-static void softmax_v(const mst_attn_args *a, int b, int win, int h, int t, scratch *s)
+MST_INLINE void softmax_v(const mst_attn_args *a, int b, int win, int h, int t, scratch *s)
 {
     int n = s->n, d = s->d, C = a->dim;
     int masked = a->mask_threshold > 0;
@@ -225,7 +224,7 @@ static void softmax_v(const mst_attn_args *a, int b, int win, int h, int t, scra
 }
 
 /* The unit's constant part of the softmax: exp(B_rel + M_shift - row max). */
-static void unit_constants(const mst_attn_args *a, int win, int h, scratch *s)
+MST_INLINE void unit_constants(const mst_attn_args *a, int win, int h, scratch *s)
 {
     int n = s->n;
     const float *rb = a->rel_bias + (long)h * n * n;
@@ -245,7 +244,7 @@ static void unit_constants(const mst_attn_args *a, int win, int h, scratch *s)
         s->gain[l] = mst_expf(a->lam_attn * ((float)l / (float)MST_QCFS_LEVELS - 0.5f));
 }
 
-static void unit(const mst_attn_args *a, int b, int win, int h, scratch *s)
+MST_CPU_CLONES static void unit(const mst_attn_args *a, int b, int win, int h, scratch *s)
 {
     int n = s->n, nw = (a->res / a->window) * (a->res / a->window);
     float *vm = a->v_attn + ((((long)b * nw + win) * a->heads + h) * n) * n;

@@ -17,4 +17,18 @@
 /* aligned(4): loads and stores from any float address */
 typedef float mst_vf __attribute__((vector_size(MST_VEC * sizeof(float)), aligned(4)));
 
+/* A build for the x86-64 baseline (the portable one) compiles each kernel's
+ * per-thread work function also for AVX2 and AVX-512 and picks one at run
+ * time; everything such a function calls in its loops must be inlined into
+ * it (a clone's callees are not cloned). Same source, elementwise vectors, no
+ * contraction: every clone gives the same bits. A native build has no need;
+ * -DMST_CPU_NO_CLONES leaves them out, so that a build runs the baseline code
+ * on any CPU (for checking that claim). */
+#if defined(__x86_64__) && !defined(__AVX2__) && !defined(MST_CPU_NO_CLONES)
+#define MST_CPU_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define MST_CPU_CLONES
+#endif
+#define MST_INLINE static inline __attribute__((always_inline))
+
 #endif

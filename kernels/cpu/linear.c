@@ -49,8 +49,7 @@ typedef struct {
 /* Micro-tile rows [m, m+mr) x the strip's columns [c, c + nv*VEC): the
  * partial sums come from y (or start at the bias when k0 == 0) and go back to
  * y. Inlined with constant mr and nv, so the accumulators live in registers. */
-static inline __attribute__((always_inline)) void micro(const gemm *g, const strip *p, long m, int c, const int mr,
-                                                        const int nv)
+MST_INLINE void micro(const gemm *g, const strip *p, long m, int c, const int mr, const int nv)
 {
     vf acc[MR][2];
     int n = p->n0 + c;
@@ -77,7 +76,7 @@ static inline __attribute__((always_inline)) void micro(const gemm *g, const str
 }
 
 /* The same recurrence one column at a time, for the last nc % VEC columns. */
-static void micro_scalar(const gemm *g, const strip *p, long m, int mr, int c)
+MST_INLINE void micro_scalar(const gemm *g, const strip *p, long m, int mr, int c)
 {
     int n = p->n0 + c;
     for (int r = 0; r < mr; r++) {
@@ -100,7 +99,7 @@ static void micro_scalar(const gemm *g, const strip *p, long m, int mr, int c)
 
 /* The strip's columns for rows [m, m+mr): two vectors, one vector, then
  * single columns. */
-static void micro_row(const gemm *g, const strip *p, long m, int mr)
+MST_INLINE void micro_row(const gemm *g, const strip *p, long m, int mr)
 {
     int c = 0;
     for (; c + NR <= p->nc; c += NR) MICRO_ROWS(2)
@@ -108,17 +107,14 @@ static void micro_row(const gemm *g, const strip *p, long m, int mr)
     for (; c < p->nc; c++) micro_scalar(g, p, m, mr, c);
 }
 
-static void pack(const gemm *g, strip *p)
+MST_INLINE void pack(const gemm *g, strip *p)
 {
     for (int k = 0; k < p->kc; k++)
         memcpy(p->w + k * NR, g->w + (long)(p->k0 + k) * g->N + p->n0, sizeof(float) * (size_t)p->nc);
 }
 
-/* One task: rows [m0, m1) x columns [n0, n1), all of k. The clones are the
- * same source for other instruction sets (elementwise vector ops give the same
- * bits in any of them); the portable build picks one at run time. */
-__attribute__((target_clones("avx512f", "avx2", "default"))) static void task(const gemm *g, long m0, long m1,
-                                                                               int n0, int n1)
+/* One task: rows [m0, m1) x columns [n0, n1), all of k. */
+MST_CPU_CLONES static void task(const gemm *g, long m0, long m1, int n0, int n1)
 {
     strip p;
     for (p.k0 = 0; p.k0 < g->K; p.k0 += KC) {

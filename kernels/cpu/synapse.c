@@ -21,7 +21,7 @@
 #define COL_BLOCK (4 * VEC)
 typedef mst_vf vf;
 
-static int active_inputs(const uint64_t *x, int K, int *active)
+MST_INLINE int active_inputs(const uint64_t *x, int K, int *active)
 {
     int nnz = 0;
     for (int w = 0; w < mst_spike_words(K); w++)
@@ -32,8 +32,7 @@ static int active_inputs(const uint64_t *x, int K, int *active)
 /* y[n0, n0 + nv*16) += the w rows of inputs act[0..cnt). Two accumulator sets
  * (first and second half of the list) keep enough adds in flight; inlined
  * with a constant nv so the accumulators live in registers. */
-static inline __attribute__((always_inline)) void add_rows(const int *act, int cnt, const float *w, int N, int n0,
-                                                           float *y, const int nv)
+MST_INLINE void add_rows(const int *act, int cnt, const float *w, int N, int n0, float *y, const int nv)
 {
     vf a[4], c[4];
     int half = cnt / 2;
@@ -58,7 +57,7 @@ static inline __attribute__((always_inline)) void add_rows(const int *act, int c
 }
 
 /* The same, one column at a time, for the last n1 - n0 < VEC columns. */
-static void add_rows_scalar(const int *act, int cnt, const float *w, int N, int n0, int n1, float *y)
+MST_INLINE void add_rows_scalar(const int *act, int cnt, const float *w, int N, int n0, int n1, float *y)
 {
     int half = cnt / 2;
     for (int n = n0; n < n1; n++) {
@@ -73,7 +72,7 @@ static void add_rows_scalar(const int *act, int cnt, const float *w, int N, int 
 }
 
 /* Columns [n0, n1) (at most COL_BLOCK) of one row: whole vectors, then the rest. */
-static void add_columns(const int *act, int cnt, const float *w, int N, int n0, int n1, float *y)
+MST_INLINE void add_columns(const int *act, int cnt, const float *w, int N, int n0, int n1, float *y)
 {
     switch ((n1 - n0) / VEC) {
     case 4: add_rows(act, cnt, w, N, n0, y, 4); break;
@@ -86,7 +85,7 @@ static void add_columns(const int *act, int cnt, const float *w, int N, int n0, 
     if (done < n1) add_rows_scalar(act, cnt, w, N, done, n1, y);
 }
 
-static void spike_rows(const uint64_t *x, int rows, int K, const float *w, const float *b, int N, float *y, int *act)
+MST_INLINE void spike_rows(const uint64_t *x, int rows, int K, const float *w, const float *b, int N, float *y, int *act)
 {
     int nnz[ROW_BLOCK]; /* 1 KB of stack */
     for (int r = 0; r < rows; r++) nnz[r] = active_inputs(x + (long)r * mst_spike_words(K), K, act + r * K);
@@ -100,7 +99,7 @@ static void spike_rows(const uint64_t *x, int rows, int K, const float *w, const
 }
 
 /* One block of tokens over all steps: potentials into `tile`, then fired. */
-static uint64_t synapse_block(const uint64_t *x, int steps, long R, long r0, int rows, int K, const float *w,
+MST_CPU_CLONES static uint64_t synapse_block(const uint64_t *x, int steps, long R, long r0, int rows, int K, const float *w,
                               const float *b, int N, float *v, uint64_t *bits, float *out, float out_scale,
                               float *tile, int *act)
 {
