@@ -6,6 +6,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #ifdef __CUDACC__
 #define MST_HD __host__ __device__
@@ -38,7 +39,8 @@ MST_HD static inline float mst_qcfs(float z)
  * function (glibc picks an FMA variant on CPUs that have FMA; CUDA's is
  * another implementation). x = k ln2 + r with |r| <= ln2/2, exactly in double
  * (ln2 split so that k ln2_hi is exact); e^r by its Taylor series to r^13
- * (truncation under 1e-17); then one rounding to float, which is correct
+ * (truncation under 1e-17); 2^k from its bits, not libm's ldexp (a call,
+ * not inlined); then one rounding to float, which is correct
  * except where e^x lies within ~1e-16 of a float rounding boundary. */
 MST_HD static inline float mst_expf(float x)
 {
@@ -64,7 +66,11 @@ MST_HD static inline float mst_expf(float x)
                           1.0 / 6227020800.0};
     double p = c[13];
     for (int i = 12; i >= 0; i--) p = p * r + c[i];
-    return (float)ldexp(p, (int)k);
+    /* times 2^k (|k| <= 160: a normal double, so the product is exact) */
+    uint64_t two_k = (uint64_t)((int64_t)k + 1023) << 52;
+    double scale;
+    memcpy(&scale, &two_k, sizeof scale);
+    return (float)(p * scale);
 }
 
 /* Channel c of softmax(A) . v before normalisation: sum_j u[j] v[j][c] over
