@@ -2,9 +2,11 @@
  * order per output element) beside OpenBLAS's sgemm on the same operands, in
  * the same run, on the shapes the engine gives it: Swin-T's patch embedding,
  * patch-merge reductions and head, and the shipped model's. Both on every
- * OpenMP thread; FLOPs = 2 M K N; best of the timed repetitions. The last
- * column is mst's rate as a fraction of OpenBLAS's on a 2048 x 1024 x 1024
- * product (the floor `mst bench` divides by).
+ * OpenMP thread; FLOPs = 2 M K N; best of the timed repetitions. Two floors:
+ * OpenBLAS on a 2048 x 1024 x 1024 product (what `mst bench` divides by), and
+ * the rate at which this CPU's vectors do mst's arithmetic at all (a product,
+ * then an add: the order it fixes rules out FMA), with the operands in
+ * registers.
  *
  *   build/bench_linear [REPS]
  */
@@ -15,6 +17,7 @@
 #include <time.h>
 
 #include "kernels/backend.h"
+#include "kernels/cpu/cpu_vec.h"
 
 static double now(void)
 {
@@ -41,6 +44,35 @@ static const shape shapes[] = {
     {"fmnist head", 64, 128, 10},
     {"floor shape", 2048, 1024, 1024},
 };
+
+/* acc = acc + x * w on 12 independent vectors per thread, all threads. The
+ * asm barrier keeps x * w from being hoisted out of the loop (where AVX holds
+ * the vector in one register; elsewhere there is nothing to measure). */
+static double muladd_peak(void)
+{
+#ifdef __AVX__
+    long iters = 20000000;
+    double t0 = now(), sink = 0;
+#pragma omp parallel reduction(+ : sink)
+    {
+        mst_vf acc[12], w0 = {0}, w1 = {0};
+        const float x[6] = {1e-7f, 2e-7f, 3e-7f, 4e-7f, 5e-7f, 6e-7f}; /* 12 distinct products, as in a micro-tile */
+        w0 += 1.0f, w1 += 0.5f;
+        for (int i = 0; i < 12; i++) acc[i] = (mst_vf){0};
+        for (long k = 0; k < iters; k++) {
+            __asm__("" : "+x"(w0), "+x"(w1));
+#pragma GCC unroll 6
+            for (int i = 0; i < 6; i++)
+                acc[2 * i] = acc[2 * i] + x[i] * w0, acc[2 * i + 1] = acc[2 * i + 1] + x[i] * w1;
+        }
+        for (int i = 0; i < 12; i++) sink += acc[i][0];
+    }
+    double dt = now() - t0;
+    return sink > 0 ? 2.0 * 12 * MST_VEC * iters * omp_get_max_threads() / dt : 0;
+#else
+    return 0;
+#endif
+}
 
 static void fill(float *p, long n, unsigned *s)
 {
@@ -84,10 +116,14 @@ int main(int argc, char **argv)
         return 1;
     }
     size_t n = sizeof shapes / sizeof shapes[0];
-    double floor_rate = 0;
-    printf("%d OpenMP threads, best of %d\n", omp_get_max_threads(), reps);
-    printf("%-34s %7s %5s %5s %12s %12s %9s %9s\n", "shape", "M", "K", "N", "mst GFLOP/s", "BLAS GFLOP/s", "mst/BLAS",
-           "mst/floor");
+    double floor_rate = 0, peak = muladd_peak();
+    printf("%d OpenMP threads, best of %d; mul+add peak of %d-float vectors: ", omp_get_max_threads(), reps, MST_VEC);
+    if (peak > 0)
+        printf("%.1f GFLOP/s\n", peak * 1e-9);
+    else
+        printf("not measured in this build (no AVX)\n");
+    printf("%-34s %7s %5s %5s %12s %12s %9s %9s %9s\n", "shape", "M", "K", "N", "mst GFLOP/s", "BLAS GFLOP/s",
+           "mst/BLAS", "mst/floor", "mst/peak");
     for (int pass = 0; pass < 2; pass++) /* the floor first, then every row against it */
         for (size_t i = pass ? 0 : n - 1; i < n; i++) {
             const shape *s = &shapes[i];
@@ -103,8 +139,8 @@ int main(int argc, char **argv)
             double mst = flop / best(&be, 0, s, x, w, b, y, reps), blas = flop / best(&be, 1, s, x, w, b, y, reps);
             if (!pass) floor_rate = blas;
             if (pass)
-                printf("%-34s %7ld %5d %5d %12.2f %12.2f %9.3f %9.3f\n", s->what, s->M, s->K, s->N, mst * 1e-9,
-                       blas * 1e-9, mst / blas, mst / floor_rate);
+                printf("%-34s %7ld %5d %5d %12.2f %12.2f %9.3f %9.3f %9.3f\n", s->what, s->M, s->K, s->N, mst * 1e-9,
+                       blas * 1e-9, mst / blas, mst / floor_rate, peak > 0 ? mst / peak : 0.0);
             free(x), free(w), free(b), free(y);
         }
     be.destroy(&be);
