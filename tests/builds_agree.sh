@@ -1,9 +1,10 @@
 #!/bin/sh
 # builds_agree.sh NATIVE_BUILD OTHER_BUILD...: each other build (the portable
-# one, -DMST_NATIVE=OFF, which the container image ships; one with another
-# vector width, -DMST_VEC=N) passes the invariance suites, which hold it to the
-# recorded bits, and gives the native build's logits bit for bit on the
-# shipped models, SNN and ANN. .ci/run calls it.
+# one, -DMST_NATIVE=OFF, which the container image ships; its baseline code
+# alone, -DMST_CPU_NO_CLONES; another vector width, -DMST_VEC=N) passes the
+# invariance suites, which hold it to the recorded bits, and gives the native
+# build's logits bit for bit on the shipped models, SNN and ANN, on the CPU.
+# .ci/run calls it.
 set -eu
 native=$1
 shift
@@ -14,7 +15,8 @@ logits() { # BUILD MODEL OPTIONS... -> $tmp/out.npy
     b=$1
     m=$2
     shift 2
-    if ! "$b/mst" run --model "$m" "$@" --logits "$tmp/out.npy" tests/data/fmnist16_input.npy >"$tmp/log" 2>&1; then
+    if ! "$b/mst" run --device cpu --model "$m" "$@" --logits "$tmp/out.npy" tests/data/fmnist16_input.npy \
+        >"$tmp/log" 2>&1; then
         cat "$tmp/log" >&2
         exit 1
     fi

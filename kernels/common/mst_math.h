@@ -37,8 +37,8 @@ MST_HD static inline float mst_qcfs(float z)
 /* e^x rounded to float using only +, -, *, floor and an exact power of two,
  * so that every IEEE machine gets the same bits: libm's expf is not one
  * function (glibc picks an FMA variant on CPUs that have FMA; CUDA's is
- * another implementation). x = k ln2 + r with |r| <= ln2/2, exactly in double
- * (ln2 split so that k ln2_hi is exact); e^r by its Taylor series to r^13
+ * another implementation). x = k ln2 + r with |r| <= ln2/2 in double (ln2
+ * split so that k ln2_hi is exact, r good to ~1e-26); e^r by its Taylor series to r^13
  * (truncation under 1e-17); 2^k from its bits, not libm's ldexp (a call,
  * not inlined); then one rounding to float, which is correct
  * except where e^x lies within ~1e-16 of a float rounding boundary. */

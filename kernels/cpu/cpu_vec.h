@@ -19,8 +19,9 @@ typedef float mst_vf __attribute__((vector_size(MST_VEC * sizeof(float)), aligne
 
 /* A build for the x86-64 baseline (the portable one) compiles each kernel's
  * per-thread work function also for AVX2 and AVX-512 and picks one at run
- * time; everything such a function calls in its loops must be inlined into
- * it (a clone's callees are not cloned). Same source, elementwise vectors, no
+ * time. What it calls in its hot loops is inlined into it (MST_INLINE): a
+ * clone's callees are not cloned, and one left out of line (mst_cpu_fire_row)
+ * runs baseline code, slower but with the same bits. Same source, elementwise vectors, no
  * contraction: every clone gives the same bits. A native build has no need;
  * -DMST_CPU_NO_CLONES leaves them out, so that a build runs the baseline code
  * on any CPU (for checking that claim). */
