@@ -177,6 +177,51 @@ Test(engine, masks_change_results_and_seed_matters)
     mst_npy_free(&x);
 }
 
+/* Images first..first+n-1 of x through engine e: [steps][n][K]. */
+static float *run_images(mst_engine *e, const mst_npy *x, int first, int n, int K)
+{
+    long img = x->shape[1] * x->shape[2] * x->shape[3];
+    float *out = malloc(sizeof(float) * (size_t)(mst_engine_steps_out(e) * n * K));
+    mst_error err = {0};
+    cr_assert_eq(mst_engine_run(e, x->data + first * img, n, (uint64_t)first, out, &err), MST_OK, "%s", err.msg);
+    return out;
+}
+
+/* A profiled run with CUDA graphs launches each op itself, so its attention
+ * must take the chunk's first image and step as arguments, not from the
+ * device copy a replayed graph reads: an earlier chunk's, or never written
+ * (fresh device memory is poison). Bit for bit what a run without graphs
+ * gives, profiled from the first chunk and after graph runs. */
+Test(engine, profiled_runs_with_graphs_use_their_own_chunk, .timeout = 120)
+{
+    if (num_devices() < 3) cr_skip_test("no CUDA device");
+    mst_npy x;
+    load_test_npy("tiny_bn_input", &x);
+    mst_model *m = load_test_model("tiny_bn");
+    int K = mst_model_arch(m)->num_classes;
+    long n = 8L * 2 * K;
+    mst_engine_opts o = {.mode = MST_MODE_SNN, .timesteps = 8, .time_chunk = 4, .max_batch = 2, .mask_ratio = 0.75,
+                         .seed = 5, .device = MST_DEVICE_CUDA};
+    mst_engine *plain, *fresh, *warm;
+    mst_error err = {0};
+    cr_assert_eq(mst_engine_create(m, &o, &plain, &err), MST_OK, "%s", err.msg);
+    o.cuda_graphs = 1;
+    cr_assert_eq(mst_engine_create(m, &o, &fresh, &err), MST_OK, "%s", err.msg);
+    cr_assert_eq(mst_engine_create(m, &o, &warm, &err), MST_OK, "%s", err.msg);
+    float *want01 = run_images(plain, &x, 0, 2, K), *want23 = run_images(plain, &x, 2, 2, K);
+    mst_engine_set_profiling(fresh, 1);
+    float *got01 = run_images(fresh, &x, 0, 2, K);
+    expect_identical(want01, got01, n, "profiled from the first chunk, with graphs");
+    free(run_images(warm, &x, 0, 2, K)); /* replays leave chunk (0, 4) in the device keys */
+    mst_engine_set_profiling(warm, 1);
+    float *got23 = run_images(warm, &x, 2, 2, K);
+    expect_identical(want23, got23, n, "profiled after graph runs");
+    free(want01), free(want23), free(got01), free(got23);
+    mst_engine_free(plain), mst_engine_free(fresh), mst_engine_free(warm);
+    mst_model_free(m);
+    mst_npy_free(&x);
+}
+
 Test(engine, rejects_bad_options)
 {
     mst_model *m = load_test_model("tiny_nobn");

@@ -49,6 +49,7 @@ struct mst_engine {
     mst_backend be;
     mst_trace trace;
     int profiling;
+    int in_graph;      /* chunk_layers is running inside graph_run (captured or run to be captured) */
     int T, Tc, B;
     float *img, *patches, *pe_z, *x, *bufA, *bufH, *pooled, *logits;
     uint64_t *sA, *sH; /* packed spikes that feed synapses (SNN): C wide, and 3C or hidden wide */

@@ -60,7 +60,7 @@ static mst_status attention(mst_engine *e, const chunk *k, const mst_block *b, c
                        .site_q = (uint32_t)b->mask_site,
                        .mask_threshold = mst_mask_threshold(e->o.mask_ratio),
                        .counts = e->dev_counts + e->m->arch.num_if_sites + (long)b->mask_site / 3 * MST_ATTN_NCOUNTS,
-                       .keys = e->o.cuda_graphs ? e->keys : NULL};
+                       .keys = e->in_graph ? e->keys : NULL};
     return e->be.window_attention(e->be.ctx, &a, err);
 }
 
@@ -145,14 +145,21 @@ static mst_status chunk_layers(void *arg, mst_error *err)
 }
 
 /* A chunk: its layers (replayed from a graph where the backend keeps them
- * and the engine is not being profiled), then the cumulative logits. */
+ * and the engine is not being profiled), then the cumulative logits. Only
+ * work that goes into a graph reads the chunk's first image and step from
+ * e->keys (a replay cannot take new arguments); launched directly, the
+ * attention takes them as arguments, so a profiled run never reads keys that
+ * an earlier chunk left, or that nothing wrote. */
 static mst_status run_chunk(mst_engine *e, const chunk *k, float *cum, mst_error *err)
 {
     chunk_call call = {e, k};
     if (e->o.cuda_graphs && e->be.graph_run && !e->profiling) {
         uint64_t keys[2] = {k->first_image, (uint64_t)k->t0};
         TRY(e->be.upload(e->be.ctx, e->keys, keys, sizeof keys, err));
-        TRY(e->be.graph_run(e->be.ctx, (long)k->steps << 20 | k->n, chunk_layers, &call, err));
+        e->in_graph = 1;
+        mst_status r = e->be.graph_run(e->be.ctx, (long)k->steps << 20 | k->n, chunk_layers, &call, err);
+        e->in_graph = 0;
+        TRY(r);
     } else {
         TRY(chunk_layers(&call, err));
     }
