@@ -67,6 +67,13 @@ typedef enum {
     MST_ATTN_NCOUNTS
 } mst_attn_count;
 
+/* An op that multiplies by a weight matrix, for memory planning: rows x K
+ * inputs (packed spikes when spikes is set: a synapse) times K x N. */
+typedef struct {
+    long rows;
+    int K, N, spikes;
+} mst_gemm_op;
+
 typedef struct mst_backend {
     const char *name;
     void *ctx;
@@ -82,6 +89,11 @@ typedef struct mst_backend {
     mst_status (*timer_mark)(void *ctx, int family, int end, mst_error *err);
     mst_status (*timer_collect)(void *ctx, double *ms, int families, mst_error *err);
     size_t (*peak_bytes)(void *ctx);
+    /* Bytes of scratch (and of weight copies) the backend will hold to run
+       these ops, each at most once at a time; and the device memory free now
+       (NULL: no limit the backend knows of). */
+    size_t (*scratch_bytes)(void *ctx, const mst_gemm_op *ops, int n);
+    mst_status (*free_bytes)(void *ctx, size_t *bytes, mst_error *err);
     mst_status (*peak_flops)(void *ctx, double *flops, mst_error *err);
     /* Runs fn(arg), which only queues device work, as a graph kept under
        `key`: the first call runs it directly (scratch grows then), the second

@@ -5,6 +5,8 @@
 #include <math.h>
 
 #include "helpers.h"
+#include "host/engine/engine_internal.h"
+#include "host/model/synth.h"
 #include "host/data/dataset.h"
 #include "host/data/npy.h"
 #include "host/data/transform.h"
@@ -359,4 +361,133 @@ Test(engine, memory_bounded_by_the_time_chunk, .timeout = 120)
     }
     mst_model_free(m);
     mst_npy_free(&x);
+}
+
+/* What the forward pass stores where (engine.c): x, bufA and, in SNN mode,
+ * bufH hold at most N x C floats per row of the chunk; ANN's bufH also the
+ * qkv and fc1 levels, N x max(3C, hidden); packed spikes only in SNN. */
+static void expect_buffer_sizes(const mst_model *m, mst_mode mode, int B, int Tc)
+{
+    const mst_arch *a = mst_model_arch(m);
+    size_t rows = (size_t)B * Tc, NC = 0, NH = 0, WA = 0, WH = 0;
+    for (int s = 0; s < a->num_stages; s++) {
+        size_t N = (size_t)a->stages[s].resolution * a->stages[s].resolution, C = (size_t)a->stages[s].dim;
+        size_t H = 3 * C > (size_t)a->stages[s].mlp_hidden ? 3 * C : (size_t)a->stages[s].mlp_hidden;
+        NC = N * C > NC ? N * C : NC, NH = N * H > NH ? N * H : NH;
+        WA = N * ((C + 63) / 64) > WA ? N * ((C + 63) / 64) : WA, WH = N * ((H + 63) / 64) > WH ? N * ((H + 63) / 64) : WH;
+    }
+    mst_buffer_sizes z;
+    mst_engine_buffer_sizes(m, mode, B, Tc, &z);
+    int snn = mode == MST_MODE_SNN;
+    cr_expect_eq(z.x, rows * NC);
+    cr_expect_eq(z.bufA, rows * NC);
+    cr_expect_eq(z.bufH, rows * (snn ? NC : NH), "%s: bufH %zu floats, holds %zu", snn ? "SNN" : "ANN", z.bufH,
+                 rows * (snn ? NC : NH));
+    cr_expect_eq(z.sA, snn ? rows * WA : 0);
+    cr_expect_eq(z.sH, snn ? rows * WH : 0);
+}
+
+/* The plan is what the engine allocates: right after creation the backend
+ * holds exactly the planned bytes but the scratch; after a run, the scratch
+ * it grew is within the plan (exactly the plan on CUDA in fp32). */
+Test(engine, plan_is_what_the_engine_allocates, .timeout = 120)
+{
+    mst_npy x;
+    load_test_npy("tiny_bn_input", &x);
+    mst_model *m = load_test_model("tiny_bn");
+    int K = mst_model_arch(m)->num_classes;
+    for (int mode = 0; mode < 2; mode++) {
+        expect_buffer_sizes(m, (mst_mode)mode, 3, 5);
+        for (int d = 0; d < (num_devices() > 1 ? 2 : 1); d++) {
+            mst_engine_opts o = {.mode = (mst_mode)mode, .timesteps = 10, .time_chunk = 5, .max_batch = 3,
+                                 .mask_ratio = 0.75, .seed = 5, .device = devices[d]};
+            mst_engine *e;
+            mst_error err = {0};
+            cr_assert_eq(mst_engine_create(m, &o, &e, &err), MST_OK, "%s", err.msg);
+            mst_memory_plan p;
+            mst_engine_memory(e, &p);
+            cr_expect_eq(mst_engine_peak_bytes(e), p.planned - p.scratch, "%s %s: holds %zu bytes, planned %zu + scratch",
+                         device_names[d], mode ? "ANN" : "SNN", mst_engine_peak_bytes(e), p.planned - p.scratch);
+            free(run_images(e, &x, 0, 3, K));
+            if (d == 0)
+                cr_expect_leq(mst_engine_peak_bytes(e), p.planned, "cpu: %zu bytes after a run, plan %zu",
+                              mst_engine_peak_bytes(e), p.planned);
+            else
+                cr_expect_eq(mst_engine_peak_bytes(e), p.planned, "%s: %zu bytes after a run, plan %zu",
+                             device_names[d], mst_engine_peak_bytes(e), p.planned);
+            mst_engine_free(e);
+        }
+    }
+    mst_model_free(m);
+    mst_npy_free(&x);
+}
+
+/* Under a memory limit the engine runs the longest time chunk whose plan
+ * fits (on the CPU with the same logits, bit for bit), and where not even
+ * one step fits it fails with the sizes, before allocating. */
+Test(engine, time_chunk_shrinks_to_fit_the_memory, .timeout = 120)
+{
+    mst_npy x;
+    load_test_npy("tiny_bn_input", &x);
+    mst_model *m = load_test_model("tiny_bn");
+    int K = mst_model_arch(m)->num_classes;
+    for (int d = 0; d < (num_devices() > 1 ? 2 : 1); d++) {
+        mst_engine_opts o = {.mode = MST_MODE_SNN, .timesteps = 16, .time_chunk = 3, .max_batch = 2,
+                             .mask_ratio = 0.75, .seed = 5, .device = devices[d]};
+        mst_memory_plan p3, p1, got;
+        mst_error err = {0};
+        cr_assert_eq(mst_engine_plan(m, &o, &p3, &err), MST_OK, "%s", err.msg);
+        o.time_chunk = 1;
+        cr_assert_eq(mst_engine_plan(m, &o, &p1, &err), MST_OK, "%s", err.msg);
+        cr_expect_lt(p1.planned, p3.planned);
+        o.time_chunk = 16;
+        mst_engine *full, *fitted;
+        cr_assert_eq(mst_engine_create(m, &o, &full, &err), MST_OK, "%s", err.msg);
+        o.memory_limit = p3.planned;
+        cr_assert_eq(mst_engine_create(m, &o, &fitted, &err), MST_OK, "%s", err.msg);
+        mst_engine_memory(fitted, &got);
+        cr_expect_eq(mst_engine_time_chunk(fitted), 3, "%s: chunk %d under a limit that fits 3 steps", device_names[d],
+                     mst_engine_time_chunk(fitted));
+        cr_expect(got.requested_chunk == 16 && got.planned == p3.planned && got.available == p3.planned);
+        float *a = run_images(full, &x, 0, 2, K), *b = run_images(fitted, &x, 0, 2, K);
+        if (d == 0) expect_identical(a, b, 16L * 2 * K, "cpu: chunks of 3 (fitted) vs 16");
+        free(a), free(b);
+        mst_engine_free(full), mst_engine_free(fitted);
+        o.memory_limit = p1.planned - 1;
+        mst_engine *none = NULL;
+        cr_expect_eq(mst_engine_create(m, &o, &none, &err), MST_ERR_NOMEM);
+        cr_expect(none == NULL);
+        cr_expect(strstr(err.msg, "needs") && strstr(err.msg, "GiB") && strstr(err.msg, "use a smaller batch"), "%s",
+                  err.msg);
+    }
+    mst_model_free(m);
+    mst_npy_free(&x);
+}
+
+/* The Swin-T shape at batch 64 and a time chunk of 128 (fp32, SNN) plans
+ * well within an H200's 139 GiB (108 GiB, 74 of it the two-kernel synapse's
+ * scratch); with bufH sized for the ANN's widest levels, as before, it came
+ * to 135 GiB, which an H200 with a CUDA context cannot hold. */
+Test(engine, swin_t_batch_64_chunk_128_fits_an_h200, .timeout = 120)
+{
+    if (num_devices() < 2) cr_skip_test("no CUDA device");
+    const char *path = tmp_path("swin_t.safetensors");
+    mst_error err = {0};
+    cr_assert_eq(mst_synth_write(mst_synth_find("swin-t"), 0, path, &err), MST_OK, "%s", err.msg);
+    mst_model *m;
+    cr_assert_eq(mst_model_load(path, NULL, &m, &err), MST_OK, "%s", err.msg);
+    unlink(path);
+    mst_engine_opts o = {.mode = MST_MODE_SNN, .timesteps = 128, .time_chunk = 128, .max_batch = 64,
+                         .mask_ratio = 0.75, .device = MST_DEVICE_CUDA};
+    mst_memory_plan p;
+    cr_assert_eq(mst_engine_plan(m, &o, &p, &err), MST_OK, "%s", err.msg);
+    mst_buffer_sizes snn, ann;
+    mst_engine_buffer_sizes(m, MST_MODE_SNN, 64, 128, &snn);
+    mst_engine_buffer_sizes(m, MST_MODE_ANN, 64, 128, &ann);
+    double gib = (double)((size_t)1 << 30), before = (double)p.planned + 4.0 * (double)(ann.bufH - snn.bufH);
+    cr_log_info("swin-t, batch 64, chunk 128, fp32 SNN: plan %.1f GiB (scratch %.1f); %.1f GiB with the old bufH",
+                p.planned / gib, p.scratch / gib, before / gib);
+    cr_expect_lt(p.planned / gib, 110.0, "plan %.1f GiB", p.planned / gib);
+    cr_expect_gt(before / gib, 130.0, "before %.1f GiB", before / gib);
+    mst_model_free(m);
 }

@@ -169,6 +169,22 @@ mst_model *cli_load(const char *path, int img_size)
     return m;
 }
 
+static double gib(size_t b) { return (double)b / (double)((size_t)1 << 30); }
+
+mst_engine *cli_engine(const mst_model *m, const mst_engine_opts *o)
+{
+    mst_engine *e;
+    mst_error err = {0};
+    if (mst_engine_create(m, o, &e, &err) != MST_OK) cli_fail(&err);
+    mst_memory_plan p;
+    mst_engine_memory(e, &p);
+    if (mst_engine_time_chunk(e) < p.requested_chunk)
+        fprintf(stderr, "mst: a time chunk of %d steps does not fit in the %.2f GiB available on %s; running chunks of %d "
+                        "(%.2f GiB)\n", p.requested_chunk, gib(p.available), mst_engine_device(e), mst_engine_time_chunk(e),
+                gib(p.planned));
+    return e;
+}
+
 double cli_now(void)
 {
     struct timespec ts;

@@ -193,13 +193,12 @@ int cli_bench(int argc, char **argv)
     mst_error err = {0};
     mst_engine_opts one = a.eo;
     one.max_batch = 1;
-    mst_engine *e;
-    if (mst_engine_create(m, &one, &e, &err) != MST_OK) cli_fail(&err);
+    mst_engine *e = cli_engine(m, &one);
     r.device = mst_engine_device(e);
-    r.Tc = mst_engine_time_chunk(e);
     r.lat = single_stream(e, x, img, cum, warmup, iters, r.family_ms);
     mst_engine_free(e);
-    if (mst_engine_create(m, &a.eo, &e, &err) != MST_OK) cli_fail(&err);
+    e = cli_engine(m, &a.eo);
+    r.Tc = mst_engine_time_chunk(e); /* the throughput run's (memory may lower it at batch B) */
     r.rate = offline(e, x, a.eo.max_batch, cum, warmup > 0 ? 1 : 0, iters > 4 ? iters / 4 : 1);
     r.peak_bytes = (double)mst_engine_peak_bytes(e);
     if (mst_engine_peak_flops(e, &r.floor, &err) != MST_OK) cli_fail(&err);

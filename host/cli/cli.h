@@ -29,6 +29,9 @@ extern const char *cli_usage_text;
 /* Parses every option of every command; commands check which they need. */
 void cli_parse(int argc, char **argv, cli_args *a);
 mst_model *cli_load(const char *path, int img_size);
+/* The engine for these options, or the one-line error; says on stderr when
+ * it runs a shorter time chunk than asked for, to fit the device's memory. */
+mst_engine *cli_engine(const mst_model *m, const mst_engine_opts *o);
 double cli_now(void);
 /* "fp32", "fp16" or "bf16", as --precision takes it. */
 const char *cli_precision_name(mst_precision p);

@@ -96,9 +96,7 @@ static mst_engine *run_eval(const cli_args *a, mst_model *m, const mst_dataset *
     const mst_arch *arch = mst_model_arch(m);
     mst_transform tf;
     cli_transform(a, arch, &tf);
-    mst_error err = {0};
-    mst_engine *e;
-    if (mst_engine_create(m, &a->eo, &e, &err) != MST_OK) cli_fail(&err);
+    mst_engine *e = cli_engine(m, &a->eo);
     long img = (long)arch->in_chans * arch->img_size * arch->img_size;
     float *cum = malloc(sizeof(float) * (size_t)mst_engine_steps_out(e) * (size_t)a->eo.max_batch * arch->num_classes);
     cli_pipeline *p = cli_pipeline_start(e, d, &tf, lo, hi, a->eo.max_batch, a->workers);

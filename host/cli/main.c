@@ -113,8 +113,7 @@ static int cmd_run(int argc, char **argv)
         cli_fail(&err);
     }
     check_input(&x, arch, input);
-    mst_engine *e;
-    if (mst_engine_create(m, &a.eo, &e, &err) != MST_OK) cli_fail(&err);
+    mst_engine *e = cli_engine(m, &a.eo);
     int steps = mst_engine_steps_out(e), K = arch->num_classes;
     double t0 = cli_now();
     float *cum = run_all(e, &x, input, K, steps, a.eo.max_batch);

@@ -20,9 +20,23 @@ const float *mst_engine_dev(const mst_engine *e, const float *host)
     return NULL;
 }
 
+/* Device memory for the engine: allocated, or in the planning pass
+ * (e->counting) only counted, so that the plan is the allocation code itself. */
+static mst_status dev_alloc(mst_engine *e, size_t bytes, void **p, mst_error *err)
+{
+    if (!e->counting) return e->be.alloc(e->be.ctx, bytes, p, err);
+    e->counted += bytes;
+    *p = NULL;
+    return MST_OK;
+}
+
 static mst_status upload(mst_engine *e, const float *host, size_t n, mst_error *err)
 {
     if (e->be.host_memory || !host) return MST_OK;
+    if (e->counting) {
+        e->counted += sizeof(float) * n;
+        return MST_OK;
+    }
     if (e->num_w == e->cap_w) {
         int cap = e->cap_w ? 2 * e->cap_w : 64;
         weight *w = realloc(e->w, sizeof(weight) * (size_t)cap);
@@ -31,7 +45,7 @@ static mst_status upload(mst_engine *e, const float *host, size_t n, mst_error *
         e->cap_w = cap;
     }
     weight *w = &e->w[e->num_w];
-    TRY(e->be.alloc(e->be.ctx, sizeof(float) * n, (void **)&w->dev, err));
+    TRY(dev_alloc(e, sizeof(float) * n, (void **)&w->dev, err));
     w->host = host;
     e->num_w++;
     return e->be.upload(e->be.ctx, w->dev, host, sizeof(float) * n, err);
@@ -70,15 +84,38 @@ static mst_status upload_model(mst_engine *e, mst_error *err)
 
 static mst_status buffer(mst_engine *e, float **p, size_t n, mst_error *err)
 {
-    return e->be.alloc(e->be.ctx, sizeof(float) * (n ? n : 1), (void **)p, err);
+    return dev_alloc(e, sizeof(float) * (n ? n : 1), (void **)p, err);
+}
+
+static mst_status words(mst_engine *e, uint64_t **p, size_t n, mst_error *err)
+{
+    return dev_alloc(e, sizeof(uint64_t) * (n ? n : 1), (void **)p, err);
 }
 
 static mst_status membrane(mst_engine *e, float **p, size_t n, mst_error *err)
 {
     TRY(buffer(e, p, n, err));
+    if (e->counting) return MST_OK;
     e->state[e->num_state] = *p;
     e->state_n[e->num_state++] = n;
     return MST_OK;
+}
+
+static mst_status host_counters(mst_engine *e, mst_error *err)
+{
+    const mst_arch *a = &e->m->arch;
+    e->num_counts = (size_t)a->num_if_sites + (size_t)a->num_mask_sites / 3 * MST_ATTN_NCOUNTS;
+    e->spikes = calloc(e->num_counts, sizeof(uint64_t));
+    if (!e->spikes) return mst_fail(err, MST_ERR_NOMEM, "out of memory");
+    e->attn_counts = e->spikes + a->num_if_sites;
+    return MST_OK;
+}
+
+static mst_status dev_counters(mst_engine *e, mst_error *err)
+{
+    TRY(words(e, &e->dev_counts, e->num_counts, err));
+    if (e->counting) return MST_OK;
+    return e->be.upload(e->be.ctx, e->dev_counts, e->spikes, sizeof(uint64_t) * e->num_counts, err);
 }
 
 static mst_status block_membranes(mst_engine *e, const mst_block *b, block_state *s, mst_error *err)
@@ -95,7 +132,8 @@ static mst_status block_membranes(mst_engine *e, const mst_block *b, block_state
     return membrane(e, &s->fc2, BN * C, err);
 }
 
-static mst_status plan_membranes(mst_engine *e, mst_error *err)
+/* The host tables that point at the membranes. */
+static mst_status membrane_tables(mst_engine *e, mst_error *err)
 {
     const mst_arch *a = &e->m->arch;
     e->state = calloc((size_t)a->num_if_sites, sizeof(float *));
@@ -103,12 +141,19 @@ static mst_status plan_membranes(mst_engine *e, mst_error *err)
     e->bs = calloc((size_t)a->num_stages, sizeof(block_state *));
     e->v_red = calloc((size_t)a->num_stages, sizeof(float *));
     if (!e->state || !e->state_n || !e->bs || !e->v_red) return mst_fail(err, MST_ERR_NOMEM, "out of memory");
+    for (int s = 0; s < a->num_stages; s++)
+        if (!(e->bs[s] = calloc((size_t)e->m->stages[s].info.depth, sizeof(block_state))))
+            return mst_fail(err, MST_ERR_NOMEM, "out of memory");
+    return MST_OK;
+}
+
+static mst_status plan_membranes(mst_engine *e, mst_error *err)
+{
+    const mst_arch *a = &e->m->arch;
     size_t N0 = (size_t)a->stages[0].resolution * a->stages[0].resolution;
     TRY(membrane(e, &e->v_pe, (size_t)e->B * N0 * a->embed_dim, err));
     for (int s = 0; s < a->num_stages; s++) {
         const mst_stage *sg = &e->m->stages[s];
-        e->bs[s] = calloc((size_t)sg->info.depth, sizeof(block_state));
-        if (!e->bs[s]) return mst_fail(err, MST_ERR_NOMEM, "out of memory");
         for (int b = 0; b < sg->info.depth; b++) TRY(block_membranes(e, &sg->blocks[b], &e->bs[s][b], err));
         size_t NC = (size_t)e->B * sg->info.resolution * sg->info.resolution * sg->info.dim;
         if (sg->info.has_downsample) TRY(membrane(e, &e->v_red[s], NC / 2, err));
@@ -116,10 +161,18 @@ static mst_status plan_membranes(mst_engine *e, mst_error *err)
     return MST_OK;
 }
 
-static mst_status plan_buffers(mst_engine *e, mst_error *err)
+/* Floats (spike words for sA, sH) of each activation buffer, for what the
+ * forward pass (forward.c) stores in it over Tc x B images' rows:
+ *   x     the residual stream: N x C at every stage (the merge writes N/4 x 2C);
+ *   bufA  C-wide IF outputs and levels (ANN), attention and fc2 outputs, the
+ *         merge's gathered N/4 x 4C patches: N x C;
+ *   bufH  SNN: proj's output (N x C) and the merge reduction's (N/4 x 2C);
+ *         ANN also the qkv and fc1 levels, N x 3C and N x hidden;
+ *   sA/sH packed spikes into synapses, C wide and 3C or hidden wide (SNN only). */
+void mst_engine_buffer_sizes(const mst_model *m, mst_mode mode, int B, int Tc, mst_buffer_sizes *z)
 {
-    const mst_arch *a = &e->m->arch;
-    size_t maxNC = 0, maxH = 0, bitsA = 0, bitsH = 0, rows = (size_t)e->Tc * e->B;
+    const mst_arch *a = &m->arch;
+    size_t maxNC = 0, maxH = 0, bitsA = 0, bitsH = 0, rows = (size_t)Tc * B;
     for (int s = 0; s < a->num_stages; s++) {
         size_t N = (size_t)a->stages[s].resolution * a->stages[s].resolution, C = (size_t)a->stages[s].dim;
         size_t wide = 3 * C > (size_t)a->stages[s].mlp_hidden ? 3 * C : (size_t)a->stages[s].mlp_hidden;
@@ -129,20 +182,132 @@ static mst_status plan_buffers(mst_engine *e, mst_error *err)
         bitsA = wa > bitsA ? wa : bitsA;
         bitsH = wh > bitsH ? wh : bitsH;
     }
+    int snn = mode == MST_MODE_SNN;
     size_t P = (size_t)a->patch_size, N0 = (size_t)a->stages[0].resolution * a->stages[0].resolution;
-    size_t Cl = (size_t)e->m->head.n_in, K = (size_t)a->num_classes;
-    TRY(buffer(e, &e->img, (size_t)e->B * a->in_chans * a->img_size * a->img_size, err));
-    TRY(buffer(e, &e->patches, (size_t)e->B * N0 * a->in_chans * P * P, err));
-    TRY(buffer(e, &e->pe_z, (size_t)e->B * N0 * a->embed_dim, err));
-    TRY(buffer(e, &e->x, rows * maxNC, err));
-    TRY(buffer(e, &e->bufA, rows * maxNC, err));
-    TRY(buffer(e, &e->bufH, rows * maxH, err));
-    TRY(buffer(e, &e->pooled, rows * Cl, err));
-    TRY(e->be.alloc(e->be.ctx, sizeof(uint64_t) * rows * bitsA, (void **)&e->sA, err));
-    TRY(e->be.alloc(e->be.ctx, sizeof(uint64_t) * rows * bitsH, (void **)&e->sH, err));
-    TRY(buffer(e, &e->logits, rows * K, err));
-    TRY(e->be.alloc(e->be.ctx, 2 * sizeof(uint64_t), (void **)&e->keys, err));
-    return e->be.host_alloc(e->be.ctx, sizeof(float) * rows * K, (void **)&e->logits_host, err);
+    *z = (mst_buffer_sizes){.img = (size_t)B * a->in_chans * a->img_size * a->img_size,
+                            .patches = (size_t)B * N0 * a->in_chans * P * P,
+                            .pe_z = (size_t)B * N0 * a->embed_dim,
+                            .x = rows * maxNC,
+                            .bufA = rows * maxNC,
+                            .bufH = rows * (snn ? maxNC : maxH),
+                            .pooled = rows * (size_t)m->head.n_in,
+                            .sA = snn ? rows * bitsA : 0,
+                            .sH = snn ? rows * bitsH : 0,
+                            .logits = rows * (size_t)a->num_classes};
+}
+
+static mst_status plan_buffers(mst_engine *e, mst_error *err)
+{
+    mst_buffer_sizes z;
+    mst_engine_buffer_sizes(e->m, e->o.mode, e->B, e->Tc, &z);
+    TRY(buffer(e, &e->img, z.img, err));
+    TRY(buffer(e, &e->patches, z.patches, err));
+    TRY(buffer(e, &e->pe_z, z.pe_z, err));
+    TRY(buffer(e, &e->x, z.x, err));
+    TRY(buffer(e, &e->bufA, z.bufA, err));
+    TRY(buffer(e, &e->bufH, z.bufH, err));
+    TRY(buffer(e, &e->pooled, z.pooled, err));
+    TRY(words(e, &e->sA, z.sA, err));
+    TRY(words(e, &e->sH, z.sH, err));
+    TRY(buffer(e, &e->logits, z.logits, err));
+    TRY(words(e, &e->keys, 2, err));
+    if (e->counting) return MST_OK;
+    return e->be.host_alloc(e->be.ctx, sizeof(float) * z.logits, (void **)&e->logits_host, err);
+}
+
+/* The ops that multiply by a weight matrix over a chunk of Tc steps (as
+ * forward.c runs them), for the backend's scratch. Returns how many. */
+static int gemm_ops(const mst_engine *e, int Tc, mst_gemm_op *ops)
+{
+    const mst_arch *a = &e->m->arch;
+    int n = 0, snn = e->o.mode == MST_MODE_SNN;
+    size_t N0 = (size_t)a->stages[0].resolution * a->stages[0].resolution;
+    const mst_dense *pe = &e->m->pe;
+    ops[n++] = (mst_gemm_op){(long)((size_t)e->B * N0), pe->n_in, pe->n_out, 0};
+    for (int s = 0; s < a->num_stages; s++) {
+        const mst_stage *sg = &e->m->stages[s];
+        long rows = (long)Tc * e->B * sg->info.resolution * sg->info.resolution;
+        for (int b = 0; b < sg->info.depth; b++) {
+            const mst_dense *d[4] = {&sg->blocks[b].qkv, &sg->blocks[b].proj, &sg->blocks[b].fc1, &sg->blocks[b].fc2};
+            for (int i = 0; i < 4; i++) ops[n++] = (mst_gemm_op){rows, d[i]->n_in, d[i]->n_out, snn};
+        }
+        if (sg->info.has_downsample) ops[n++] = (mst_gemm_op){rows / 4, sg->reduction.n_in, sg->reduction.n_out, 0};
+    }
+    ops[n++] = (mst_gemm_op){(long)Tc * e->B, e->m->head.n_in, e->m->head.n_out, 0};
+    return n;
+}
+
+static int num_gemm_ops(const mst_arch *a)
+{
+    int n = 2;
+    for (int s = 0; s < a->num_stages; s++) n += 4 * a->stages[s].depth + 1;
+    return n;
+}
+
+/* Bytes the engine would allocate at a time chunk of Tc, and of them the
+ * backend's scratch: the allocation code run without allocating. */
+static mst_status plan_bytes(mst_engine *e, int Tc, size_t *total, size_t *scratch, mst_error *err)
+{
+    int n = num_gemm_ops(&e->m->arch), keep = e->Tc;
+    mst_gemm_op *ops = malloc(sizeof *ops * (size_t)n);
+    if (!ops) return mst_fail(err, MST_ERR_NOMEM, "out of memory");
+    n = gemm_ops(e, Tc, ops);
+    *scratch = e->be.scratch_bytes ? e->be.scratch_bytes(e->be.ctx, ops, n) : 0;
+    free(ops);
+    e->counting = 1, e->counted = 0, e->Tc = Tc;
+    mst_status r = dev_counters(e, err);
+    if (r == MST_OK) r = upload_model(e, err);
+    if (r == MST_OK) r = plan_membranes(e, err);
+    if (r == MST_OK) r = plan_buffers(e, err);
+    e->counting = 0, e->Tc = keep;
+    *total = e->counted + *scratch;
+    return r;
+}
+
+/* What the plan may take: the limit asked for, or most of what the device
+ * has free (its allocator, graphs and cuBLAS want some room), or no limit. */
+static mst_status available(mst_engine *e, size_t *bytes, mst_error *err)
+{
+    *bytes = e->o.memory_limit;
+    if (!e->be.free_bytes) return MST_OK;
+    size_t free_b = 0;
+    TRY(e->be.free_bytes(e->be.ctx, &free_b, err));
+    size_t room = free_b / 50 > ((size_t)256 << 20) ? free_b / 50 : (size_t)256 << 20;
+    free_b = free_b > room ? free_b - room : 0;
+    if (!*bytes || free_b < *bytes) *bytes = free_b;
+    return MST_OK;
+}
+
+static double gib(size_t b) { return (double)b / (double)((size_t)1 << 30); }
+
+/* The time chunk the plan fits at: the one asked for, else the largest
+ * smaller one that fits; none: fail with what it needs, before allocating. */
+static mst_status fit(mst_engine *e, mst_error *err)
+{
+    size_t have, total, scratch;
+    TRY(available(e, &have, err));
+    e->mem.available = have;
+    e->mem.requested_chunk = e->Tc;
+    TRY(plan_bytes(e, e->Tc, &total, &scratch, err));
+    if (have && total > have) {
+        int lo = 1, hi = e->Tc - 1; /* the largest Tc in [1, hi] whose plan fits */
+        TRY(plan_bytes(e, 1, &total, &scratch, err));
+        if (total > have)
+            return mst_fail(err, MST_ERR_NOMEM,
+                            "%s: a batch of %d needs %.2f GiB even one timestep at a time (%.2f GiB of it backend "
+                            "scratch) and %.2f GiB is available: use a smaller batch",
+                            e->be.name, e->B, gib(total), gib(scratch), gib(have));
+        while (lo < hi) {
+            int mid = lo + (hi - lo + 1) / 2;
+            TRY(plan_bytes(e, mid, &total, &scratch, err));
+            if (total <= have) lo = mid;
+            else hi = mid - 1;
+        }
+        e->Tc = lo;
+        TRY(plan_bytes(e, e->Tc, &total, &scratch, err));
+    }
+    e->mem.planned = total, e->mem.scratch = scratch;
+    return MST_OK;
 }
 
 static mst_status check_opts(const mst_engine_opts *o, mst_error *err)
@@ -166,17 +331,6 @@ static mst_status check_opts(const mst_engine_opts *o, mst_error *err)
     return MST_OK;
 }
 
-static mst_status counters(mst_engine *e, mst_error *err)
-{
-    const mst_arch *a = &e->m->arch;
-    e->num_counts = (size_t)a->num_if_sites + (size_t)a->num_mask_sites / 3 * MST_ATTN_NCOUNTS;
-    e->spikes = calloc(e->num_counts, sizeof(uint64_t));
-    if (!e->spikes) return mst_fail(err, MST_ERR_NOMEM, "out of memory");
-    e->attn_counts = e->spikes + a->num_if_sites;
-    TRY(e->be.alloc(e->be.ctx, sizeof(uint64_t) * e->num_counts, (void **)&e->dev_counts, err));
-    return e->be.upload(e->be.ctx, e->dev_counts, e->spikes, sizeof(uint64_t) * e->num_counts, err);
-}
-
 static mst_status backend(mst_engine *e, mst_error *err)
 {
     const mst_engine_opts *o = &e->o;
@@ -193,15 +347,6 @@ static mst_status backend(mst_engine *e, mst_error *err)
     return mst_backend_cpu(&e->be, err);
 }
 
-static mst_status create(mst_engine *e, mst_error *err)
-{
-    TRY(backend(e, err));
-    TRY(counters(e, err));
-    TRY(upload_model(e, err));
-    TRY(plan_membranes(e, err));
-    return plan_buffers(e, err);
-}
-
 const char *mst_engine_device(const mst_engine *e) { return e->be.name; }
 
 void mst_engine_set_profiling(mst_engine *e, int on) { e->profiling = on; }
@@ -213,6 +358,8 @@ mst_status mst_engine_profile(mst_engine *e, double ms[MST_NUM_FAMILIES], mst_er
 }
 
 size_t mst_engine_peak_bytes(const mst_engine *e) { return e->be.peak_bytes(e->be.ctx); }
+
+void mst_engine_memory(const mst_engine *e, mst_memory_plan *out) { *out = e->mem; }
 
 mst_status mst_engine_peak_flops(mst_engine *e, double *flops, mst_error *err)
 {
@@ -229,8 +376,8 @@ void mst_engine_host_free(mst_engine *e, void *p)
     if (p) e->be.host_release(e->be.ctx, p);
 }
 
-mst_status mst_engine_create(const mst_model *m, const mst_engine_opts *opts, mst_engine **out,
-                             mst_error *err)
+/* An engine's options and host tables, no device memory yet. */
+static mst_status engine_new(const mst_model *m, const mst_engine_opts *opts, mst_engine **out, mst_error *err)
 {
     *out = NULL;
     TRY(check_opts(opts, err));
@@ -243,13 +390,45 @@ mst_status mst_engine_create(const mst_model *m, const mst_engine_opts *opts, ms
     e->Tc = e->Tc < e->T ? e->Tc : e->T;
     e->B = opts->max_batch;
     e->trace = mst_trace_open();
-    mst_status r = create(e, err);
+    mst_status r = backend(e, err);
+    if (r == MST_OK) r = host_counters(e, err);
+    if (r == MST_OK) r = membrane_tables(e, err);
     if (r != MST_OK) {
         mst_engine_free(e);
         return r;
     }
     *out = e;
     return MST_OK;
+}
+
+mst_status mst_engine_create(const mst_model *m, const mst_engine_opts *opts, mst_engine **out,
+                             mst_error *err)
+{
+    mst_engine *e;
+    TRY(engine_new(m, opts, &e, err));
+    mst_status r = fit(e, err);
+    if (r == MST_OK) r = dev_counters(e, err);
+    if (r == MST_OK) r = upload_model(e, err);
+    if (r == MST_OK) r = plan_membranes(e, err);
+    if (r == MST_OK) r = plan_buffers(e, err);
+    if (r != MST_OK) {
+        mst_engine_free(e);
+        return r;
+    }
+    *out = e;
+    return MST_OK;
+}
+
+mst_status mst_engine_plan(const mst_model *m, const mst_engine_opts *opts, mst_memory_plan *out, mst_error *err)
+{
+    mst_engine *e;
+    TRY(engine_new(m, opts, &e, err));
+    size_t total = 0, scratch = 0, have = 0;
+    mst_status r = available(e, &have, err);
+    if (r == MST_OK) r = plan_bytes(e, e->Tc, &total, &scratch, err);
+    *out = (mst_memory_plan){.planned = total, .scratch = scratch, .available = have, .requested_chunk = e->Tc};
+    mst_engine_free(e);
+    return r;
 }
 
 void mst_engine_free(mst_engine *e)

@@ -49,6 +49,9 @@ struct mst_engine {
     mst_backend be;
     mst_trace trace;
     int profiling;
+    int counting;      /* the planning pass: allocations are only counted, into counted */
+    size_t counted;
+    mst_memory_plan mem;
     int in_graph;      /* chunk_layers is running inside graph_run (captured or run to be captured) */
     int T, Tc, B;
     float *img, *patches, *pe_z, *x, *bufA, *bufH, *pooled, *logits;
@@ -77,5 +80,12 @@ struct mst_engine {
 };
 
 const float *mst_engine_dev(const mst_engine *e, const float *host);
+
+/* Elements of each activation buffer (floats; spike words for sA and sH)
+ * for B images and a time chunk of Tc steps (engine.c says what each holds). */
+typedef struct {
+    size_t img, patches, pe_z, x, bufA, bufH, pooled, sA, sH, logits;
+} mst_buffer_sizes;
+void mst_engine_buffer_sizes(const mst_model *m, mst_mode mode, int B, int Tc, mst_buffer_sizes *z);
 
 #endif

@@ -99,6 +99,7 @@ typedef struct {
     mst_precision precision;
     int cuda_graphs;    /* CUDA: capture each time chunk's work once and replay it */
     int fused_synapse;  /* CUDA fp16/bf16: each synapse's GEMM and IF scan in one kernel */
+    size_t memory_limit; /* bytes the engine may plan for; 0: the device's free memory (CUDA), no limit (CPU) */
 } mst_engine_opts;
 
 typedef struct mst_engine mst_engine;
@@ -117,8 +118,24 @@ mst_status mst_engine_run(mst_engine *e, const float *images, int n,
 
 /* Number of logit rows per image the engine writes: T or 1. */
 int mst_engine_steps_out(const mst_engine *e);
-/* Steps per time chunk it runs (the option, or its default, at most T). */
+/* Steps per time chunk it runs: the option, or its default, at most T, and
+ * lowered where that chunk's memory plan would not fit (mst_engine_memory). */
 int mst_engine_time_chunk(const mst_engine *e);
+
+/* The memory plan, made before anything is allocated: every buffer sized for
+ * what the forward pass stores in it, the IF membranes, the weights the
+ * device holds and the backend's scratch for the largest op. */
+typedef struct {
+    size_t planned;        /* bytes, all of it, at the time chunk it runs */
+    size_t scratch;        /* of which the backend's scratch (grows during the first chunk) */
+    size_t available;      /* what it had to fit in (0: no limit) */
+    int requested_chunk;   /* the time chunk asked for (or its default) */
+} mst_memory_plan;
+void mst_engine_memory(const mst_engine *e, mst_memory_plan *out);
+/* The plan an engine of these options would make at the time chunk asked
+ * for, whether it fits or not, and what it would have to fit in; allocates
+ * no device memory. */
+mst_status mst_engine_plan(const mst_model *m, const mst_engine_opts *opts, mst_memory_plan *out, mst_error *err);
 
 /* The backend it runs on: "cpu" or e.g. "cuda:0 (NVIDIA H200, sm_90)". */
 const char *mst_engine_device(const mst_engine *e);

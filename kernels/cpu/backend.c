@@ -104,6 +104,20 @@ static mst_status cpu_peak_flops(void *ctx, double *flops, mst_error *err)
     return MST_OK;
 }
 
+/* What mst_cpu_scratch will grow to: a synapse's per-thread tiles (at most
+ * 64 tokens of K + N floats each) are the largest user. */
+static size_t cpu_scratch_bytes(void *ctx, const mst_gemm_op *ops, int n)
+{
+    (void)ctx;
+    size_t most = 0, threads = (size_t)omp_get_max_threads();
+    for (int i = 0; i < n; i++)
+        if (ops[i].spikes) {
+            size_t b = sizeof(float) * threads * 64 * ((size_t)ops[i].K + (size_t)ops[i].N);
+            most = b > most ? b : most;
+        }
+    return most;
+}
+
 static mst_status cpu_copy(void *ctx, void *dst, const void *src, size_t bytes, mst_error *err)
 {
     (void)ctx;
@@ -156,6 +170,7 @@ mst_status mst_backend_cpu(mst_backend *b, mst_error *err)
     b->timer_mark = cpu_timer_mark;
     b->timer_collect = cpu_timer_collect;
     b->peak_bytes = cpu_peak_bytes;
+    b->scratch_bytes = cpu_scratch_bytes;
     b->peak_flops = cpu_peak_flops;
     b->patchify = mst_cpu_patchify;
     b->linear = mst_cpu_linear;

@@ -133,6 +133,39 @@ static size_t cuda_peak_bytes(void *ctx)
     return c->mem.peak + c->operand_bytes + c->z_bytes;
 }
 
+/* What the operand and z scratch grow to, and the fp16/bf16 weight copies
+ * (synapse.cu, linear.cu). */
+static size_t cuda_scratch_bytes(void *ctx, const mst_gemm_op *ops, int n)
+{
+    mst_cuda *c = (mst_cuda *)ctx;
+    int half = c->precision != MST_PRECISION_FP32, fused = half && c->fused_synapse;
+    size_t operand = 0, z = 0, copies = 0, elem = half ? 2 : 4;
+    for (int i = 0; i < n; i++) {
+        size_t rows = (size_t)ops[i].rows, K = (size_t)ops[i].K, N = (size_t)ops[i].N, need = 0;
+        if (ops[i].spikes && fused) {
+            copies += 2 * ((K + 15) / 16 * 16) * ((N + 63) / 64 * 64);
+            continue;
+        }
+        if (ops[i].spikes) {
+            need = elem * rows * K;
+            z = 4 * rows * N > z ? 4 * rows * N : z;
+        } else if (half) {
+            need = 2 * rows * K;
+        }
+        operand = need > operand ? need : operand;
+        if (half) copies += 2 * K * N;
+    }
+    return operand + z + copies;
+}
+
+static mst_status cuda_free_bytes(void *ctx, size_t *bytes, mst_error *err)
+{
+    (void)ctx;
+    size_t total = 0;
+    CUDA_TRY(cudaMemGetInfo(bytes, &total), err);
+    return MST_OK;
+}
+
 static mst_status cuda_host_alloc(void *ctx, size_t bytes, void **out, mst_error *err)
 {
     mst_cuda *c = (mst_cuda *)ctx;
@@ -278,6 +311,8 @@ extern "C" mst_status mst_backend_cuda(mst_backend *b, int device, mst_precision
     b->timer_mark = cuda_timer_mark;
     b->timer_collect = cuda_timer_collect;
     b->peak_bytes = cuda_peak_bytes;
+    b->scratch_bytes = cuda_scratch_bytes;
+    b->free_bytes = cuda_free_bytes;
     b->peak_flops = mst_cuda_peak_flops;
     b->graph_run = cuda_graph_run;
     b->patchify = mst_cuda_patchify;
