@@ -398,6 +398,7 @@ Test(cli, bench_json_records_the_run)
     cr_expect_eq(json_integer_value(json_object_get(r, "batch")), 2);
     cr_expect(json_is_false(json_object_get(r, "cuda_graphs")));
     cr_expect(json_is_false(json_object_get(r, "fused_synapse")));
+    cr_expect(json_is_false(json_object_get(r, "spike_counts")));
     json_t *l = json_object_get(r, "latency_ms");
     double p50 = json_number_value(json_object_get(l, "p50")), p99 = json_number_value(json_object_get(l, "p99"));
     cr_expect(p50 > 0 && p50 <= p99, "p50 %g p99 %g", p50, p99);

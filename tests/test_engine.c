@@ -117,7 +117,7 @@ Test(engine, energy_counts_match_python_reference, .timeout = 120)
             load_test_npy(in, &x);
             mst_model *m = load_test_model(models[mi]);
             mst_engine_opts o = {.mode = MST_MODE_SNN, .timesteps = T_GOLDEN, .time_chunk = 5, .max_batch = 2,
-                                 .mask_ratio = ratios[pi], .seed = SEED, .device = MST_DEVICE_CPU};
+                                 .mask_ratio = ratios[pi], .seed = SEED, .device = MST_DEVICE_CPU, .count_spikes = 1};
             mst_engine *e;
             mst_error err = {0};
             cr_assert_eq(mst_engine_create(m, &o, &e, &err), MST_OK, "%s", err.msg);
@@ -251,6 +251,9 @@ Test(engine, rejects_bad_options)
     cr_expect_eq(mst_engine_run(e, img, 3, 0, out, &err), MST_ERR_ARG);
     cr_expect(contains(err.msg, "batch of 3 images; the engine takes 1 to 2"), "%s", err.msg);
     cr_expect_eq(mst_engine_run(e, img, 2, 0xffffffffull, out, &err), MST_ERR_ARG);
+    mst_stats st;
+    cr_expect_eq(mst_engine_stats(e, &st, &err), MST_ERR_ARG, "an engine that does not count has no energy figures");
+    cr_expect(contains(err.msg, "count_spikes"), "%s", err.msg);
     mst_engine_free(e);
     mst_model_free(m);
 }

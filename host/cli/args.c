@@ -37,7 +37,7 @@ const char *cli_usage_text =
     "          [--interpolation bilinear|bicubic] [--crop-pct F] [--workers J] [--shard K/N]\n"
     "          [--ground-truth FILE --synsets FILE] [--labels FILE]\n"
     "  mst bench --model FILE | --arch swin-t|fmnist|grid28 [--batch B] [--timesteps T] [--mask-ratio P]\n"
-    "          [--device D] [--precision P] [--time-chunk C] [--warmup N] [--iters N] [--json OUT]\n"
+    "          [--device D] [--precision P] [--time-chunk C] [--stats] [--warmup N] [--iters N] [--json OUT]\n"
     "  mst info --model FILE [--img-size N]\n";
 
 void cli_usage(void)
@@ -126,7 +126,7 @@ static void option(cli_args *a, int c, char **argv)
     case 'l': a->limit = int_arg("limit", optarg, 1, 0x7fffffffffffffffL); break;
     case 'u': a->mean = optarg; break;
     case 'v': a->std = optarg; break;
-    case 'S': a->stats = 1; break;
+    case 'S': a->stats = a->eo.count_spikes = 1; break;
     case 'D': device_arg(optarg, &a->eo); break;
     case 'P': precision_arg(optarg, &a->eo); break;
     case 'I':

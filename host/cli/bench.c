@@ -99,7 +99,7 @@ static mst_model *bench_model(const cli_args *a, const char *arch, uint64_t seed
 
 typedef struct {
     const char *name, *device, *precision;
-    int B, T, Tc, graphs, fused, warmup, iters;
+    int B, T, Tc, graphs, fused, counts, warmup, iters;
     double p;
     latency lat;
     double rate, family_ms[MST_NUM_FAMILIES], macs_step, macs_once, bytes_step, floor, peak_bytes;
@@ -108,9 +108,9 @@ typedef struct {
 static void print_result(const bench_result *r)
 {
     double flop = 2.0 * (r->macs_step * r->T + r->macs_once);
-    printf("%s on %s (%s%s%s): T = %d in chunks of %d, mask ratio %g, %d warm-up + %d timed runs\n", r->name, r->device,
-           r->precision, r->graphs ? ", CUDA graphs" : "", r->fused ? ", fused synapse" : "", r->T, r->Tc, r->p,
-           r->warmup, r->iters);
+    printf("%s on %s (%s%s%s%s): T = %d in chunks of %d, mask ratio %g, %d warm-up + %d timed runs\n", r->name,
+           r->device, r->precision, r->graphs ? ", CUDA graphs" : "", r->fused ? ", fused synapse" : "",
+           r->counts ? ", spike counts" : "", r->T, r->Tc, r->p, r->warmup, r->iters);
     printf("work: %.3g MAC per image-step + %.3g once = %.4g GFLOP per image (dense-equivalent); %.3g bytes per "
            "image-step moved at least (%.0f FLOP/byte)\n", r->macs_step, r->macs_once, flop / 1e9, r->bytes_step,
            2.0 * r->macs_step / r->bytes_step);
@@ -130,10 +130,11 @@ static void write_json(const char *path, const bench_result *r)
     double flop = 2.0 * (r->macs_step * r->T + r->macs_once);
     json_t *fam = json_object();
     for (int f = 0; f < MST_NUM_FAMILIES; f++) json_object_set_new(fam, family_names[f], json_real(r->family_ms[f]));
-    json_t *o = json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:b, s:b, s:f, s:i, s:i, s:{s:f, s:f, s:f, s:f, s:f}, s:o, s:f, "
-                          "s:f, s:f, s:f, s:f, s:f, s:f, s:f}",
+    json_t *o = json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:b, s:b, s:b, s:f, s:i, s:i, s:{s:f, s:f, s:f, s:f, s:f}, s:o, "
+                          "s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}",
                           "model", r->name, "device", r->device, "precision", r->precision, "batch", r->B, "timesteps",
-                          r->T, "time_chunk", r->Tc, "cuda_graphs", r->graphs, "fused_synapse", r->fused, "mask_ratio", r->p,
+                          r->T, "time_chunk", r->Tc, "cuda_graphs", r->graphs, "fused_synapse", r->fused, "spike_counts",
+                          r->counts, "mask_ratio", r->p,
                           "warmup", r->warmup, "iters", r->iters, "latency_ms", "p50", r->lat.p50, "p90", r->lat.p90,
                           "p99", r->lat.p99, "mean", r->lat.mean, "device_compute", r->lat.device_ms, "breakdown_ms", fam,
                           "images_per_second", r->rate, "timestep_images_per_second", r->rate * r->T, "flop_per_image",
@@ -181,7 +182,8 @@ int cli_bench(int argc, char **argv)
     const mst_arch *ar = mst_model_arch(m);
     bench_result r = {.name = arch ? arch : a.model, .B = a.eo.max_batch, .T = a.eo.mode == MST_MODE_ANN ? 1 : a.eo.timesteps,
                       .warmup = warmup, .iters = iters, .p = a.eo.mask_ratio,
-                      .precision = cli_precision_name(a.eo.precision), .graphs = a.eo.cuda_graphs, .fused = a.eo.fused_synapse};
+                      .precision = cli_precision_name(a.eo.precision), .graphs = a.eo.cuda_graphs, .fused = a.eo.fused_synapse,
+                      .counts = a.eo.count_spikes};
     mst_model_macs(m, &r.macs_step, &r.macs_once);
     r.bytes_step = mst_model_bytes(m);
     long img = (long)ar->in_chans * ar->img_size * ar->img_size;

@@ -23,7 +23,7 @@ static mst_status site(mst_engine *e, const chunk *k, int idx, float *v, const f
 {
     int snn = e->o.mode == MST_MODE_SNN;
     mst_if_args a = {.in = in, .in_tstride = tstride, .scale = scale, .shift = shift, .channels = C, .v = v,
-                     .out = out, .out_scale = out_scale, .bits = snn ? bits : NULL, .count = idx >= 0 ? e->dev_counts + idx : NULL,
+                     .out = out, .out_scale = out_scale, .bits = snn ? bits : NULL, .count = idx >= 0 && e->o.count_spikes ? e->dev_counts + idx : NULL,
                      .steps = k->steps, .R = R};
     return snn ? e->be.if_scan(e->be.ctx, &a, err) : e->be.qcfs(e->be.ctx, &a, err);
 }
@@ -40,7 +40,7 @@ static mst_status synapse(mst_engine *e, const chunk *k, int idx, const float *l
                           const mst_dense *d, float *v, long R, float *out, float out_scale, uint64_t *bits,
                           mst_error *err)
 {
-    uint64_t *count = idx >= 0 ? e->dev_counts + idx : NULL;
+    uint64_t *count = idx >= 0 && e->o.count_spikes ? e->dev_counts + idx : NULL;
     if (e->o.mode == MST_MODE_SNN)
         return e->be.synapse_if(e->be.ctx, spikes, k->steps, R, d->n_in, D(d->w), D(d->b), d->n_out, v, bits, out,
                                 out_scale, count, err);
@@ -59,7 +59,9 @@ static mst_status attention(mst_engine *e, const chunk *k, const mst_block *b, c
                        .mode = e->o.mode, .seed = e->o.seed, .first_image = k->first_image,
                        .site_q = (uint32_t)b->mask_site,
                        .mask_threshold = mst_mask_threshold(e->o.mask_ratio),
-                       .counts = e->dev_counts + e->m->arch.num_if_sites + (long)b->mask_site / 3 * MST_ATTN_NCOUNTS,
+                       .counts = e->o.count_spikes ? e->dev_counts + e->m->arch.num_if_sites +
+                                                         (long)b->mask_site / 3 * MST_ATTN_NCOUNTS
+                                                   : NULL,
                        .keys = e->in_graph ? e->keys : NULL};
     return e->be.window_attention(e->be.ctx, &a, err);
 }

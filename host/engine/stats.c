@@ -82,6 +82,8 @@ static void totals(mst_engine *e, builder *b, mst_stats *out)
 mst_status mst_engine_stats(mst_engine *e, mst_stats *out, mst_error *err)
 {
     if (e->o.mode != MST_MODE_SNN) return mst_fail(err, MST_ERR_ARG, "energy accounting is for SNN mode");
+    if (!e->o.count_spikes)
+        return mst_fail(err, MST_ERR_ARG, "energy accounting needs an engine that counts spikes (count_spikes)");
     TRY(e->be.download(e->be.ctx, e->spikes, e->dev_counts, sizeof(uint64_t) * e->num_counts, err));
     const mst_arch *a = &e->m->arch;
     int nl = num_layers(a);

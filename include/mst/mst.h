@@ -100,6 +100,7 @@ typedef struct {
     int cuda_graphs;    /* CUDA: capture each time chunk's work once and replay it */
     int fused_synapse;  /* CUDA fp16/bf16: each synapse's GEMM and IF scan in one kernel */
     size_t memory_limit; /* bytes the engine may plan for; 0: the device's free memory (CUDA), no limit (CPU) */
+    int count_spikes;   /* SNN: count spikes per IF and mask site for mst_engine_stats (atomics on a GPU) */
 } mst_engine_opts;
 
 typedef struct mst_engine mst_engine;
