@@ -1,146 +1,256 @@
 #!/bin/bash
-# The GPU check of issues 4 and 6, run on the lent H200 by the device tool after
-# benchmarks/gpu-pack.sh built build-gpu/ here (see that script). Writes every
-# log under $OUT and prints a short table last.
+# The GPU check: what a GPU machine has to tell about mst, in two parts that
+# each fit one command of 600 s, most valuable first.
 #
-#   1. the machine: nvidia-smi, nvcc;
-#   2. the GPU test suites (every CUDA op against its CPU twin, RSM draws,
-#      the engine's goldens on the GPU, fp16/bf16 top-1 agreement);
-#   3. compute-sanitizer memcheck and racecheck on a small model;
-#   4. fp32/fp16/bf16 top-1 of the shipped model on the Fashion-MNIST test
-#      set (design.md: a faster mode must stay within 0.1 % of fp32);
-#   5. Swin-T shape (224x224, seeded random weights from tools/make_model.py):
-#      mst bench at T = 32 and 128 in fp32, fp16 and bf16: batch-1 latency,
-#      throughput at batch 64, the ratio to the measured dense bf16 floor;
-#   6. issue 6's baseline: the PyTorch reference loop on the GPU beside mst.
+#   benchmarks/gpu-pack.sh          here: builds build-gpu/, which goes along
+#   benchmarks/gpu-check.sh 1       there (at most 360 s): the machine, the CUDA
+#                                   tests, compute-sanitizer, fp32/fp16/bf16 top-1
+#   benchmarks/gpu-check.sh 2       there (at most 330 s): Swin-T at T = 128, the
+#                                   spike-count atomics, the PyTorch loop
 #
-# All of it may take longer than one device call allows (600 s): name parts
-# to run them alone, e.g. `gpu-check.sh tests sanitizer precision`, then
-# `gpu-check.sh bench baseline` (default: all). Logs of both land in $OUT.
+# Planned device time: 360 + 330 s of commands, ~120 s for the machine to
+# start and the copies: ~810 s, inside 15 minutes with ~90 s to spare.
+#
+# Each part runs against a deadline (MST_GPU_CHECK_SECONDS, default its own
+# budget above; both parts in one call: 570 s): every step gets at most the
+# time left, less what packing the logs takes, and a step that no longer fits
+# is listed as skipped. Logs go to a temporary folder; $OUT receives
+# summary.txt and logs.tgz (every log and bench JSON), nothing else, so a part
+# cut short still returns what it measured. Models come from the seeded
+# generator (mst bench --arch); nothing large is carried or returned.
+#
+# MST_GPU_CHECK_DRY=cpu runs every step on the CPU at small sizes and skips
+# what only a GPU can run, saying so (CI runs it, with MST_GPU_CHECK_BUILD=build).
+# Exit status 1 when a step failed.
 set -u
-parts=${*:-tests sanitizer precision bench baseline}
+parts=${*:-1 2}
 want() { case " $parts " in *" $1 "*) return 0 ;; esac; return 1; }
+dry=${MST_GPU_CHECK_DRY:-}
+case "$dry" in "" | cpu) ;; *) echo "gpu-check.sh: MST_GPU_CHECK_DRY must be cpu or unset" >&2; exit 2 ;; esac
+budget=0
+want 1 && budget=$((budget + 360))
+want 2 && budget=$((budget + 330))
+[ "$budget" -gt 570 ] && budget=570
+budget=${MST_GPU_CHECK_SECONDS:-$budget}
+deadline=$((SECONDS + budget))
+reserve=15 # seconds kept for packing the logs
 OUT=${OUT:-/tmp/mst-gpu-check}
 mkdir -p "$OUT"
-here=$(pwd)
-B=build-gpu
-src=$(cat $B/source-dir)
-PY=${PY:-python3}
-log() { echo "== $*" | tee -a "$OUT/summary.txt"; }
-# the binaries' RPATH and the tests' data paths name the checkout they were
-# built in: make that path lead here
-if [ "$src" != "$here" ] && [ ! -e "$src" ]; then
-    mkdir -p "$(dirname "$src")" && ln -s "$here" "$src" || log "cannot link $src to $here: the binaries will not find their libraries"
-fi
+logs=$(mktemp -d)
+summary=$OUT/summary.txt
+: >"$summary"
+failed=0
+pack() { tar -C "$logs" -czf "$OUT/logs.tgz" . && rm -rf "$logs"; }
+trap 'pack; exit $failed' EXIT
+trap 'exit 1' INT TERM
 
-# build-gpu/deps comes through the RPATH (gpu-pack.sh); cuBLAS and the CUDA
-# runtime are this machine's. Any library the loader still misses is looked
-# for and added to LD_LIBRARY_PATH for mst's programs only (never for Python,
-# whose torch brings its own CUDA libraries).
+say() { echo "$*" | tee -a "$summary"; }
+here=$(pwd)
+B=${MST_GPU_CHECK_BUILD:-build-gpu}
+PY=${PY:-python3}
+DEV=cuda
+[ -n "$dry" ] && DEV=cpu
+say "gpu-check parts: $parts; budget ${budget} s; device $DEV${dry:+ (dry run: small sizes, GPU-only steps skipped)}; build $B"
+
+# step NAME MAX_SECONDS CMD...: CMD under the time left (at most MAX), its
+# output in NAME.log; returns CMD's status (124: out of time, 125: skipped).
+step() {
+    local name=$1 max=$2 left rc
+    shift 2
+    left=$((deadline - SECONDS - reserve))
+    if [ "$left" -lt 5 ]; then
+        echo "skipped: no time left" >"$logs/$name.log"
+        say "$name: skipped, no time left"
+        return 125
+    fi
+    [ "$left" -gt "$max" ] && left=$max
+    timeout -k 5 "$left" "$@" >"$logs/$name.log" 2>&1
+    rc=$?
+    if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+        say "$name: timed out after ${left} s: $(tail -n 1 "$logs/$name.log")"
+        failed=1
+        return 124
+    fi
+    [ $rc -ne 0 ] && failed=1
+    return $rc
+}
+gpu_only() { say "$1: skipped (runs on a GPU only)"; }
+
+# The binaries' RPATH and the tests' data paths name the checkout gpu-pack.sh
+# built them in: make that path lead here.
+if [ -f "$B/source-dir" ]; then
+    src=$(cat "$B/source-dir")
+    if [ "$src" != "$here" ] && [ ! -e "$src" ]; then
+        mkdir -p "$(dirname "$src")" && ln -s "$here" "$src" || say "cannot link $src to $here"
+    fi
+fi
+# Libraries the loader misses (build-gpu/deps comes through the RPATH) are
+# looked for and given to mst's programs only, never to Python.
 libpath=""
-missing=$(ldd $B/mst $B/libmstcore.so $B/tests/test_cuda 2>/dev/null | awk '/not found/ {print $1}' | sort -u)
+missing=$(ldd "$B/mst" "$B"/libmstcore.so "$B/tests/test_cuda" 2>/dev/null | awk '/not found/ {print $1}' | sort -u)
 for lib in $missing; do
     f=$(find /usr/local /usr/lib /opt -name "$lib" 2>/dev/null | head -n 1)
     [ -n "$f" ] && libpath="$libpath:$(dirname "$f")"
 done
-log "libraries the loader missed: ${missing:-none}${libpath:+; found in ${libpath#:}}"
 libpath=${libpath#:}
-withlibs() {
-    if [ -n "$libpath" ]; then LD_LIBRARY_PATH="$libpath${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$@"; else "$@"; fi
-}
+[ -n "$missing" ] && say "libraries the loader missed: $missing${libpath:+; found in $libpath}"
+# (arrays, not functions: timeout runs programs)
+withlibs=(env)
+[ -n "$libpath" ] && withlibs=(env "LD_LIBRARY_PATH=$libpath${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}")
+mst=("${withlibs[@]}" "$B/mst")
 {
     echo '#!/bin/sh'
-    [ -n "$libpath" ] && echo "export LD_LIBRARY_PATH=\"$libpath\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}\""
-    echo "exec \"$here/$B/mst\" \"\$@\""
-} > $B/mst-run
-chmod +x $B/mst-run
+    echo "LD_LIBRARY_PATH=\"$libpath\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}\" exec \"$here/$B/mst\" \"\$@\""
+} >"$logs/mst-run"
+chmod +x "$logs/mst-run"
 
-log "machine"
-{ nvidia-smi; nvcc --version; $PY -c 'import torch; print(torch.__version__, torch.cuda.get_device_name(0))'; } > "$OUT/env.txt" 2>&1
-grep -m1 -o 'NVIDIA H[0-9A-Za-z ]*' "$OUT/env.txt" | tee -a "$OUT/summary.txt"
-grep -m1 'Driver Version' "$OUT/env.txt" | tee -a "$OUT/summary.txt"
+machine() {
+    { nvidia-smi; nvcc --version; lscpu; } >"$logs/env.txt" 2>&1
+    say "machine: $(nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used --format=csv,noheader 2>/dev/null ||
+        echo "no GPU (nvidia-smi: none)"); $(nproc) CPUs"
+}
 
-want tests && log "tests" &&
-for t in cuda engine cli philox if_scan attention synapse linear window data safetensors weights; do
-    [ -x $B/tests/test_$t ] || continue
-    withlibs timeout 300 $B/tests/test_$t -j1 --verbose > "$OUT/test_$t.log" 2>&1
-    echo "test_$t: exit $? $(tail -n 1 "$OUT/test_$t.log")" | tee -a "$OUT/summary.txt"
-done
+# ---- part 1 -----------------------------------------------------------------
 
-# (where the runtime gives compute-sanitizer no access, as on gVisor, the
-# first run says so and the rest are skipped)
-want sanitizer && log "compute-sanitizer on tests/data/tiny_bn (T=4, p=0.75, SNN and ANN)" &&
-for tool in memcheck racecheck; do
-    for mode in snn ann; do
-        [ -n "${sanitizer_broken:-}" ] && continue
-        withlibs timeout 150 compute-sanitizer --tool $tool --error-exitcode 9 $B/mst run --device cuda --mode $mode \
-            --model tests/data/tiny_bn.safetensors --timesteps 4 --mask-ratio 0.75 tests/data/tiny_bn_input.npy \
-            > "$OUT/sanitizer_${tool}_$mode.log" 2>&1
-        echo "$tool $mode: exit $? $(grep -m1 -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitizer_${tool}_$mode.log")" | tee -a "$OUT/summary.txt"
-        if ! grep -q -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitizer_${tool}_$mode.log"; then
-            sanitizer_broken=1
-            echo "compute-sanitizer gave no summary: $(tail -n 1 "$OUT/sanitizer_${tool}_$mode.log"); skipping the rest" | tee -a "$OUT/summary.txt"
+tests() { # every CUDA op against its CPU twin; the engine on the device
+    for t in cuda engine; do
+        step "test_$t" 240 "${withlibs[@]}" "$B/tests/test_$t" -j1 --verbose
+        [ $? -eq 125 ] && continue
+        say "test_$t: $(grep -c '^\[SKIP\]' "$logs/test_$t.log") skipped; $(tail -n 1 "$logs/test_$t.log")"
+        grep -E '^\[(FAIL|SKIP)\]' "$logs/test_$t.log" | head -n 12 | tee -a "$summary"
+    done
+}
+
+# compute-sanitizer on a small model (tests/data/tiny_bn, T = 16 in chunks of
+# 4: one chunk run plainly, one captured, two replayed): every tool on the
+# fused synapse in bf16 with graphs and masking; memcheck and initcheck on the
+# fp32 two-kernel path and on ANN mode.
+sanitizer() {
+    [ -n "$dry" ] && { gpu_only sanitizer; return; }
+    local m="--model tests/data/tiny_bn.safetensors --timesteps 16 --time-chunk 4 --batch 2 --device cuda"
+    local fast="--precision bf16 --fused-synapse --cuda-graphs --mask-ratio 0.75"
+    set -- memcheck "$fast" racecheck "$fast" synccheck "$fast" initcheck "$fast" \
+        memcheck "--mask-ratio 0.75" initcheck "--mask-ratio 0.75" memcheck "--mode ann"
+    while [ $# -ge 2 ]; do
+        local tool=$1 opts=$2 name
+        shift 2
+        name="sanitizer_${tool}_$(echo "$opts" | tr -cd 'a-z0-9')"
+        # shellcheck disable=SC2086 # $m and $opts are option lists
+        step "$name" 120 "${withlibs[@]}" compute-sanitizer --tool "$tool" --error-exitcode 9 "$B/mst" run $m $opts \
+            tests/data/tiny_bn_input.npy
+        local rc=$?
+        [ $rc -eq 125 ] && return
+        say "compute-sanitizer $tool ($opts): exit $rc $(grep -m1 -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$logs/$name.log" ||
+            tail -n 1 "$logs/$name.log")"
+        grep -q -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$logs/$name.log" || {
+            say "compute-sanitizer gave no summary (no access to the GPU's debugger?): the rest skipped"
+            return
+        }
+    done
+}
+
+# design.md: a faster precision must keep top-1 within 0.1 % of fp32 on a real
+# evaluation set: the shipped p = 0.75 model on the Fashion-MNIST test set.
+precision() {
+    local data=${MST_GPU_CHECK_DATA:-$B/data/fashion-mnist} limit=""
+    [ -n "$dry" ] && { data=/usr/share/datasets/fashion-mnist; limit="--limit 200"; }
+    say "top-1, fmnist_p75 at T=64, p=0.75, on $data ${limit:-(10 000 images)}"
+    for run in fp32 bf16-fused fp16-fused bf16 fp16; do
+        local p=${run%-fused} fused=""
+        [ "$run" != "$p" ] && fused=--fused-synapse
+        [ -n "$dry" ] && [ "$p" != fp32 ] && { gpu_only "top-1 $run"; continue; }
+        # shellcheck disable=SC2086 # $fused and $limit are empty or options
+        step "eval_$run" 120 "${mst[@]}" eval --device "$DEV" --precision "$p" $fused --model weights/fmnist_p75.safetensors \
+            --data "$data" $limit --timesteps 64 --mask-ratio 0.75 --batch 250 --report-steps 16,32,64 \
+            --results-file "$logs/eval_$run.json"
+        [ $? -eq 125 ] && return
+        if [ -s "$logs/eval_$run.json" ]; then
+            $PY - "$logs" "$run" <<'EOF' | tee -a "$summary"
+import json, os, sys
+d, run = sys.argv[1:]
+r = json.load(open(os.path.join(d, "eval_%s.json" % run)))
+f = os.path.join(d, "eval_fp32.json")
+ref = json.load(open(f))["top1"] if os.path.exists(f) else float("nan")
+print("  %-11s top-1 %6.2f %%  (%+.2f vs fp32)  %9.1f images/s" % (run, r["top1"], r["top1"] - ref, r["images_per_second"]))
+EOF
+        else
+            say "  $run: failed: $(tail -n 1 "$logs/eval_$run.log")"
         fi
     done
-done
+}
 
-want precision && {
-log "precision: top-1 on the Fashion-MNIST test set (10 000 images), fmnist_p75, T=64, p=0.75, per precision"
-printf '%-10s %8s %8s %10s\n' run "top-1" "vs fp32" "images/s" | tee -a "$OUT/summary.txt"
-for run in fp32 fp16 bf16 fp16-fused bf16-fused; do
-    p=${run%-fused}
-    fused=""; [ "$run" != "$p" ] && fused=--fused-synapse
-    j=$OUT/eval_fmnist_$run.json
-    withlibs timeout 300 $B/mst eval --device cuda --precision $p $fused --model weights/fmnist_p75.safetensors \
-        --data $B/data/fashion-mnist --timesteps 64 --mask-ratio 0.75 --batch 250 --report-steps 16,32,64 \
-        --results-file "$j" > "$OUT/eval_fmnist_$run.log" 2>&1
-    if [ -s "$j" ]; then
-        $PY -c "import json; r=json.load(open('$j')); f=json.load(open('$OUT/eval_fmnist_fp32.json'))['top1']; print('%-10s %8.2f %+8.2f %10.1f' % ('$run', r['top1'], r['top1']-f, r['images_per_second']))" | tee -a "$OUT/summary.txt"
+# ---- part 2 -----------------------------------------------------------------
+
+# bench NAME ARGS...: mst bench on the Swin-T shape (seeded weights made on
+# the spot), its JSON kept, one line in the summary.
+bench() {
+    local name=$1
+    shift
+    local size="--timesteps 128 --time-chunk 16 --batch 64 --warmup 1 --iters 4"
+    [ -n "$dry" ] && size="--timesteps 2 --time-chunk 2 --batch 2 --warmup 0 --iters 1"
+    # shellcheck disable=SC2086 # $size is an option list
+    step "bench_$name" 150 "${mst[@]}" bench --device "$DEV" --arch swin-t --mask-ratio 0.75 $size "$@" \
+        --json "$logs/bench_$name.json"
+    [ $? -eq 125 ] && return
+    if [ -s "$logs/bench_$name.json" ]; then
+        $PY - "$logs/bench_$name.json" "$name" <<'EOF' | tee -a "$summary"
+import json, sys
+r = json.load(open(sys.argv[1])); l = r["latency_ms"]
+print("  %-24s T=%-3d chunk %-3d b=%-2d p50 %9.2f ms  device %9.2f ms  %9.2f images/s  %5.1f %% of floor  %8.0f MiB"
+      % (sys.argv[2], r["timesteps"], r["time_chunk"], r["batch"], l["p50"], l["device_compute"],
+         r["images_per_second"], 100 * r["floor_fraction"], r["peak_bytes"] / 2**20))
+EOF
     else
-        echo "$run: failed: $(tail -n 1 "$OUT/eval_fmnist_$run.log")" | tee -a "$OUT/summary.txt"
+        say "  $name: failed: $(tail -n 1 "$logs/bench_$name.log")"
     fi
-done
-
 }
 
-want bench && {
-# one row of the table from a bench JSON file, or the failure's last line
-bench_row() { # JSON LABEL LOG
-    if [ -s "$1" ]; then
-        $PY -c 'import json, sys; r = json.load(open(sys.argv[1])); l = r["latency_ms"]
-print("%-5d %-5s %10.3f %10.3f %10.3f %12.2f %9.1f%% %10.1f %s" % (r["timesteps"], r["precision"], l["p50"], l["p99"],
-      l["device_compute"], r["images_per_second"], 100 * r["floor_fraction"], r["peak_bytes"] / 2**20, sys.argv[2]))' "$1" "$2"
-    else
-        echo "$2: failed: $(tail -n 1 "$3")"
-    fi | tee -a "$OUT/summary.txt"
-}
-swin() { # NAME ARGS...: mst bench on the Swin-T shape
-    name=$1; shift
-    withlibs timeout 400 $B/mst bench --device cuda --model "$OUT/swin_t.safetensors" --mask-ratio 0.75 --warmup 2 \
-        --iters 10 --json "$OUT/bench_$name.json" "$@" > "$OUT/bench_$name.log" 2>&1
-    bench_row "$OUT/bench_$name.json" "$name" "$OUT/bench_$name.log"
-}
-log "Swin-T shape: mst bench (batch 1 latency, throughput at batch B, floor = measured bf16 GEMM rate)"
-$PY tools/make_model.py --arch swin-t --seed 0 --out "$OUT/swin_t.safetensors" > "$OUT/make_model.log" 2>&1 || cat "$OUT/make_model.log"
-printf '%-5s %-5s %10s %10s %10s %12s %10s %10s %s\n' T prec "p50 ms" "p99 ms" "device ms" "images/s" "of floor" "peak MiB" run |
-    tee -a "$OUT/summary.txt"
-for T in 32 128; do
-    for p in fp32 fp16 bf16; do
-        swin "T${T}_$p" --timesteps $T --precision $p --batch 64 --time-chunk 16
-    done
-done
-# each time chunk captured once and replayed
-for p in fp32 bf16; do swin "T128_${p}_graphs" --timesteps 128 --precision $p --batch 64 --time-chunk 16 --cuda-graphs; done
-# the fused synapse (GEMM + IF scan in one kernel) against the two kernels above
-for p in fp16 bf16; do swin "T128_${p}_fused" --timesteps 128 --precision $p --batch 64 --time-chunk 16 --fused-synapse; done
-swin "T128_bf16_fused_graphs" --timesteps 128 --precision bf16 --batch 64 --time-chunk 16 --fused-synapse --cuda-graphs
-# batch-1 latency with all 128 steps in one chunk: each layer launched once per image
-for g in "" --cuda-graphs; do swin "T128_bf16_b1_chunk128${g:+_graphs}" --timesteps 128 --precision bf16 --batch 1 --time-chunk 128 $g; done
+swin() {
+    say "Swin-T shape, p=0.75: batch-1 latency and throughput at batch 64 (dense-equivalent FLOPs against the measured matrix-product floor)"
+    if [ -n "$dry" ]; then
+        bench fp32 --precision fp32
+        gpu_only "fp16/bf16, fused synapse and CUDA graphs"
+        return
+    fi
+    bench bf16_fused_graphs --precision bf16 --fused-synapse --cuda-graphs
+    bench bf16_graphs --precision bf16 --cuda-graphs
+    bench fp16_fused_graphs --precision fp16 --fused-synapse --cuda-graphs
+    bench fp16_graphs --precision fp16 --cuda-graphs
+    bench fp32_graphs --precision fp32 --cuda-graphs
 }
 
-want baseline && {
-log "baseline: the PyTorch reference loop on the GPU beside mst (T=32, batch 8)"
-timeout 600 $PY benchmarks/baseline/compare.py --mst $B/mst-run --device cuda --arch swin-t --model weights/fmnist_p75.safetensors \
-    --timesteps 32 --batch 8 --iters 5 > "$OUT/baseline.log" 2>&1
-tail -n 8 "$OUT/baseline.log" | tee -a "$OUT/summary.txt"
+atomics() { # the same run with and without the spike counters
+    say "spike-count atomics (--stats) on and off"
+    if [ -n "$dry" ]; then
+        bench fp32_counts --precision fp32 --stats
+        return
+    fi
+    bench bf16_fused_graphs_counts --precision bf16 --fused-synapse --cuda-graphs --stats
 }
+
+baseline() {
+    say "baseline: the PyTorch reference loop beside mst (Swin-T shape, T=32, batch 8)"
+    if ! $PY -c 'import torch' 2>/dev/null; then
+        say "  skipped: no torch here"
+        return
+    fi
+    local size="--timesteps 32 --batch 8 --iters 5"
+    [ -n "$dry" ] && size="--timesteps 2 --batch 1 --iters 1 --baseline-iters 1"
+    # shellcheck disable=SC2086
+    step baseline 300 $PY benchmarks/baseline/compare.py --mst "$logs/mst-run" --device "$DEV" --arch swin-t \
+        --model weights/fmnist_p75.safetensors $size
+    [ $? -eq 125 ] || tail -n 6 "$logs/baseline.log" | tee -a "$summary"
+}
+
+machine
+if want 1; then
+    tests
+    sanitizer
+    precision
+fi
+if want 2; then
+    swin
+    atomics
+    baseline
+fi
+say "done in $SECONDS s of $budget"

@@ -1,12 +1,13 @@
 #!/bin/sh
-# Builds what benchmarks/gpu-check.sh runs on the lent GPU machine, whose
-# image has nvcc but none of mst's C libraries and no package registry:
-# a portable (-DMST_NATIVE=OFF) CUDA build in build-gpu/, with the shared
-# libraries it needs that are not part of the CUDA toolkit or glibc copied to
-# build-gpu/deps/. Then, with the device tool:
+# Builds what benchmarks/gpu-check.sh runs on a GPU machine, whose image has
+# nvcc but none of mst's C libraries and no package registry: a portable
+# (-DMST_NATIVE=OFF) CUDA build in build-gpu/, with the shared libraries it
+# needs that are not part of the CUDA toolkit or glibc copied to
+# build-gpu/deps/ (about 42 MB in all). Then, on the GPU machine, in a copy of
+# this checkout with build-gpu/ copied along, one command of 600 s each:
 #
-#   benchmarks/gpu-pack.sh
-#   run: command "benchmarks/gpu-check.sh", carry ["build-gpu"]
+#   benchmarks/gpu-pack.sh                       (here)
+#   benchmarks/gpu-check.sh 1; benchmarks/gpu-check.sh 2   (there)
 set -eu
 cd "$(dirname "$0")/.."
 root=$(pwd)
