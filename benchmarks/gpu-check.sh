@@ -42,11 +42,12 @@ summary=$OUT/summary.txt
 failed=0
 pack() { tar -C "$logs" -czf "$OUT/logs.tgz" . && rm -rf "$logs"; }
 trap 'pack; exit $failed' EXIT
-trap 'exit 1' INT TERM
+trap 'failed=1; exit 1' INT TERM
 
 say() { echo "$*" | tee -a "$summary"; }
 here=$(pwd)
 B=${MST_GPU_CHECK_BUILD:-build-gpu}
+case "$B" in /*) bin=$B ;; *) bin=$here/$B ;; esac
 PY=${PY:-python3}
 DEV=cuda
 [ -n "$dry" ] && DEV=cpu
@@ -61,6 +62,7 @@ step() {
     if [ "$left" -lt 5 ]; then
         echo "skipped: no time left" >"$logs/$name.log"
         say "$name: skipped, no time left"
+        [ -n "$dry" ] && failed=1 # the dry run has all the time it needs: a skip means a step ran too long
         return 125
     fi
     [ "$left" -gt "$max" ] && left=$max
@@ -100,7 +102,8 @@ withlibs=(env)
 mst=("${withlibs[@]}" "$B/mst")
 {
     echo '#!/bin/sh'
-    echo "LD_LIBRARY_PATH=\"$libpath\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}\" exec \"$here/$B/mst\" \"\$@\""
+    [ -n "$libpath" ] && echo "export LD_LIBRARY_PATH=\"$libpath\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}\""
+    echo "exec \"$bin/mst\" \"\$@\""
 } >"$logs/mst-run"
 chmod +x "$logs/mst-run"
 
@@ -114,6 +117,7 @@ machine() {
 
 tests() { # every CUDA op against its CPU twin; the engine on the device
     for t in cuda engine; do
+        [ -x "$B/tests/test_$t" ] || { say "test_$t: not built here (no CUDA toolkit, or MST_TESTS=OFF)"; continue; }
         step "test_$t" 240 "${withlibs[@]}" "$B/tests/test_$t" -j1 --verbose
         [ $? -eq 125 ] && continue
         say "test_$t: $(grep -c '^\[SKIP\]' "$logs/test_$t.log") skipped; $(tail -n 1 "$logs/test_$t.log")"
@@ -123,22 +127,33 @@ tests() { # every CUDA op against its CPU twin; the engine on the device
 
 # compute-sanitizer on a small model (tests/data/tiny_bn, T = 16 in chunks of
 # 4: one chunk run plainly, one captured, two replayed): every tool on the
-# fused synapse in bf16 with graphs and masking; memcheck and initcheck on the
-# fp32 two-kernel path and on ANN mode.
+# fused synapse in bf16 with graphs, masking and the spike counters' atomics;
+# memcheck and initcheck on the fp32 two-kernel path and on ANN mode. The dry
+# run runs the commands that need no GPU without the sanitizer.
 sanitizer() {
-    [ -n "$dry" ] && { gpu_only sanitizer; return; }
-    local m="--model tests/data/tiny_bn.safetensors --timesteps 16 --time-chunk 4 --batch 2 --device cuda"
-    local fast="--precision bf16 --fused-synapse --cuda-graphs --mask-ratio 0.75"
+    local m="--model tests/data/tiny_bn.safetensors --timesteps 16 --time-chunk 4 --batch 2 --device $DEV"
+    local fast="--precision bf16 --fused-synapse --cuda-graphs --mask-ratio 0.75 --stats" cs
+    cs=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
     set -- memcheck "$fast" racecheck "$fast" synccheck "$fast" initcheck "$fast" \
-        memcheck "--mask-ratio 0.75" initcheck "--mask-ratio 0.75" memcheck "--mode ann"
+        memcheck "--mask-ratio 0.75 --stats" initcheck "--mask-ratio 0.75" memcheck "--mode ann"
+    [ -z "$dry" ] && [ -z "$cs" ] && { say "compute-sanitizer: not installed here"; failed=1; return; }
     while [ $# -ge 2 ]; do
-        local tool=$1 opts=$2 name
+        local tool=$1 opts=$2 name rc
         shift 2
         name="sanitizer_${tool}_$(echo "$opts" | tr -cd 'a-z0-9')"
-        # shellcheck disable=SC2086 # $m and $opts are option lists
-        step "$name" 120 "${withlibs[@]}" compute-sanitizer --tool "$tool" --error-exitcode 9 "$B/mst" run $m $opts \
+        if [ -n "$dry" ]; then
+            case "$opts" in *bf16*) gpu_only "compute-sanitizer $tool ($opts)"; continue ;; esac
+            # shellcheck disable=SC2086 # $m and $opts are option lists
+            step "$name" 120 "${mst[@]}" run $m $opts tests/data/tiny_bn_input.npy
+            rc=$?
+            [ $rc -eq 125 ] && return
+            say "$tool's command, without the sanitizer ($opts): exit $rc"
+            continue
+        fi
+        # shellcheck disable=SC2086
+        step "$name" 120 "${withlibs[@]}" "$cs" --tool "$tool" --print-limit 50 --error-exitcode 9 "$B/mst" run $m $opts \
             tests/data/tiny_bn_input.npy
-        local rc=$?
+        rc=$?
         [ $rc -eq 125 ] && return
         say "compute-sanitizer $tool ($opts): exit $rc $(grep -m1 -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$logs/$name.log" ||
             tail -n 1 "$logs/$name.log")"
@@ -228,6 +243,14 @@ atomics() { # the same run with and without the spike counters
     bench bf16_fused_graphs_counts --precision bf16 --fused-synapse --cuda-graphs --stats
 }
 
+# batch 64 with all 128 steps in one chunk: the fp32 plan that did not fit an
+# H200 before the engine sized bufH for what it holds (108 GiB now)
+chunk128() {
+    say "Swin-T, batch 64, fp32, one chunk of 128 steps"
+    [ -n "$dry" ] && { gpu_only "chunk128"; return; }
+    bench fp32_chunk128 --precision fp32 --time-chunk 128
+}
+
 baseline() {
     say "baseline: the PyTorch reference loop beside mst (Swin-T shape, T=32, batch 8)"
     if ! $PY -c 'import torch' 2>/dev/null; then
@@ -251,6 +274,7 @@ fi
 if want 2; then
     swin
     atomics
+    chunk128
     baseline
 fi
 say "done in $SECONDS s of $budget"

@@ -1,6 +1,7 @@
 /* The engine: plans buffers once per (batch, time chunk), then runs the
  * network layer-major over each chunk of timesteps (design.md, "Execution
  * order"). Only the IF membranes carry state from one chunk to the next. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -265,16 +266,17 @@ static mst_status plan_bytes(mst_engine *e, int Tc, size_t *total, size_t *scrat
 }
 
 /* What the plan may take: the limit asked for, or most of what the device
- * has free (its allocator, graphs and cuBLAS want some room), or no limit. */
+ * has free (its allocator, graphs and cuBLAS want some room); SIZE_MAX: no
+ * limit. */
 static mst_status available(mst_engine *e, size_t *bytes, mst_error *err)
 {
-    *bytes = e->o.memory_limit;
+    *bytes = e->o.memory_limit ? e->o.memory_limit : SIZE_MAX;
     if (!e->be.free_bytes) return MST_OK;
     size_t free_b = 0;
     TRY(e->be.free_bytes(e->be.ctx, &free_b, err));
     size_t room = free_b / 50 > ((size_t)256 << 20) ? free_b / 50 : (size_t)256 << 20;
     free_b = free_b > room ? free_b - room : 0;
-    if (!*bytes || free_b < *bytes) *bytes = free_b;
+    if (free_b < *bytes) *bytes = free_b;
     return MST_OK;
 }
 
@@ -286,10 +288,10 @@ static mst_status fit(mst_engine *e, mst_error *err)
 {
     size_t have, total, scratch;
     TRY(available(e, &have, err));
-    e->mem.available = have;
+    e->mem.available = have == SIZE_MAX ? 0 : have;
     e->mem.requested_chunk = e->Tc;
     TRY(plan_bytes(e, e->Tc, &total, &scratch, err));
-    if (have && total > have) {
+    if (total > have) {
         int lo = 1, hi = e->Tc - 1; /* the largest Tc in [1, hi] whose plan fits */
         TRY(plan_bytes(e, 1, &total, &scratch, err));
         if (total > have)
@@ -405,6 +407,7 @@ mst_status mst_engine_create(const mst_model *m, const mst_engine_opts *opts, ms
                              mst_error *err)
 {
     mst_engine *e;
+    *out = NULL;
     TRY(engine_new(m, opts, &e, err));
     mst_status r = fit(e, err);
     if (r == MST_OK) r = dev_counters(e, err);
@@ -422,11 +425,13 @@ mst_status mst_engine_create(const mst_model *m, const mst_engine_opts *opts, ms
 mst_status mst_engine_plan(const mst_model *m, const mst_engine_opts *opts, mst_memory_plan *out, mst_error *err)
 {
     mst_engine *e;
+    *out = (mst_memory_plan){0};
     TRY(engine_new(m, opts, &e, err));
     size_t total = 0, scratch = 0, have = 0;
     mst_status r = available(e, &have, err);
     if (r == MST_OK) r = plan_bytes(e, e->Tc, &total, &scratch, err);
-    *out = (mst_memory_plan){.planned = total, .scratch = scratch, .available = have, .requested_chunk = e->Tc};
+    *out = (mst_memory_plan){.planned = total, .scratch = scratch, .available = have == SIZE_MAX ? 0 : have,
+                             .requested_chunk = e->Tc};
     mst_engine_free(e);
     return r;
 }

@@ -130,7 +130,9 @@ static mst_status cuda_graph_run(void *ctx, long key, mst_status (*fn)(void *, m
 static size_t cuda_peak_bytes(void *ctx)
 {
     mst_cuda *c = (mst_cuda *)ctx;
-    return c->mem.peak + c->operand_bytes + c->z_bytes;
+    size_t copies = 0; /* the fp16/bf16 weight copies, kept as long as their weights */
+    for (int i = 0; i < c->num_halves; i++) copies += 2 * (size_t)c->halves[i].rows * (size_t)c->halves[i].cols;
+    return c->mem.peak + c->operand_bytes + c->z_bytes + copies;
 }
 
 /* What the operand and z scratch grow to, and the fp16/bf16 weight copies
