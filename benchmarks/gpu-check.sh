@@ -6,7 +6,8 @@
 #   benchmarks/gpu-check.sh 1       there (at most 360 s): the machine, the CUDA
 #                                   tests, compute-sanitizer, fp32/fp16/bf16 top-1
 #   benchmarks/gpu-check.sh 2       there (at most 330 s): Swin-T at T = 128, the
-#                                   spike-count atomics, the PyTorch loop
+#                                   spike-count atomics, batch 64 in one chunk of
+#                                   128 steps, the PyTorch loop
 #
 # Planned device time: 360 + 330 s of commands, ~120 s for the machine to
 # start and the copies: ~810 s, inside 15 minutes with ~90 s to spare.
