@@ -35,7 +35,6 @@ typedef mst_vf vf;
 typedef struct {
     const float *x, *w, *b;
     float *y;
-    long M;
     int K, N;
 } gemm;
 
@@ -132,7 +131,7 @@ mst_status mst_cpu_linear(void *ctx, const float *x, long M, int K, const float 
 {
     (void)ctx;
     (void)err;
-    gemm g = {.x = x, .w = w, .b = b, .y = y, .M = M, .K = K, .N = N};
+    gemm g = {.x = x, .w = w, .b = b, .y = y, .K = K, .N = N};
     long row_tasks = (M + MB - 1) / MB, col_tasks = (N + NB - 1) / NB;
     if (K == 0) { /* no products: y is the bias */
         for (long m = 0; m < M; m++)
