@@ -245,6 +245,16 @@ static int num_gemm_ops(const mst_arch *a)
     return n;
 }
 
+/* Every device allocation of an engine, in order; run with e->counting set
+ * it only counts them, which is how the plan is made. */
+static mst_status allocate(mst_engine *e, mst_error *err)
+{
+    TRY(dev_counters(e, err));
+    TRY(upload_model(e, err));
+    TRY(plan_membranes(e, err));
+    return plan_buffers(e, err);
+}
+
 /* Bytes the engine would allocate at a time chunk of Tc, and of them the
  * backend's scratch: the allocation code run without allocating. */
 static mst_status plan_bytes(mst_engine *e, int Tc, size_t *total, size_t *scratch, mst_error *err)
@@ -256,10 +266,7 @@ static mst_status plan_bytes(mst_engine *e, int Tc, size_t *total, size_t *scrat
     *scratch = e->be.scratch_bytes ? e->be.scratch_bytes(e->be.ctx, ops, n) : 0;
     free(ops);
     e->counting = 1, e->counted = 0, e->Tc = Tc;
-    mst_status r = dev_counters(e, err);
-    if (r == MST_OK) r = upload_model(e, err);
-    if (r == MST_OK) r = plan_membranes(e, err);
-    if (r == MST_OK) r = plan_buffers(e, err);
+    mst_status r = allocate(e, err);
     e->counting = 0, e->Tc = keep;
     *total = e->counted + *scratch;
     return r;
@@ -410,10 +417,7 @@ mst_status mst_engine_create(const mst_model *m, const mst_engine_opts *opts, ms
     *out = NULL;
     TRY(engine_new(m, opts, &e, err));
     mst_status r = fit(e, err);
-    if (r == MST_OK) r = dev_counters(e, err);
-    if (r == MST_OK) r = upload_model(e, err);
-    if (r == MST_OK) r = plan_membranes(e, err);
-    if (r == MST_OK) r = plan_buffers(e, err);
+    if (r == MST_OK) r = allocate(e, err);
     if (r != MST_OK) {
         mst_engine_free(e);
         return r;
