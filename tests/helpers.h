@@ -107,6 +107,15 @@ static inline void expect_identical(const float *a, const float *b, long n, cons
     cr_expect(memcmp(a, b, sizeof(float) * (size_t)n) == 0, "%s: logits differ", what);
 }
 
+/* A JSON file, or the test fails naming it. */
+static inline json_t *load_json(const char *path)
+{
+    json_error_t je;
+    json_t *r = json_load_file(path, 0, &je);
+    cr_assert(r != NULL, "%s: %s", path, je.text);
+    return r;
+}
+
 /* Runs `BIN ARGS`, stdout and stderr together into out; returns the exit code. */
 static inline int run_bin(const char *bin, const char *args, char *out, size_t n)
 {

@@ -267,10 +267,7 @@ static json_t *eval_json(const char *args, const char *json, char *out, size_t n
     snprintf(cmd, sizeof cmd, "eval --model %s --timesteps 4 --results-file %s %s", DATA("tiny_gray.safetensors"), json,
              args);
     cr_assert_eq(mst(cmd, out, n), 0, "mst %s: %s", cmd, out);
-    json_error_t je;
-    json_t *r = json_load_file(json, 0, &je);
-    cr_assert(r != NULL, "%s", je.text);
-    return r;
+    return load_json(json);
 }
 
 static long correct(json_t *r, size_t step)

@@ -259,10 +259,7 @@ static json_t *eval(const char *args, const char *json)
              "--report-steps 1,2,4,8 --stats --results-file %s %s",
              grid_model(), MST_WEIGHTS, SEED, json, args);
     cr_assert_eq(run_bin(MST_BIN, cmd, out, sizeof out), 0, "mst %s: %s", cmd, out);
-    json_error_t je;
-    json_t *r = json_load_file(json, 0, &je);
-    cr_assert(r != NULL, "%s", je.text);
-    return r;
+    return load_json(json);
 }
 
 static double field(json_t *o, const char *key) { return json_number_value(json_object_get(o, key)); }

@@ -29,14 +29,6 @@ static const shipped models[] = {
     {WEIGHTS("fmnist_p75.safetensors"), WEIGHTS("results/samples_p75.json")},
 };
 
-static json_t *load_json(const char *path)
-{
-    json_error_t je;
-    json_t *j = json_load_file(path, 0, &je);
-    cr_assert(j != NULL, "%s: %s", path, je.text);
-    return j;
-}
-
 /* Top-1 at every power-of-two step: the same images classified the same way,
  * so equal to the reference exactly (100 images: one flip would show as 1 %). */
 Test(weights, eval_on_samples_equals_reference)
