@@ -52,7 +52,7 @@ typedef struct {
     mst_mode mode;
     uint64_t seed, first_image;
     uint32_t site_q;        /* k is site_q + 1, attn site_q + 2 */
-    uint64_t mask_threshold;
+    uint64_t mask_threshold[3]; /* q, k, attn (mst_mask_threshold); 0: that site keeps every spike */
     uint64_t *counts;       /* SNN: += spike counts, indexed by mst_attn_count, or NULL */
     /* backend memory holding {first_image, t0}, read by the kernel instead of
        the two fields above when set: lets a captured chunk replay for other
@@ -66,6 +66,21 @@ typedef enum {
     MST_ATTN_Q, MST_ATTN_K, MST_ATTN_V, MST_ATTN_Q_KEPT, MST_ATTN_K_KEPT, MST_ATTN_S, MST_ATTN_S_KEPT,
     MST_ATTN_NCOUNTS
 } mst_attn_count;
+
+/* Random Spike Masking where spikes enter a linear layer (spec section 4b:
+ * the MLP's fc1 and fc2), in place over `steps` timesteps: rows are
+ * [steps][batch][tokens], tokens row-major at the stage's resolution, so an
+ * element's mask offset is token * channels + channel. */
+typedef struct {
+    uint64_t *bits;         /* SNN: [steps][batch*tokens][mst_spike_words(channels)] */
+    float *levels;          /* ANN: [steps][batch*tokens][channels] QCFS levels */
+    int steps, t0, batch, tokens, channels;
+    uint64_t seed, first_image;
+    uint32_t site;
+    uint64_t threshold;     /* mst_mask_threshold(p), > 0 */
+    uint64_t *kept;         /* SNN: += spikes that survive, or NULL */
+    const uint64_t *keys;   /* {first_image, t0} in backend memory for replayed graphs, as mst_attn_args */
+} mst_mask_args;
 
 /* An op that multiplies by a weight matrix, for memory planning: rows x K
  * inputs (packed spikes when spikes is set: a synapse) times K x N. */
@@ -121,6 +136,7 @@ typedef struct mst_backend {
     mst_status (*if_scan)(void *ctx, const mst_if_args *a, mst_error *err);
     mst_status (*qcfs)(void *ctx, const mst_if_args *a, mst_error *err);
     mst_status (*window_attention)(void *ctx, const mst_attn_args *a, mst_error *err);
+    mst_status (*mask_spikes)(void *ctx, const mst_mask_args *a, mst_error *err);
     /* x = (x + lam * s) * scale + shift, channel = i % C; scale/shift may be NULL */
     mst_status (*residual)(void *ctx, float *x, const float *s, float lam, const float *scale,
                            const float *shift, int C, long n, mst_error *err);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "host/data/npy.h"
+#include "kernels/common/mst_math.h"
 #include "mst/mst.h"
 
 #define DATA(name) MST_TEST_DATA "/" name
@@ -60,7 +61,15 @@ typedef struct {
     int batch, res, w, shift, dim, heads, steps, t0;
     mst_mode mode;
     double ratio;
+    unsigned sites; /* the MST_MASK_Q/K/ATTN bits masked; 0: all three */
 } attn_case;
+
+/* The per-site RSM thresholds (mst_attn_args.mask_threshold) of a case. */
+static inline void attn_case_thresholds(const attn_case *c, uint64_t th[3])
+{
+    unsigned s = c->sites ? c->sites : MST_MASK_RELEASED, bit[3] = {MST_MASK_Q, MST_MASK_K, MST_MASK_ATTN};
+    for (int i = 0; i < 3; i++) th[i] = s & bit[i] ? mst_mask_threshold(c->ratio) : 0;
+}
 
 /* tests/data/NAME.npy and tests/data/NAME.safetensors */
 static inline void load_test_npy(const char *name, mst_npy *a)

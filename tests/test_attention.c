@@ -9,10 +9,13 @@
 #include "kernels/common/mst_math.h"
 
 static const attn_case cases[] = {
-    {1, 4, 4, 0, 8, 2, 3, 0, MST_MODE_SNN, 0.0},  {2, 8, 4, 2, 12, 3, 4, 5, MST_MODE_SNN, 0.75},
-    {1, 14, 7, 3, 10, 2, 2, 0, MST_MODE_SNN, 0.5}, {2, 6, 3, 1, 6, 1, 1, 0, MST_MODE_ANN, 0.75},
-    {1, 7, 7, 0, 9, 3, 5, 2, MST_MODE_SNN, 0.3},  {3, 6, 2, 1, 4, 2, 2, 1, MST_MODE_ANN, 0.0},
-    {1, 4, 2, 1, 140, 2, 2, 0, MST_MODE_SNN, 0.5}, /* d = 70: a head spans words */
+    {1, 4, 4, 0, 8, 2, 3, 0, MST_MODE_SNN, 0.0, 0},  {2, 8, 4, 2, 12, 3, 4, 5, MST_MODE_SNN, 0.75, 0},
+    {1, 14, 7, 3, 10, 2, 2, 0, MST_MODE_SNN, 0.5, 0}, {2, 6, 3, 1, 6, 1, 1, 0, MST_MODE_ANN, 0.75, 0},
+    {1, 7, 7, 0, 9, 3, 5, 2, MST_MODE_SNN, 0.3, 0},  {3, 6, 2, 1, 4, 2, 2, 1, MST_MODE_ANN, 0.0, 0},
+    {1, 4, 2, 1, 140, 2, 2, 0, MST_MODE_SNN, 0.5, 0}, /* d = 70: a head spans words */
+    /* one or two of the three sites (--mask-sites) */
+    {2, 8, 4, 2, 12, 3, 4, 5, MST_MODE_SNN, 0.75, MST_MASK_K}, {1, 7, 7, 0, 9, 3, 3, 2, MST_MODE_SNN, 0.5, MST_MASK_Q | MST_MASK_ATTN},
+    {2, 6, 3, 1, 6, 1, 1, 0, MST_MODE_ANN, 0.75, MST_MASK_ATTN},
 };
 
 static float frand(unsigned *s) { return (float)rand_r(s) / (float)RAND_MAX; }
@@ -35,9 +38,9 @@ static int region(const attn_case *c, int win, int i)
 
 static int keep(const mst_attn_args *a, int b, int site, int t, uint64_t offset)
 {
-    if (a->mask_threshold == 0) return 1;
+    if (a->mask_threshold[site] == 0) return 1;
     uint64_t sub = ((uint64_t)(a->first_image + b) << 32) | ((uint64_t)(a->site_q + site) << 16) | (uint64_t)t;
-    return mst_philox_raw(a->seed, sub, offset) >= a->mask_threshold;
+    return mst_philox_raw(a->seed, sub, offset) >= a->mask_threshold[site];
 }
 
 static void naive(const attn_case *c, const mst_attn_args *a, const float *qkv, float *vm, float *out)
@@ -101,7 +104,8 @@ Test(window_attention, matches_naive_spec_version)
         mst_attn_args a = {.qkv = c->mode == MST_MODE_ANN ? qkv : NULL, .qkv_bits = c->mode == MST_MODE_SNN ? bits : NULL, .out = o1, .v_attn = v1, .rel_bias = bias, .steps = c->steps, .t0 = c->t0,
                            .batch = c->batch, .res = c->res, .dim = C, .heads = c->heads, .window = c->w,
                            .shift = c->shift, .qk_scale = 0.45f, .lam_attn = 1.3f, .v_scale = 0.8f, .mode = c->mode,
-                           .seed = 99, .first_image = 7, .site_q = 3, .mask_threshold = mst_mask_threshold(c->ratio)};
+                           .seed = 99, .first_image = 7, .site_q = 3};
+        attn_case_thresholds(c, a.mask_threshold);
         cr_assert_eq(be.window_attention(be.ctx, &a, NULL), MST_OK);
         naive(c, &a, qkv, v2, o2);
         for (long i = 0; i < rows * C; i++)

@@ -294,13 +294,16 @@ Test(cuda, rsm_draws_equal_cpu_philox)
 /* ---- Window attention ---------------------------------------------------- */
 
 static const attn_case attn_cases[] = {
-    {1, 4, 4, 0, 8, 2, 3, 0, MST_MODE_SNN, 0.0},  {2, 8, 4, 2, 12, 3, 4, 5, MST_MODE_SNN, 0.75},
-    {1, 14, 7, 3, 10, 2, 2, 0, MST_MODE_SNN, 0.5}, {2, 6, 3, 1, 6, 1, 1, 0, MST_MODE_ANN, 0.75},
-    {1, 7, 7, 0, 96, 3, 5, 2, MST_MODE_SNN, 0.3}, {3, 6, 2, 1, 4, 2, 2, 1, MST_MODE_ANN, 0.0},
-    {1, 4, 2, 1, 140, 2, 2, 0, MST_MODE_SNN, 0.5}, /* d = 70: a head spans words */
+    {1, 4, 4, 0, 8, 2, 3, 0, MST_MODE_SNN, 0.0, 0},  {2, 8, 4, 2, 12, 3, 4, 5, MST_MODE_SNN, 0.75, 0},
+    {1, 14, 7, 3, 10, 2, 2, 0, MST_MODE_SNN, 0.5, 0}, {2, 6, 3, 1, 6, 1, 1, 0, MST_MODE_ANN, 0.75, 0},
+    {1, 7, 7, 0, 96, 3, 5, 2, MST_MODE_SNN, 0.3, 0}, {3, 6, 2, 1, 4, 2, 2, 1, MST_MODE_ANN, 0.0, 0},
+    {1, 4, 2, 1, 140, 2, 2, 0, MST_MODE_SNN, 0.5, 0}, /* d = 70: a head spans words */
     /* window 12 (Swin at 384 px): 173 and 191 KiB of shared memory, past the 48 KiB a launch gets
        without opting in (and past what GPUs before Hopper offer: those cases are skipped there) */
-    {1, 12, 12, 0, 32, 2, 2, 1, MST_MODE_SNN, 0.5}, {1, 12, 12, 0, 32, 2, 1, 0, MST_MODE_ANN, 0.75},
+    {1, 12, 12, 0, 32, 2, 2, 1, MST_MODE_SNN, 0.5, 0}, {1, 12, 12, 0, 32, 2, 1, 0, MST_MODE_ANN, 0.75, 0},
+    /* one or two of the three sites (--mask-sites) */
+    {2, 8, 4, 2, 12, 3, 4, 5, MST_MODE_SNN, 0.75, MST_MASK_K}, {1, 7, 7, 0, 96, 3, 3, 2, MST_MODE_SNN, 0.5, MST_MASK_Q | MST_MASK_ATTN},
+    {2, 6, 3, 1, 6, 1, 1, 0, MST_MODE_ANN, 0.75, MST_MASK_Q},
 };
 
 Test(cuda, window_attention_equals_cpu)
@@ -326,7 +329,8 @@ Test(cuda, window_attention_equals_cpu)
                            .rel_bias = bias, .steps = c->steps, .t0 = c->t0, .batch = c->batch, .res = c->res,
                            .dim = C, .heads = c->heads, .window = c->w, .shift = c->shift, .qk_scale = 0.31f,
                            .lam_attn = 2.5f, .v_scale = 0.8f, .mode = c->mode, .seed = 99, .first_image = 3,
-                           .site_q = 6, .mask_threshold = mst_mask_threshold(c->ratio), .counts = cnt};
+                           .site_q = 6, .counts = cnt};
+        attn_case_thresholds(c, a.mask_threshold);
         memcpy(a.v_attn, vm, sizeof(float) * (size_t)nvm);
         cr_assert_eq(cpu.window_attention(cpu.ctx, &a, NULL), MST_OK);
         mst_attn_args g = a;

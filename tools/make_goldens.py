@@ -149,6 +149,12 @@ def transform_fixtures():
         json.dump(listed, f, indent=1)
 
 
+# (mode, masking ratio, mask sites): the released code's sites at 0 and 0.75,
+# and the MLP's sites (spec section 4b) alone and with all the others
+RUNS = [(mode, p, "q,k,attn") for mode in ("snn", "ann") for p in (0.0, 0.75)] + \
+       [("snn", 0.75, "fc1"), ("snn", 0.75, "fc2"), ("snn", 0.75, "all"), ("ann", 0.75, "all")]
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     image_fixtures()
@@ -156,19 +162,24 @@ def main():
     fashion_mnist_fixtures()
     for i, (name, cfg) in enumerate(MODELS.items()):
         model, x = build(name, cfg, 100 + i)
-        for mode in ("snn", "ann"):
-            for p in (0.0, 0.75):
-                out = mst_ref.run(model, x, mode=mode, timesteps=T, mask_ratio=p, seed=SEED)
-                tag = f"{name}_{mode}_p{int(p * 100):02d}"
-                np.save(os.path.join(OUT, f"{tag}.npy"), out.numpy().astype(np.float32))
-                rates = [s.spikes / max(s.neurons, 1) for s in model.sites()] if mode == "snn" else []
-                if mode == "snn":  # spikes and neuron-steps per IF site, for the energy-accounting test
-                    counts = {n: [m.spikes, m.neurons] for n, m in model.named_modules() if isinstance(m, mst_ref.IFSite)}
-                    with open(os.path.join(OUT, f"{tag}_spikes.json"), "w") as f:
-                        json.dump(counts, f, indent=0)
-                pred = out[-1].argmax(-1).tolist()
-                print(f"{tag}: shape {tuple(out.shape)}, predictions {pred}"
-                      + (f", firing rate {np.mean(rates):.3f}" if rates else ""))
+        for mode, p, sites in RUNS:
+            out = mst_ref.run(model, x, mode=mode, timesteps=T, mask_ratio=p, seed=SEED,
+                              mask_sites=mst_ref.parse_mask_sites(sites))
+            tag = f"{name}_{mode}_p{int(p * 100):02d}" + ("" if sites == "q,k,attn" else f"_{sites}")
+            np.save(os.path.join(OUT, f"{tag}.npy"), out.numpy().astype(np.float32))
+            rates = [s.spikes / max(s.neurons, 1) for s in model.sites()] if mode == "snn" else []
+            if mode == "snn":  # spikes and neuron-steps per IF site, for the energy-accounting test
+                counts = {n: [m.spikes, m.neurons] for n, m in model.named_modules() if isinstance(m, mst_ref.IFSite)}
+                with open(os.path.join(OUT, f"{tag}_spikes.json"), "w") as f:
+                    json.dump(counts, f, indent=0)
+                if sites != "q,k,attn":  # spikes into fc1 and fc2 after masking
+                    mlp_in = {f"{n[:-4]}.{j}": getattr(m, f"{j}_in") for n, m in model.named_modules()
+                              if isinstance(m, mst_ref.Mlp) for j in ("fc1", "fc2")}
+                    with open(os.path.join(OUT, f"{tag}_mlp_in.json"), "w") as f:
+                        json.dump(mlp_in, f, indent=0)
+            pred = out[-1].argmax(-1).tolist()
+            print(f"{tag}: shape {tuple(out.shape)}, predictions {pred}"
+                  + (f", firing rate {np.mean(rates):.3f}" if rates else ""))
 
 
 if __name__ == "__main__":

@@ -46,18 +46,36 @@ def curand_raw(seed, subsequences, count):
     return np.stack(out, axis=-1).reshape(len(sub), -1)[:, :count]
 
 
+# Where RSM may drop spikes (spec sections 4 and 4b): the released code masks
+# the attention's q, k and scores; the paper's Figure 2e also the MLP's inputs.
+MASK_SITES = ("q", "k", "attn", "fc1", "fc2")
+DEFAULT_MASK_SITES = ("q", "k", "attn")
+
+
+def parse_mask_sites(text):
+    """'q,k,attn,fc1' or 'all' -> a tuple of site names in MASK_SITES order."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if names == ["all"]:
+        return MASK_SITES
+    bad = [n for n in names if n not in MASK_SITES]
+    if bad or not names:
+        raise ValueError(f"mask site {bad[0] if bad else repr(text)} is not one of {', '.join(MASK_SITES)} or all")
+    return tuple(n for n in MASK_SITES if n in names)
+
+
 class SpikeMasks:
     """RSM keep masks: a pure function of (seed, image index, site, t, element)."""
 
-    def __init__(self, seed, ratio):
-        self.seed, self.ratio = int(seed), float(ratio)
+    def __init__(self, seed, ratio, sites=DEFAULT_MASK_SITES):
+        self.seed, self.ratio, self.sites = int(seed), float(ratio), tuple(sites)
         self.threshold = 0 if ratio <= 0 else min(int(math.floor(ratio * 2.0**32)), 2**32)
         self.images = np.zeros(1, dtype=np.uint64)
         self.t = 0
 
-    def keep(self, site, shape, device):
-        """[B, *shape] of 0/1 for the batch's images, canonical element order."""
-        if self.threshold == 0:
+    def keep(self, name, site, shape, device):
+        """[B, *shape] of 0/1 for the batch's images, canonical element order;
+        all ones where site kind `name` is not masked."""
+        if self.threshold == 0 or name not in self.sites:
             return torch.ones((), device=device)
         subs = (self.images.astype(np.uint64) << np.uint64(32)) | np.uint64((site << 16) | self.t)
         raw = curand_raw(self.seed, subs, int(np.prod(shape)))
@@ -69,13 +87,13 @@ class GlobalRngMasks:
     """The authors' masks: torch's global RNG, never reproducible. Same
     keep() as SpikeMasks; used to time the baseline the way it really runs."""
 
-    def __init__(self, seed, ratio):
-        self.ratio, self.t = float(ratio), 0
+    def __init__(self, seed, ratio, sites=DEFAULT_MASK_SITES):
+        self.ratio, self.t, self.sites = float(ratio), 0, tuple(sites)
         self.images = np.zeros(1, dtype=np.uint64)
         torch.manual_seed(seed)
 
-    def keep(self, site, shape, device):
-        if self.ratio <= 0:
+    def keep(self, name, site, shape, device):
+        if self.ratio <= 0 or name not in self.sites:
             return torch.ones((), device=device)
         return (torch.rand((len(self.images), *shape), device=device) >= self.ratio).float()
 
@@ -181,11 +199,11 @@ class WindowAttention(nn.Module):
         B, nW, n, C = x.shape
         h, d = self.heads, C // self.heads
         qkv = self.qkv(x).reshape(B, nW, n, 3, h, d).permute(3, 0, 1, 4, 2, 5)
-        q = self.q_if(qkv[0]) * masks.keep(self.site, (nW, h, n, d), x.device)
-        k = self.k_if(qkv[1]) * masks.keep(self.site + 1, (nW, h, n, d), x.device)
+        q = self.q_if(qkv[0]) * masks.keep("q", self.site, (nW, h, n, d), x.device)
+        k = self.k_if(qkv[1]) * masks.keep("k", self.site + 1, (nW, h, n, d), x.device)
         v = self.v_if(qkv[2])
         s = (q @ k.transpose(-2, -1)) * self.scale
-        a = self.attn_if(s) * masks.keep(self.site + 2, (nW, h, n, n), x.device)
+        a = self.attn_if(s) * masks.keep("attn", self.site + 2, (nW, h, n, n), x.device)
         bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
         a = a + bias.view(n, n, h).permute(2, 0, 1)
         if shift_mask is not None:
@@ -204,12 +222,22 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden, dim)
         self.norm2 = nn.BatchNorm1d(dim) if with_bn else None
         self.fc2_if = IFSite()
+        self.site = 0  # fc1's mask site; fc2's is the next (spec section 4b)
+        self.fc1_in = self.fc2_in = 0  # SNN: spikes into fc1 and fc2 after masking
 
-    def forward(self, x):
-        x = self.fc1(x)
+    def forward(self, x, masks):
+        """x: [B, L, C] spikes, tokens row-major: the mask offset is token * C + channel."""
+        B, L, C = x.shape
+        x = x * masks.keep("fc1", self.site, (L, C), x.device)
+        h = self.fc1(x)
         if self.norm1 is not None:
-            x = bn_tokens(self.norm1, x)
-        x = self.fc2(self.fc1_if(x))
+            h = bn_tokens(self.norm1, h)
+        h = self.fc1_if(h)
+        h = h * masks.keep("fc2", self.site + 1, tuple(h.shape[1:]), x.device)
+        if self.fc1_if.snn:
+            self.fc1_in += int((x != 0).sum().item())
+            self.fc2_in += int((h != 0).sum().item())
+        x = self.fc2(h)
         if self.norm2 is not None:
             x = bn_tokens(self.norm2, x)
         return self.fc2_if(x)
@@ -254,7 +282,7 @@ class Block(nn.Module):
             y = torch.roll(y, shifts=(self.shift, self.shift), dims=(1, 2))
         x = x + y.reshape(B, Lt, C)
         b = bn_tokens(self.norm2, x)
-        return b + self.mlp(self.shortcut2_if(b))
+        return b + self.mlp(self.shortcut2_if(b), masks)
 
 
 class PatchMerging(nn.Module):
@@ -311,11 +339,10 @@ class MST(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, num_classes)
-        site = 0
-        for stage in self.layers:
-            for blk in stage.blocks:
-                blk.attn.site = site
-                site += 3
+        blocks = [blk for stage in self.layers for blk in stage.blocks]
+        for b, blk in enumerate(blocks):
+            blk.attn.site = 3 * b
+            blk.mlp.site = 3 * len(blocks) + 2 * b
 
     def sites(self):
         return [m for m in self.modules() if isinstance(m, IFSite)]
@@ -333,14 +360,18 @@ class MST(nn.Module):
 # ---------------------------------------------------------------- running
 
 @torch.no_grad()
-def run(model, images, mode="snn", timesteps=16, mask_ratio=0.0, seed=0, first_index=0, mask_rng="philox"):
+def run(model, images, mode="snn", timesteps=16, mask_ratio=0.0, seed=0, first_index=0, mask_rng="philox",
+        mask_sites=DEFAULT_MASK_SITES):
     """Cumulative logits [T, N, classes] (SNN) or logits [1, N, classes] (ANN).
     mask_rng "philox": the masks mst draws; "torch": the authors' global RNG."""
     model.eval()
-    masks = (SpikeMasks if mask_rng == "philox" else GlobalRngMasks)(seed, mask_ratio)
+    masks = (SpikeMasks if mask_rng == "philox" else GlobalRngMasks)(seed, mask_ratio, mask_sites)
     masks.images = np.arange(first_index, first_index + images.shape[0], dtype=np.uint64)
     for s in model.sites():
         s.snn, s.v, s.spikes, s.neurons = mode == "snn", None, 0, 0
+    for m in model.modules():
+        if isinstance(m, Mlp):
+            m.fc1_in = m.fc2_in = 0
     if mode == "ann":
         return model(images, masks)[None]
     cum, out = torch.zeros(()), []

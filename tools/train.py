@@ -4,6 +4,8 @@ QCFS network (L = 16, learned thresholds, straight-through floor), BatchNorm in
 place of LayerNorm, Random Spike Masking active during training.
 
   /usr/bin/python3 tools/train.py --mask-ratio 0.75 --seed 0 --out weights/fmnist_p75.safetensors
+  /usr/bin/python3 tools/train.py --mask-ratio 0.75 --mask-sites q,k,attn,fc1 --seed 0 \
+      --out weights/fmnist_p75_fc1.safetensors
 
 Data: the Debian package dataset-fashion-mnist (IDX files under
 /usr/share/datasets/fashion-mnist). Preprocessing (stored in the checkpoint's
@@ -73,12 +75,13 @@ def augment(x, g):
 
 
 @torch.no_grad()
-def evaluate(model, x, y, ratio, seed, batch=500):
+def evaluate(model, x, y, ratio, seed, sites, batch=500):
     """ANN (QCFS) top-1 with mst's own masks, as `mst run --mode ann` computes it."""
     model.eval()
     correct = 0
     for i in range(0, len(x), batch):
-        out = mst_ref.run(model, preprocess(x[i:i + batch]), mode="ann", mask_ratio=ratio, seed=seed, first_index=i)
+        out = mst_ref.run(model, preprocess(x[i:i + batch]), mode="ann", mask_ratio=ratio, seed=seed, first_index=i,
+                          mask_sites=sites)
         correct += (out[0].argmax(-1) == y[i:i + batch]).sum().item()
     return correct / len(x)
 
@@ -110,7 +113,8 @@ def train(args):
                             lr=args.lr)
     steps_per_epoch = len(xtr) // args.batch
     total = args.epochs * steps_per_epoch
-    masks = mst_ref.GlobalRngMasks(args.seed, args.mask_ratio)
+    sites = mst_ref.parse_mask_sites(args.mask_sites)
+    masks = mst_ref.GlobalRngMasks(args.seed, args.mask_ratio, sites)
     step, t0 = 0, time.time()
     relu_steps = round(args.relu_epochs * steps_per_epoch)
     for epoch in range(args.epochs):
@@ -137,7 +141,7 @@ def train(args):
             if step % 100 == 0:
                 print(f"epoch {epoch} step {step}/{total} loss {loss.item():.3f} lr {lr:.2e} "
                       f"{time.time() - t0:.0f}s", flush=True)
-        acc = evaluate(model, xte, yte, args.mask_ratio, args.seed)
+        acc = evaluate(model, xte, yte, args.mask_ratio, args.seed, sites)
         kind = "ReLU warm start" if step <= relu_steps else "ANN, QCFS"
         print(f"epoch {epoch}: test top-1 ({kind}) {acc * 100:.2f} %, {time.time() - t0:.0f}s", flush=True)
         if step > relu_steps:
@@ -149,6 +153,7 @@ def save(model, args, acc, epochs):
     convert_pth.convert(model.state_dict(), args.out, dataset="fashion-mnist", img_size=ARCH["img_size"],
                         class_names=CLASSES, extra={"mean": json.dumps([MEAN]), "std": json.dumps([STD]),
                                                     "resize": "bilinear", "mask_ratio": str(args.mask_ratio),
+                                                    "mask_sites": ",".join(mst_ref.parse_mask_sites(args.mask_sites)),
                                                     "train": json.dumps(vars(args)), "epochs_done": str(epochs),
                                                     "ann_top1": f"{acc:.4f}"})
 
@@ -156,6 +161,9 @@ def save(model, args, acc, epochs):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mask-ratio", type=float, default=0.0)
+    ap.add_argument("--mask-sites", default=",".join(mst_ref.DEFAULT_MASK_SITES),
+                    help="where RSM drops spikes: q,k,attn (the released code), fc1, fc2 (the MLP's inputs, "
+                         "the paper's Figure 2e), or all; stored in the checkpoint's metadata")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--batch", type=int, default=128)

@@ -27,18 +27,22 @@ void cli_fail(const mst_error *err)
 
 const char *cli_usage_text =
     "usage:\n"
-    "  mst run --model FILE [--timesteps T] [--mask-ratio P] [--seed S] [--mode snn|ann]\n"
+    "  mst run --model FILE [--timesteps T] [--mask-ratio P] [--mask-sites LIST] [--seed S] [--mode snn|ann]\n"
     "          [--batch B] [--time-chunk C] [--img-size N] [--logits OUT.npy] [--stats]\n"
     "          [--device auto|cpu|cuda[:N]] [--precision fp32|fp16|bf16] [--cuda-graphs] [--fused-synapse]\n"
     "          INPUT.npy | IMAGE | FOLDER\n"
-    "  mst eval --model FILE --data PATH [--timesteps T] [--mask-ratio P] [--seed S] [--mode snn|ann]\n"
+    "  mst eval --model FILE --data PATH [--timesteps T] [--mask-ratio P] [--mask-sites LIST] [--seed S]\n"
+    "          [--mode snn|ann]\n"
     "          [--batch B] [--time-chunk C] [--report-steps LIST] [--results-file OUT.json|OUT.csv]\n"
     "          [--limit N] [--mean LIST] [--std LIST] [--stats] [--device D] [--precision P]\n"
     "          [--interpolation bilinear|bicubic] [--crop-pct F] [--workers J] [--shard K/N]\n"
     "          [--ground-truth FILE --synsets FILE] [--labels FILE]\n"
     "  mst bench --model FILE | --arch swin-t|fmnist|grid28 [--batch B] [--timesteps T] [--mask-ratio P]\n"
+    "          [--mask-sites LIST]\n"
     "          [--device D] [--precision P] [--time-chunk C] [--stats] [--warmup N] [--iters N] [--json OUT]\n"
-    "  mst info --model FILE [--img-size N]\n";
+    "  mst info --model FILE [--img-size N]\n"
+    "--mask-sites: where RSM drops spikes, from q, k, attn (the released code's sites, the default\n"
+    "  unless the checkpoint names its own), fc1, fc2 (the MLP's inputs), or all\n";
 
 void cli_usage(void)
 {
@@ -72,7 +76,7 @@ static const struct option options[] = {
     {"stats", 0, 0, 'S'},      {"device", 1, 0, 'D'},    {"precision", 1, 0, 'P'},
     {"interpolation", 1, 0, 'I'}, {"crop-pct", 1, 0, 'C'},   {"ground-truth", 1, 0, 'g'}, {"synsets", 1, 0, 'y'},
     {"labels", 1, 0, 'L'},     {"shard", 1, 0, 'k'},     {"workers", 1, 0, 'w'},      {"cuda-graphs", 0, 0, 'G'},
-    {"fused-synapse", 0, 0, 'F'}, {0, 0, 0, 0}};
+    {"fused-synapse", 0, 0, 'F'}, {"mask-sites", 1, 0, 'x'}, {0, 0, 0, 0}};
 
 /* K/N, 0 <= K < N */
 static void shard_arg(const char *s, cli_args *a)
@@ -142,6 +146,11 @@ static void option(cli_args *a, int c, char **argv)
     case 'w': a->workers = (int)int_arg("workers", optarg, 0, 256); break;
     case 'G': a->eo.cuda_graphs = 1; break;
     case 'F': a->eo.fused_synapse = 1; break;
+    case 'x': {
+        mst_error err = {0};
+        if (mst_mask_sites_parse(optarg, &a->eo.mask_sites, &err) != MST_OK) cli_die("--mask-sites: %s", err.msg);
+        break;
+    }
     case 'M':
         if (strcmp(optarg, "snn") && strcmp(optarg, "ann")) cli_die("--mode must be snn or ann, got \"%s\"", optarg);
         a->eo.mode = strcmp(optarg, "ann") ? MST_MODE_SNN : MST_MODE_ANN;

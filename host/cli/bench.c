@@ -99,6 +99,7 @@ static mst_model *bench_model(const cli_args *a, const char *arch, uint64_t seed
 
 typedef struct {
     const char *name, *device, *precision;
+    char sites[64];     /* the mask sites the engine used */
     int B, T, Tc, graphs, fused, counts, warmup, iters;
     double p;
     latency lat;
@@ -108,9 +109,9 @@ typedef struct {
 static void print_result(const bench_result *r)
 {
     double flop = 2.0 * (r->macs_step * r->T + r->macs_once);
-    printf("%s on %s (%s%s%s%s): T = %d in chunks of %d, mask ratio %g, %d warm-up + %d timed runs\n", r->name,
+    printf("%s on %s (%s%s%s%s): T = %d in chunks of %d, mask ratio %g at %s, %d warm-up + %d timed runs\n", r->name,
            r->device, r->precision, r->graphs ? ", CUDA graphs" : "", r->fused ? ", fused synapse" : "",
-           r->counts ? ", spike counts" : "", r->T, r->Tc, r->p, r->warmup, r->iters);
+           r->counts ? ", spike counts" : "", r->T, r->Tc, r->p, r->sites, r->warmup, r->iters);
     printf("work: %.3g MAC per image-step + %.3g once = %.4g GFLOP per image (dense-equivalent); %.3g bytes per "
            "image-step moved at least (%.0f FLOP/byte)\n", r->macs_step, r->macs_once, flop / 1e9, r->bytes_step,
            2.0 * r->macs_step / r->bytes_step);
@@ -140,6 +141,7 @@ static void write_json(const char *path, const bench_result *r)
                           "images_per_second", r->rate, "timestep_images_per_second", r->rate * r->T, "flop_per_image",
                           flop, "macs_per_step", r->macs_step, "bytes_per_step", r->bytes_step, "floor_flops", r->floor, "floor_fraction",
                           r->rate * flop / r->floor, "peak_bytes", r->peak_bytes);
+    json_object_set_new(o, "mask_sites", json_string(r->sites));
     if (json_dump_file(o, path, JSON_INDENT(2)) != 0) cli_die("%s: cannot write", path);
     json_decref(o);
 }
@@ -201,6 +203,7 @@ int cli_bench(int argc, char **argv)
     mst_engine_free(e);
     e = cli_engine(m, &a.eo);
     r.Tc = mst_engine_time_chunk(e); /* the throughput run's (memory may lower it at batch B) */
+    mst_mask_sites_name(mst_engine_mask_sites(e), r.sites, sizeof r.sites);
     r.rate = offline(e, x, a.eo.max_batch, cum, warmup > 0 ? 1 : 0, iters > 4 ? iters / 4 : 1);
     r.peak_bytes = (double)mst_engine_peak_bytes(e);
     if (mst_engine_peak_flops(e, &r.floor, &err) != MST_OK) cli_fail(&err);

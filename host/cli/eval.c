@@ -175,6 +175,8 @@ int cli_eval(int argc, char **argv)
     if (skipped) printf("%ld of %ld images could not be read and were skipped\n", skipped, hi - lo);
     rp.images = hi - lo - skipped;
     rp.device = mst_engine_device(e);
+    char sites[64];
+    rp.mask_sites = mst_mask_sites_name(mst_engine_mask_sites(e), sites, sizeof sites);
     print_table(&r, &rp);
     if (arch->num_classes <= 20) print_per_class(&r, &rp); /* a short table helps on small sets */
     mst_stats st;

@@ -118,8 +118,10 @@ static int cmd_run(int argc, char **argv)
     double t0 = cli_now();
     float *cum = run_all(e, &x, input, K, steps, a.eo.max_batch);
     double dt = cli_now() - t0;
-    fprintf(stderr, "mst: %ld images x %d steps (%s, mask ratio %g) on %s in %.3f s: %.2f images/s\n", x.shape[0],
-            steps, a.eo.mode == MST_MODE_SNN ? "snn" : "ann", a.eo.mask_ratio, mst_engine_device(e), dt,
+    char sites[64];
+    fprintf(stderr, "mst: %ld images x %d steps (%s, mask ratio %g at %s) on %s in %.3f s: %.2f images/s\n",
+            x.shape[0], steps, a.eo.mode == MST_MODE_SNN ? "snn" : "ann", a.eo.mask_ratio,
+            mst_mask_sites_name(mst_engine_mask_sites(e), sites, sizeof sites), mst_engine_device(e), dt,
             x.shape[0] / dt);
     print_top5(m, cum + (long)(steps - 1) * x.shape[0] * K, (int)x.shape[0], steps, &files, which);
     long shape[3] = {steps, x.shape[0], K};

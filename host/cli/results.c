@@ -75,8 +75,9 @@ void print_table(const tally *r, const report *rp)
 {
     const cli_args *a = rp->a;
     int snn = a->eo.mode == MST_MODE_SNN;
-    printf("%ld images, %s, mask ratio %g, seed %llu, on %s: %.1f images/s\n", rp->images, snn ? "SNN" : "ANN (QCFS)",
-           a->eo.mask_ratio, (unsigned long long)a->eo.seed, rp->device, rp->rate);
+    printf("%ld images, %s, mask ratio %g at %s, seed %llu, on %s: %.1f images/s\n", rp->images,
+           snn ? "SNN" : "ANN (QCFS)", a->eo.mask_ratio, rp->mask_sites, (unsigned long long)a->eo.seed, rp->device,
+           rp->rate);
     printf("%6s  %8s%s\n", snn ? "step" : "", "top-1", r->K > 5 ? "     top-5" : "");
     for (int i = 0; i < r->n; i++) {
         if (snn)
@@ -159,6 +160,7 @@ static json_t *summary_json(const tally *r, const report *rp)
                                                 "mask_ratio", a->eo.mask_ratio, "seed", (json_int_t)a->eo.seed, "device",
                                                 rp->device, "precision", cli_precision_name(a->eo.precision), "images_per_second",
                                                 rp->rate, "steps", steps, "step_top1", t1, "step_top5", t5));
+    json_object_set_new(o, "mask_sites", json_string(rp->mask_sites));
     if (a->shards > 1) json_object_set_new(o, "shard", json_pack("[i, i]", a->shard, a->shards));
     return o;
 }
@@ -190,12 +192,14 @@ static void write_csv(FILE *f, const tally *r, const report *rp)
     char buf[32];
     long n = rp->images;
     int last = r->n - 1;
-    fprintf(f, "model,top1,top1_err,top5,top5_err,param_count,img_size,crop_pct,interpolation,timesteps,mask_ratio\n");
+    fprintf(f, "model,top1,top1_err,top5,top5_err,param_count,img_size,crop_pct,interpolation,timesteps,mask_ratio,"
+               "mask_sites\n");
     csv_quoted(f, rp->a->model);
-    fprintf(f, ",%.4f,%.4f,%.4f,%.4f,%.2f,%d,%g,%s,%d,%g\n", pct(r->top1[last], n),
+    fprintf(f, ",%.4f,%.4f,%.4f,%.4f,%.2f,%d,%g,%s,%d,%g,\"%s\"\n", pct(r->top1[last], n),
             100.0 - pct(r->top1[last], n), top5(r, last, n), 100.0 - top5(r, last, n),
             (double)mst_model_arch(rp->m)->num_params / 1e6, mst_model_arch(rp->m)->img_size, crop_pct(rp),
-            interpolation(rp), rp->a->eo.mode == MST_MODE_SNN ? rp->a->eo.timesteps : 1, rp->a->eo.mask_ratio);
+            interpolation(rp), rp->a->eo.mode == MST_MODE_SNN ? rp->a->eo.timesteps : 1, rp->a->eo.mask_ratio,
+            rp->mask_sites);
     fprintf(f, "\nstep,top1,top5\n");
     for (int i = 0; i < r->n; i++) fprintf(f, "%d,%.4f,%.4f\n", r->step[i], pct(r->top1[i], n), top5(r, i, n));
     const mst_stats *st = rp->st;
@@ -206,6 +210,12 @@ static void write_csv(FILE *f, const tally *r, const report *rp)
             fprintf(f, "%s,%.6g,%.6g,%.6g\n", st->layers[i].name, st->layers[i].spikes_in / m, st->layers[i].sops / m,
                     st->layers[i].macs / m);
         fprintf(f, "total,,%.6g,%.6g\nenergy_mj,%.6g,,\n", st->sops / m, st->macs / m, st->energy_j / m * 1e3);
+        fprintf(f, "\nmodule,group,sops,macs,energy_mj,sops_dropped_by_rsm,in_total\n");
+        for (int i = 0; i < st->num_modules; i++) {
+            const mst_module_stat *md = &st->modules[i];
+            fprintf(f, "%s,%s,%.6g,%.6g,%.6g,%.6g,%d\n", md->name, md->group, md->sops / m, md->macs / m,
+                    md->energy_j / m * 1e3, md->sops_dropped / m, md->in_total);
+        }
     }
     fprintf(f, "\nclass,name,images");
     for (int i = 0; i < r->n; i++) fprintf(f, ",top1@%d", r->step[i]);

@@ -23,6 +23,7 @@ typedef struct {
     const cli_args *a;
     const mst_model *m;
     const char *device;
+    const char *mask_sites; /* the sites the engine masks, "q,k,attn" */
     char **names;        /* class names from --labels, or NULL */
     long images;         /* images counted */
     double rate;         /* images per second */

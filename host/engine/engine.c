@@ -105,7 +105,7 @@ static mst_status membrane(mst_engine *e, float **p, size_t n, mst_error *err)
 static mst_status host_counters(mst_engine *e, mst_error *err)
 {
     const mst_arch *a = &e->m->arch;
-    e->num_counts = (size_t)a->num_if_sites + (size_t)a->num_mask_sites / 3 * MST_ATTN_NCOUNTS;
+    e->num_counts = (size_t)a->num_if_sites + (size_t)a->num_mask_sites / 5 * MST_BLOCK_COUNTS;
     e->spikes = calloc(e->num_counts, sizeof(uint64_t));
     if (!e->spikes) return mst_fail(err, MST_ERR_NOMEM, "out of memory");
     e->attn_counts = e->spikes + a->num_if_sites;
@@ -337,6 +337,8 @@ static mst_status check_opts(const mst_engine_opts *o, mst_error *err)
         return mst_fail(err, MST_ERR_ARG, "the fused synapse kernel takes fp16 or bf16 operands: add --precision fp16|bf16");
     if (!(o->mask_ratio >= 0.0 && o->mask_ratio <= 1.0))
         return mst_fail(err, MST_ERR_ARG, "mask ratio must be in [0, 1], got %g", o->mask_ratio);
+    if (o->mask_sites & ~MST_MASK_ALL)
+        return mst_fail(err, MST_ERR_ARG, "mask sites 0x%x name sites that do not exist (MST_MASK_* bits)", o->mask_sites);
     return MST_OK;
 }
 
@@ -357,6 +359,8 @@ static mst_status backend(mst_engine *e, mst_error *err)
 }
 
 const char *mst_engine_device(const mst_engine *e) { return e->be.name; }
+
+unsigned mst_engine_mask_sites(const mst_engine *e) { return e->o.mask_sites; }
 
 void mst_engine_set_profiling(mst_engine *e, int on) { e->profiling = on; }
 
@@ -394,6 +398,7 @@ static mst_status engine_new(const mst_model *m, const mst_engine_opts *opts, ms
     if (!e) return mst_fail(err, MST_ERR_NOMEM, "out of memory");
     e->m = m;
     e->o = *opts;
+    e->o.mask_sites = opts->mask_sites ? opts->mask_sites : m->arch.mask_sites;
     e->T = opts->mode == MST_MODE_ANN ? 1 : opts->timesteps;
     e->Tc = opts->time_chunk > 0 ? opts->time_chunk : 8;
     e->Tc = e->Tc < e->T ? e->Tc : e->T;

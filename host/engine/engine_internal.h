@@ -34,6 +34,14 @@
         if (_r != MST_OK) return _r;           \
     } while (0)
 
+/* A block's counters: the attention's (mst_attn_count), then the spikes
+ * that enter fc1 and fc2 after RSM (counted only where those sites mask). */
+#define MST_FC1_KEPT MST_ATTN_NCOUNTS
+#define MST_FC2_KEPT (MST_ATTN_NCOUNTS + 1)
+#define MST_BLOCK_COUNTS (MST_ATTN_NCOUNTS + 2)
+
+#define MST_NUM_MODULES 9
+
 typedef struct {
     float *sc1, *qkv, *attn, *av, *proj, *sc2, *fc1, *fc2;
 } block_state;
@@ -69,13 +77,14 @@ struct mst_engine {
     /* energy-accounting counters (SNN), and the tables mst_engine_stats fills.
        The ops count into dev_counts (backend memory, so a GPU never waits);
        spikes and attn_counts are the host copies stats read. */
-    uint64_t *dev_counts;  /* [num_if_sites], then [blocks][MST_ATTN_NCOUNTS] */
+    uint64_t *dev_counts;  /* [num_if_sites], then [blocks][MST_BLOCK_COUNTS] */
     size_t num_counts;
     uint64_t *spikes;      /* host copy: [num_if_sites] spikes fired */
-    uint64_t *attn_counts; /* host copy: [blocks][MST_ATTN_NCOUNTS], inside the spikes allocation */
+    uint64_t *attn_counts; /* host copy: [blocks][MST_BLOCK_COUNTS], inside the spikes allocation */
     uint64_t images;
     mst_layer_stat *layer_stats;
     mst_site_stat *site_stats;
+    mst_module_stat module_stats[MST_NUM_MODULES];
     char *names;           /* storage for layer_stats[].name */
 };
 

@@ -49,6 +49,18 @@ static mst_status synapse(mst_engine *e, const chunk *k, int idx, const float *l
                 R * d->n_out, err);
 }
 
+/* The block's counters (engine_internal.h), or NULL when not counting. */
+static uint64_t *block_counts(mst_engine *e, const mst_block *b)
+{
+    return e->o.count_spikes ? e->dev_counts + e->m->arch.num_if_sites + (long)b->index * MST_BLOCK_COUNTS : NULL;
+}
+
+/* The RSM threshold of a site kind (MST_MASK_*): 0 where it is not masked. */
+static uint64_t threshold(const mst_engine *e, unsigned kind)
+{
+    return e->o.mask_sites & kind ? mst_mask_threshold(e->o.mask_ratio) : 0;
+}
+
 static mst_status attention(mst_engine *e, const chunk *k, const mst_block *b, const block_state *s,
                             mst_error *err)
 {
@@ -58,12 +70,27 @@ static mst_status attention(mst_engine *e, const chunk *k, const mst_block *b, c
                        .qk_scale = b->qk_scale, .lam_attn = b->lam_attn, .v_scale = b->v_scale,
                        .mode = e->o.mode, .seed = e->o.seed, .first_image = k->first_image,
                        .site_q = (uint32_t)b->mask_site,
-                       .mask_threshold = mst_mask_threshold(e->o.mask_ratio),
-                       .counts = e->o.count_spikes ? e->dev_counts + e->m->arch.num_if_sites +
-                                                         (long)b->mask_site / 3 * MST_ATTN_NCOUNTS
-                                                   : NULL,
+                       .mask_threshold = {threshold(e, MST_MASK_Q), threshold(e, MST_MASK_K),
+                                          threshold(e, MST_MASK_ATTN)},
+                       .counts = block_counts(e, b),
                        .keys = e->in_graph ? e->keys : NULL};
     return e->be.window_attention(e->be.ctx, &a, err);
+}
+
+/* RSM on the spikes (levels in ANN mode) about to enter fc1 (j = 0) or fc2
+ * (j = 1), spec section 4b; nothing where that site is not masked. */
+static mst_status mlp_mask(mst_engine *e, const chunk *k, const mst_block *b, int j, mst_error *err)
+{
+    uint64_t th = threshold(e, j ? MST_MASK_FC2 : MST_MASK_FC1), *counts = block_counts(e, b);
+    if (!th) return MST_OK;
+    int snn = e->o.mode == MST_MODE_SNN;
+    mst_mask_args a = {.bits = snn ? (j ? e->sH : e->sA) : NULL, .levels = snn ? NULL : (j ? e->bufH : e->bufA),
+                       .steps = k->steps, .t0 = k->t0, .batch = k->n, .tokens = b->res * b->res,
+                       .channels = j ? b->mlp_hidden : b->dim, .seed = e->o.seed, .first_image = k->first_image,
+                       .site = (uint32_t)(b->mlp_mask_site + j), .threshold = th,
+                       .kept = counts && snn ? counts + MST_FC1_KEPT + j : NULL,
+                       .keys = e->in_graph ? e->keys : NULL};
+    return e->be.mask_spikes(e->be.ctx, &a, err);
 }
 
 static mst_status block(mst_engine *e, const chunk *k, const mst_block *b, const block_state *s,
@@ -82,7 +109,9 @@ static mst_status block(mst_engine *e, const chunk *k, const mst_block *b, const
     TIMED(e, MST_FAMILY_SYNAPSE, "proj", synapse(e, k, i + 6, e->bufA, e->sA, &b->proj, s->proj, R, e->bufH, 1.0f, NULL, err));
     TIMED(e, MST_FAMILY_OTHER, "residual1", be->residual(be->ctx, e->x, e->bufH, b->lam_proj, D(b->bn2_scale), D(b->bn2_shift), C, rows * C, err));
     TIMED(e, MST_FAMILY_IF, "sc2", site(e, k, i + 7, s->sc2, e->x, R * C, D(b->sc2_scale), D(b->sc2_shift), C, e->bufA, 1.0f, e->sA, R * C, err));
+    TIMED(e, MST_FAMILY_OTHER, "fc1_mask", mlp_mask(e, k, b, 0, err));
     TIMED(e, MST_FAMILY_SYNAPSE, "fc1", synapse(e, k, i + 8, e->bufA, e->sA, &b->fc1, s->fc1, R, e->bufH, 1.0f, e->sH, err));
+    TIMED(e, MST_FAMILY_OTHER, "fc2_mask", mlp_mask(e, k, b, 1, err));
     TIMED(e, MST_FAMILY_SYNAPSE, "fc2", synapse(e, k, i + 9, e->bufH, e->sH, &b->fc2, s->fc2, R, e->bufA, 1.0f, NULL, err));
     TIMED(e, MST_FAMILY_OTHER, "residual2", be->residual(be->ctx, e->x, e->bufA, b->lam_fc2, NULL, NULL, C, rows * C, err));
     return MST_OK;

@@ -18,12 +18,30 @@ typedef struct {
     int nl;
 } builder;
 
-static void layer(builder *b, const char *name, double spikes_in, double fanout, double macs)
+/* Modules (mst_module_stat), in execution order; layer() takes the index. */
+static const struct {
+    const char *name, *group;
+    int in_total;
+} MODULES[MST_NUM_MODULES] = {{"patch_embed", "patch embedding", 1}, {"attn.qkv", "attention", 1},
+                              {"attn.qk", "attention", 1},          {"attn.av", "attention", 1},
+                              {"attn.proj", "attention", 1},        {"mlp.fc1", "MLP", 1},
+                              {"mlp.fc2", "MLP", 1},                {"patch_merge", "patch merging", 1},
+                              {"head", "head", 0}};
+
+/* A matmul: `spikes_in` spikes (after RSM; `unmasked` before) times
+ * `fanout` SOPs, or `macs` for an analog one; counted into its module. */
+static void layer(builder *b, int module, const char *name, double unmasked, double spikes_in, double fanout,
+                  double macs)
 {
     mst_layer_stat *l = &b->e->layer_stats[b->nl];
+    mst_module_stat *m = &b->e->module_stats[module];
     char *n = b->e->names + (size_t)b->nl++ * NAME;
     snprintf(n, NAME, "%s", name);
-    *l = (mst_layer_stat){.name = n, .spikes_in = spikes_in, .sops = spikes_in * fanout, .macs = macs};
+    *l = (mst_layer_stat){.name = n, .spikes_in = spikes_in, .spikes_unmasked = unmasked, .sops = spikes_in * fanout,
+                          .macs = macs};
+    m->sops += l->sops;
+    m->macs += macs;
+    m->sops_dropped += (unmasked - spikes_in) * fanout;
 }
 
 static void site(builder *b, int i, double spikes, double neurons_per_step)
@@ -34,7 +52,9 @@ static void site(builder *b, int i, double spikes, double neurons_per_step)
 
 static void block_stats(builder *bl, const mst_block *b, const char *p)
 {
-    const uint64_t *sp = bl->e->spikes, *at = bl->e->attn_counts + (long)b->mask_site / 3 * MST_ATTN_NCOUNTS;
+    const uint64_t *sp = bl->e->spikes, *at = bl->e->attn_counts + (long)b->index * MST_BLOCK_COUNTS;
+    unsigned sites = bl->e->o.mask_sites;
+    int masking = bl->e->o.mask_ratio > 0;
     double N = (double)b->res * b->res, C = b->dim, n = (double)b->window * b->window, H = b->mlp_hidden;
     char name[NAME];
     int i = b->site;
@@ -42,13 +62,15 @@ static void block_stats(builder *bl, const mst_block *b, const char *p)
     double fired[10] = {(double)sp[i], (double)at[MST_ATTN_Q], (double)at[MST_ATTN_K], (double)at[MST_ATTN_V],
                         (double)at[MST_ATTN_S], (double)sp[i + 5], (double)sp[i + 6], (double)sp[i + 7],
                         (double)sp[i + 8], (double)sp[i + 9]};
+    double fc1_in = masking && sites & MST_MASK_FC1 ? (double)at[MST_FC1_KEPT] : fired[7];
+    double fc2_in = masking && sites & MST_MASK_FC2 ? (double)at[MST_FC2_KEPT] : fired[8];
     for (int s = 0; s < 10; s++) site(bl, i + s, fired[s], per_site[s]);
-    snprintf(name, NAME, "%.40s.attn.qkv", p), layer(bl, name, fired[0], 3 * C, 0);
-    snprintf(name, NAME, "%.40s.attn.qk", p), layer(bl, name, (double)at[MST_ATTN_Q_KEPT], n, 0);
-    snprintf(name, NAME, "%.40s.attn.av", p), layer(bl, name, fired[3], n, 0);
-    snprintf(name, NAME, "%.40s.attn.proj", p), layer(bl, name, fired[5], C, 0);
-    snprintf(name, NAME, "%.40s.mlp.fc1", p), layer(bl, name, fired[7], H, 0);
-    snprintf(name, NAME, "%.40s.mlp.fc2", p), layer(bl, name, fired[8], C, 0);
+    snprintf(name, NAME, "%.40s.attn.qkv", p), layer(bl, 1, name, fired[0], fired[0], 3 * C, 0);
+    snprintf(name, NAME, "%.40s.attn.qk", p), layer(bl, 2, name, fired[1], (double)at[MST_ATTN_Q_KEPT], n, 0);
+    snprintf(name, NAME, "%.40s.attn.av", p), layer(bl, 3, name, fired[3], fired[3], n, 0);
+    snprintf(name, NAME, "%.40s.attn.proj", p), layer(bl, 4, name, fired[5], fired[5], C, 0);
+    snprintf(name, NAME, "%.40s.mlp.fc1", p), layer(bl, 5, name, fired[7], fc1_in, H, 0);
+    snprintf(name, NAME, "%.40s.mlp.fc2", p), layer(bl, 6, name, fired[8], fc2_in, C, 0);
 }
 
 static int num_layers(const mst_arch *a)
@@ -71,6 +93,14 @@ static void totals(mst_engine *e, builder *b, mst_stats *out)
     }
     out->energy_j = PJ_PER_SOP * out->sops + PJ_PER_MAC * out->macs;
     out->head_macs = b->steps * (double)e->m->head.n_in * a->num_classes;
+    e->module_stats[MST_NUM_MODULES - 1].macs = out->head_macs;
+    for (int i = 0; i < MST_NUM_MODULES; i++) {
+        mst_module_stat *m = &e->module_stats[i];
+        m->name = MODULES[i].name, m->group = MODULES[i].group, m->in_total = MODULES[i].in_total;
+        m->energy_j = PJ_PER_SOP * m->sops + PJ_PER_MAC * m->macs;
+    }
+    out->num_modules = MST_NUM_MODULES;
+    out->modules = e->module_stats;
     out->norm_elems = b->steps * Nl * e->m->head.n_in;
     for (int s = 0; s < a->num_stages; s++) {
         double n = (double)a->stages[s].window * a->stages[s].window;
@@ -93,9 +123,10 @@ mst_status mst_engine_stats(mst_engine *e, mst_stats *out, mst_error *err)
     e->names = calloc((size_t)nl, NAME);
     if (!e->layer_stats || !e->site_stats || !e->names) return mst_fail(err, MST_ERR_NOMEM, "out of memory");
     builder b = {.e = e, .steps = (double)e->images * e->T};
+    memset(e->module_stats, 0, sizeof e->module_stats);
     double N0 = (double)a->stages[0].resolution * a->stages[0].resolution;
     /* the reference loop runs the patch embedding at every step, so it is counted at every step */
-    layer(&b, "patch_embed.proj", 0, 0, b.steps * N0 * a->embed_dim * e->m->pe.n_in);
+    layer(&b, 0, "patch_embed.proj", 0, 0, 0, b.steps * N0 * a->embed_dim * e->m->pe.n_in);
     site(&b, 0, (double)e->spikes[0], N0 * a->embed_dim);
     for (int s = 0; s < a->num_stages; s++) {
         const mst_stage *sg = &e->m->stages[s];
@@ -107,7 +138,7 @@ mst_status mst_engine_stats(mst_engine *e, mst_stats *out, mst_error *err)
         }
         if (!sg->info.has_downsample) continue;
         snprintf(p, NAME, "layers.%d.downsample.reduction", s);
-        layer(&b, p, 0, 0, b.steps * (N / 4) * (4 * C) * (2 * C));
+        layer(&b, 7, p, 0, 0, 0, b.steps * (N / 4) * (4 * C) * (2 * C));
         site(&b, sg->site_red, (double)e->spikes[sg->site_red], N / 4 * 2 * C);
     }
     totals(e, &b, out);

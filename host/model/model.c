@@ -284,7 +284,7 @@ static mst_status stages(loader *L)
     mst_model *m = L->m;
     m->stages = calloc((size_t)m->arch.num_stages, sizeof(mst_stage));
     if (!m->stages) return nomem(L);
-    int g = 0;
+    int g = 0, blocks = m->arch.num_mask_sites / 5;
     for (int s = 0; s < m->arch.num_stages; s++) {
         mst_stage *sg = &m->stages[s];
         sg->info = m->infos[s];
@@ -292,6 +292,8 @@ static mst_status stages(loader *L)
         if (!sg->blocks) return nomem(L);
         for (int b = 0; b < sg->info.depth; b++, g++) {
             sg->blocks[b].mask_site = 3 * g;
+            sg->blocks[b].mlp_mask_site = 3 * blocks + 2 * g; /* spec section 4b */
+            sg->blocks[b].index = g;
             snprintf(sg->blocks[b].name, sizeof sg->blocks[b].name, "layers.%d.blocks.%d", s, b);
             mst_status r = block(L, &sg->info, s, b, &sg->blocks[b]);
             if (r != MST_OK) return r;
@@ -377,6 +379,11 @@ static mst_status metadata(loader *L)
         m->num_class_names = m->class_names ? m->arch.num_classes : 0;
     }
     json_decref(names);
+    const char *ms = mst_st_meta(&L->st, "mask_sites");
+    mst_error why;
+    m->arch.mask_sites = MST_MASK_RELEASED;
+    if (r == MST_OK && ms && mst_mask_sites_parse(ms, &m->arch.mask_sites, &why) != MST_OK)
+        r = mst_fail(L->err, MST_ERR_FORMAT, "%s: __metadata__ mask_sites: %s", L->st.path, why.msg);
     return r;
 }
 
@@ -420,7 +427,7 @@ static mst_status alloc_sites(loader *L)
         merges += a->stages[s].has_downsample;
     }
     a->num_if_sites = 1 + 10 * blocks + merges;
-    a->num_mask_sites = 3 * blocks;
+    a->num_mask_sites = 5 * blocks;
     L->m->site_names = calloc((size_t)a->num_if_sites, sizeof(char *));
     L->m->site_lams = calloc((size_t)a->num_if_sites, sizeof(float));
     return L->m->site_names && L->m->site_lams ? MST_OK : nomem(L);

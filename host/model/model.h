@@ -32,6 +32,8 @@ typedef struct {
     mst_dense fc1, fc2;           /* MLP with its BatchNorms and lambdas folded */
     float lam_fc2;
     int mask_site;                /* site id of the q mask; k and attn follow */
+    int mlp_mask_site;            /* site id of the fc1 mask; fc2 follows */
+    int index;                    /* the block's position in execution order */
     int site;                     /* index of IF_sc1 among the model's IF sites; the block's 10 follow */
     char name[48];                /* "layers.S.blocks.B", for traces */
 } mst_block;

@@ -47,13 +47,32 @@ typedef struct {
     int has_downsample;
 } mst_stage_info;
 
+/* Random Spike Masking sites (spec sections 4 and 4b), as bits: the released
+ * code masks q, k and the attention scores; the paper's Figure 2e also the
+ * spikes entering the MLP's two linear layers. */
+#define MST_MASK_Q 1u
+#define MST_MASK_K 2u
+#define MST_MASK_ATTN 4u
+#define MST_MASK_FC1 8u
+#define MST_MASK_FC2 16u
+#define MST_MASK_RELEASED (MST_MASK_Q | MST_MASK_K | MST_MASK_ATTN)
+#define MST_MASK_ALL (MST_MASK_RELEASED | MST_MASK_FC1 | MST_MASK_FC2)
+
+/* "q,k,attn,fc1", "all" -> MST_MASK_* bits; an unknown or empty name is an
+ * MST_ERR_ARG naming it. */
+mst_status mst_mask_sites_parse(const char *list, unsigned *out, mst_error *err);
+/* The bits as a list in site order ("q,k,attn"; "" for none) into buf. */
+const char *mst_mask_sites_name(unsigned sites, char *buf, size_t n);
+
 typedef struct {
     int img_size, in_chans, patch_size, embed_dim;
     int num_stages;
     const mst_stage_info *stages; /* num_stages entries, owned by the model */
     int num_classes;
     int mlp_bn;                   /* MLP BatchNorms present (ImageNet variant) */
-    int num_if_sites, num_mask_sites;
+    int num_if_sites;
+    int num_mask_sites;           /* numbered mask sites: q, k, attn, fc1, fc2 of every block */
+    unsigned mask_sites;          /* the sites it was trained with (__metadata__ mask_sites), else MST_MASK_RELEASED */
     int64_t num_params;
     const char *dataset;          /* from __metadata__, "" when unknown */
     const float *mean, *std;      /* in_chans entries each, or NULL when unknown */
@@ -93,6 +112,7 @@ typedef struct {
     int time_chunk;     /* Tc: steps run layer-major at once; 0 = min(T, 8) */
     int max_batch;      /* images per engine call */
     double mask_ratio;  /* RSM p in [0, 1] */
+    unsigned mask_sites; /* MST_MASK_* bits where RSM applies; 0: the model's (mst_arch.mask_sites) */
     uint64_t seed;
     mst_device_kind device;
     int device_index;   /* CUDA device number */
@@ -137,6 +157,9 @@ void mst_engine_memory(const mst_engine *e, mst_memory_plan *out);
  * for, whether it fits or not, and what it would have to fit in; allocates
  * no device memory. */
 mst_status mst_engine_plan(const mst_model *m, const mst_engine_opts *opts, mst_memory_plan *out, mst_error *err);
+
+/* The MST_MASK_* sites it masks (the option, or the model's). */
+unsigned mst_engine_mask_sites(const mst_engine *e);
 
 /* The backend it runs on: "cpu" or e.g. "cuda:0 (NVIDIA H200, sm_90)". */
 const char *mst_engine_device(const mst_engine *e);
@@ -183,9 +206,19 @@ double mst_model_bytes(const mst_model *m);
 typedef struct {
     const char *name;  /* checkpoint-style, e.g. "layers.0.blocks.1.mlp.fc1", "layers.0.blocks.1.attn.qk" */
     double spikes_in;  /* spikes into the layer, after masking (0 for analog layers) */
+    double spikes_unmasked; /* the spikes that reached its RSM site (spikes_in where none masks) */
     double sops;       /* synaptic operations: spikes x fan-out */
     double macs;       /* multiply-accumulates of analog layers */
 } mst_layer_stat;
+
+/* The layers summed by kind over the whole network: where the energy goes. */
+typedef struct {
+    const char *name;    /* patch_embed, attn.qkv, attn.qk, attn.av, attn.proj, mlp.fc1, mlp.fc2, patch_merge, head */
+    const char *group;   /* "patch embedding", "attention", "MLP", "patch merging", "head" */
+    double sops, macs, energy_j;
+    double sops_dropped; /* SOPs that RSM removed at its inputs: spikes dropped x fan-out */
+    int in_total;        /* 0 for the head, listed separately (spec section 6) */
+} mst_module_stat;
 
 typedef struct {
     const char *name;  /* IF site, as in the checkpoint without ".up" */
@@ -198,6 +231,8 @@ typedef struct {
     int num_layers, num_sites;
     const mst_layer_stat *layers;      /* synaptic and analog matmuls, in execution order */
     const mst_site_stat *sites;        /* every IF site, in execution order */
+    int num_modules;
+    const mst_module_stat *modules;    /* by module, in execution order, the head last */
     double sops, macs;                 /* totals over the layers */
     double energy_j;                   /* 0.9 pJ x sops + 4.6 pJ x macs */
     double head_macs, softmax_exps, norm_elems; /* listed separately, not in energy_j */

@@ -12,6 +12,7 @@
 #include "../common/mst_math.h"
 #include "../common/mst_window.h"
 #include "cpu_ops.h"
+#include "cpu_philox.h"
 #include "cpu_vec.h"
 
 typedef struct {
@@ -50,38 +51,6 @@ static void scratch_carve(scratch *s, void *mem, int n, int d)
     s->tok = (int *)p;
 }
 
-#define LANES 16
-
-/* Whole Philox blocks first .. first+count-1 of one subsequence, LANES at a
- * time so the rounds vectorise across blocks. */
-MST_INLINE void philox_blocks(uint64_t seed, uint64_t sub, uint64_t first, long count, uint32_t *out)
-{
-    uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
-    for (long i0 = 0; i0 < count; i0 += LANES) {
-        uint32_t c0[LANES], c1[LANES], c2[LANES], c3[LANES];
-        for (int l = 0; l < LANES; l++) {
-            uint64_t b = first + (uint64_t)(i0 + l);
-            c0[l] = (uint32_t)b, c1[l] = (uint32_t)(b >> 32), c2[l] = (uint32_t)sub, c3[l] = (uint32_t)(sub >> 32);
-        }
-        for (int r = 0; r < 10; r++)
-            for (int l = 0; l < LANES; l++)
-                mst_philox_round(&c0[l], &c1[l], &c2[l], &c3[l], mst_philox_key0(k0, r), mst_philox_key1(k1, r));
-        for (int l = 0; l < LANES && i0 + l < count; l++) {
-            uint32_t *o = out + 4 * (i0 + l);
-            o[0] = c0[l], o[1] = c1[l], o[2] = c2[l], o[3] = c3[l];
-        }
-    }
-}
-
-/* raw[i] = curand() number offset+i of one subsequence, for i < count
- * (raw holds count + 6: whole Philox blocks are written, then shifted). */
-MST_INLINE void draw(uint64_t seed, uint64_t sub, uint64_t offset, long count, uint32_t *raw)
-{
-    long skip = (long)(offset & 3);
-    philox_blocks(seed, sub, offset >> 2, (skip + count + 3) / 4, raw);
-    if (skip) memmove(raw, raw + skip, sizeof(uint32_t) * (size_t)count);
-}
-
 /* q or k (part 0 or 1) of one window and head, masked (spec section 4: keys
  * in [window][head][token][j] order): packed bits in SNN mode, levels in ANN. */
 MST_INLINE void gather_qk(const mst_attn_args *a, int part, int b, int win, int h, int t, scratch *s, float *dst,
@@ -89,9 +58,10 @@ MST_INLINE void gather_qk(const mst_attn_args *a, int part, int b, int win, int 
 {
     int n = s->n, d = s->d, C = a->dim, W3 = mst_spike_words(3 * C);
     long row0 = ((long)(t - a->t0) * a->batch + b) * a->res * a->res;
-    int masked = a->mask_threshold > 0;
+    uint64_t threshold = a->mask_threshold[part];
+    int masked = threshold > 0;
     if (masked)
-        draw(a->seed, mst_mask_subsequence(a->first_image + (uint64_t)b, a->site_q + (uint32_t)part, (uint32_t)t),
+        philox_draw(a->seed, mst_mask_subsequence(a->first_image + (uint64_t)b, a->site_q + (uint32_t)part, (uint32_t)t),
              ((uint64_t)win * a->heads + h) * (uint64_t)(n * d), (long)n * d, s->raw);
     for (int i = 0; i < n; i++) {
         const uint32_t *raw = s->raw + i * d;
@@ -100,7 +70,7 @@ MST_INLINE void gather_qk(const mst_attn_args *a, int part, int b, int win, int 
             uint64_t keep = ~UINT64_C(0);
             if (masked) {
                 keep = 0;
-                for (int j = 0; j < len; j++) keep |= (uint64_t)mst_mask_keep(raw[j0 + j], a->mask_threshold) << j;
+                for (int j = 0; j < len; j++) keep |= (uint64_t)mst_mask_keep(raw[j0 + j], threshold) << j;
             }
             if (a->mode == MST_MODE_SNN) {
                 const uint64_t *row = a->qkv_bits + (row0 + s->tok[i]) * W3;
@@ -203,15 +173,16 @@ MST_INLINE void weighted_sum(const float *u, const float *v, int n, int d, float
 MST_INLINE void softmax_v(const mst_attn_args *a, int b, int win, int h, int t, scratch *s)
 {
     int n = s->n, d = s->d, C = a->dim;
-    int masked = a->mask_threshold > 0;
+    uint64_t threshold = a->mask_threshold[2];
+    int masked = threshold > 0;
     if (masked)
-        draw(a->seed, mst_mask_subsequence(a->first_image + (uint64_t)b, a->site_q + 2, (uint32_t)t),
+        philox_draw(a->seed, mst_mask_subsequence(a->first_image + (uint64_t)b, a->site_q + 2, (uint32_t)t),
              ((uint64_t)win * a->heads + h) * (uint64_t)(n * n), (long)n * n, s->raw);
     long row0 = ((long)(t - a->t0) * a->batch + b) * a->res * a->res;
     for (int i = 0; i < n; i++) {
         float *u = s->S + i * n, sum = 0.0f;
         for (int j = 0; j < n; j++) {
-            int keep = masked ? mst_mask_keep(s->raw[i * n + j], a->mask_threshold) : 1, fired = u[j] != 0.0f;
+            int keep = masked ? mst_mask_keep(s->raw[i * n + j], threshold) : 1, fired = u[j] != 0.0f;
             int level = keep * (int)(u[j] * (float)MST_QCFS_LEVELS + 0.5f);
             s->count[MST_ATTN_S] += (uint64_t)fired;
             s->count[MST_ATTN_S_KEPT] += (uint64_t)(fired & keep);

@@ -178,6 +178,7 @@ mst_status mst_backend_cpu(mst_backend *b, mst_error *err)
     b->if_scan = mst_cpu_if_scan;
     b->qcfs = mst_cpu_qcfs;
     b->window_attention = mst_cpu_window_attention;
+    b->mask_spikes = mst_cpu_mask_spikes;
     b->residual = mst_cpu_residual;
     b->patch_merge = mst_cpu_patch_merge;
     b->ln_mean = mst_cpu_ln_mean;

@@ -16,6 +16,7 @@ int mst_cpu_fire_row(float *v, float *z, int C, uint64_t *bits, float *out, floa
 mst_status mst_cpu_if_scan(void *ctx, const mst_if_args *a, mst_error *err);
 mst_status mst_cpu_qcfs(void *ctx, const mst_if_args *a, mst_error *err);
 mst_status mst_cpu_window_attention(void *ctx, const mst_attn_args *a, mst_error *err);
+mst_status mst_cpu_mask_spikes(void *ctx, const mst_mask_args *a, mst_error *err);
 mst_status mst_cpu_patchify(void *ctx, const float *img, int B, int cin, int res, int P, float *out,
                             mst_error *err);
 mst_status mst_cpu_patch_merge(void *ctx, const float *x, long rows, int res, int C, float *out,

@@ -5,12 +5,11 @@
  * curand4), relative bias and shift mask, softmax and .v. Sums run in the CPU
  * backend's order, and exp() is the shared mst_expf, so that the two can agree
  * to the last bit. */
-#include <curand_kernel.h>
-
 #include "../common/mst_bits.h"
 #include "../common/mst_math.h"
 #include "../common/mst_window.h"
 #include "cuda_backend.h"
+#include "philox.cuh"
 
 typedef struct {
     int n, d, W32, nw;
@@ -43,17 +42,6 @@ __device__ static unit_shared carve(char *mem, int n, int d, int nw)
     s.kf = f;
     return s;
 }
-
-/* Four raw numbers from output 4*group of a subsequence: curand_init at an
- * aligned offset, then curand4 returns exactly that Philox block. */
-__device__ __forceinline__ uint4 draw4(uint64_t seed, uint64_t sub, uint64_t group)
-{
-    curandStatePhilox4_32_10_t st;
-    curand_init(seed, sub, 4 * group, &st);
-    return curand4(&st);
-}
-
-__device__ __forceinline__ uint32_t lane_of(uint4 r, int e) { return e == 0 ? r.x : e == 1 ? r.y : e == 2 ? r.z : r.w; }
 
 /* tok, exp(B_rel + M_shift - row max) and the gain table of this unit. */
 __device__ static void unit_constants(const mst_attn_args *a, int win, int h, unit_shared *s)
@@ -108,17 +96,20 @@ __device__ static void mask_qk(const mst_attn_args *a, int b, int win, int h, in
     int n = s->n, d = s->d;
     uint64_t base = ((uint64_t)win * a->heads + h) * (uint64_t)(n * d);
     uint64_t sub = mst_mask_subsequence(a->first_image + (uint64_t)b, a->site_q + (uint32_t)part, (uint32_t)t);
-    uint64_t g0 = base / 4, g1 = (base + (uint64_t)(n * d) + 3) / 4;
+    uint64_t g0 = base / 4, g1 = (base + (uint64_t)(n * d) + 3) / 4, threshold = a->mask_threshold[part];
+    /* chosen once, outside the loop: GCC 12 miscompiled the selection inside it under -fsanitize=shift */
+    uint32_t *bits = part ? s->kb : s->qb;
+    float *levels = part ? s->kf : s->qf;
     for (uint64_t g = g0 + threadIdx.x; g < g1; g += blockDim.x) {
         uint4 r = draw4(a->seed, sub, g);
         for (int e = 0; e < 4; e++) {
             long p = (long)(4 * g + e) - (long)base;
-            if (p < 0 || p >= (long)n * d || mst_mask_keep(lane_of(r, e), a->mask_threshold)) continue;
+            if (p < 0 || p >= (long)n * d || mst_mask_keep(lane_of(r, e), threshold)) continue;
             int i = (int)(p / d), j = (int)(p % d);
             if (a->mode == MST_MODE_SNN)
-                atomicAnd(&(part ? s->kb : s->qb)[i * s->W32 + j / 32], ~(1u << (j % 32)));
+                atomicAnd(&bits[i * s->W32 + j / 32], ~(1u << (j % 32)));
             else
-                (part ? s->kf : s->qf)[p] = 0.0f;
+                levels[p] = 0.0f;
         }
     }
 }
@@ -142,7 +133,8 @@ __device__ __forceinline__ float score(const mst_attn_args *a, const unit_shared
 __device__ static void scores(const mst_attn_args *a, int b, int win, int h, int t, float *vm, unit_shared *s,
                               unsigned long long *cnt)
 {
-    int nn = s->n * s->n, masked = a->mask_threshold > 0;
+    uint64_t threshold = a->mask_threshold[2];
+    int nn = s->n * s->n, masked = threshold > 0;
     uint64_t base = ((uint64_t)win * a->heads + h) * (uint64_t)nn;
     uint64_t sub = mst_mask_subsequence(a->first_image + (uint64_t)b, a->site_q + 2, (uint32_t)t);
     uint64_t g0 = base / 4, g1 = (base + (uint64_t)nn + 3) / 4;
@@ -152,7 +144,7 @@ __device__ static void scores(const mst_attn_args *a, int b, int win, int h, int
             long p = (long)(4 * g + e) - (long)base;
             if (p < 0 || p >= nn) continue;
             float sv = score(a, s, (int)p, vm);
-            int keep = masked ? mst_mask_keep(lane_of(r, e), a->mask_threshold) : 1, fired = sv != 0.0f;
+            int keep = masked ? mst_mask_keep(lane_of(r, e), threshold) : 1, fired = sv != 0.0f;
             int level = keep * (int)(sv * (float)MST_QCFS_LEVELS + 0.5f);
             cnt[MST_ATTN_S] += fired;
             cnt[MST_ATTN_S_KEPT] += fired & keep;
@@ -198,9 +190,9 @@ __global__ void window_attention_kernel(mst_attn_args a, int nw)
         long row0 = ((long)(t - a.t0) * a.batch + b) * a.res * a.res;
         gather(&a, row0, h, &s, cnt);
         __syncthreads();
-        if (a.mask_threshold > 0) {
-            mask_qk(&a, b, win, h, t, 0, &s);
-            mask_qk(&a, b, win, h, t, 1, &s);
+        if (a.mask_threshold[0] || a.mask_threshold[1]) {
+            if (a.mask_threshold[0]) mask_qk(&a, b, win, h, t, 0, &s);
+            if (a.mask_threshold[1]) mask_qk(&a, b, win, h, t, 1, &s);
             __syncthreads();
         }
         if (a.mode == MST_MODE_SNN)

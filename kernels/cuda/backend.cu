@@ -323,6 +323,7 @@ extern "C" mst_status mst_backend_cuda(mst_backend *b, int device, mst_precision
     b->if_scan = mst_cuda_if_scan;
     b->qcfs = mst_cuda_qcfs;
     b->window_attention = mst_cuda_window_attention;
+    b->mask_spikes = mst_cuda_mask_spikes;
     b->residual = mst_cuda_residual;
     b->patch_merge = mst_cuda_patch_merge;
     b->ln_mean = mst_cuda_ln_mean;

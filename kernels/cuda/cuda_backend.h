@@ -127,6 +127,7 @@ mst_status mst_cuda_synapse_if(void *ctx, const uint64_t *x, int steps, long R, 
 mst_status mst_cuda_if_scan(void *ctx, const mst_if_args *a, mst_error *err);
 mst_status mst_cuda_qcfs(void *ctx, const mst_if_args *a, mst_error *err);
 mst_status mst_cuda_window_attention(void *ctx, const mst_attn_args *a, mst_error *err);
+mst_status mst_cuda_mask_spikes(void *ctx, const mst_mask_args *a, mst_error *err);
 /* Once per context: lets the attention kernel use all the shared memory the
  * device offers (the attribute is the device's, so one fixed value for all
  * contexts; never set inside a graph capture). */

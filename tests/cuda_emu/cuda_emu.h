@@ -110,6 +110,8 @@ template <class... P> static inline cudaError_t cudaFuncSetAttribute(void (*kern
 
 static inline void __syncthreads() { mst_emu::sync_block(); }
 static inline int __popc(unsigned x) { return __builtin_popcount(x); }
+static inline int __popcll(unsigned long long x) { return __builtin_popcountll(x); }
+static inline int __ffsll(long long x) { return __builtin_ffsll(x); }
 
 static inline unsigned __ballot_sync(unsigned mask, int pred)
 {
