@@ -36,6 +36,10 @@ static const bad_call bad_calls[] = {
     {"run --model " BN " " DATA("tiny_nobn_input.npy"), "input must be float32 [N,3,32,32]", 2},
     {"run --model " BN " " BN, "not a .npy file", 1},
     {"run --model " BN_IN " " BN_IN, "is over the 100000000-byte limit", 1},
+    {"run --model " BN " --mask-sites q,fc3 " BN_IN, "mask site \"fc3\" is not one of q, k, attn, fc1, fc2 or all", 2},
+    {"eval --model " BN " --data " DATA("images") " --mask-sites attn,,k", "mask site \"\" is not one of", 2},
+    {"bench --arch fmnist --mask-sites MLP", "mask site \"MLP\" is not one of", 2},
+    {"run --model " BN " --results-file x.json " BN_IN, "add --stats", 2},
 };
 
 Test(cli, bad_calls_fail_with_one_line)
@@ -334,6 +338,7 @@ Test(cli, info_prints_architecture_and_thresholds)
     cr_expect(contains(out, "stage 1: 7x7 tokens, dim 24, depth 3, heads 3, window 7, mlp 48"), "%s", out);
     cr_expect(contains(out, "layers.1.blocks.2.mlp.fc2_if"), "%s", out);
     cr_expect(contains(out, "MLP BatchNorm: no"), "%s", out);
+    cr_expect(contains(out, "25 mask sites (q, k, attn, fc1, fc2 of every block), masked by default: q,k,attn"), "%s", out);
 }
 
 #ifdef MST_EMU_BIN
@@ -410,4 +415,38 @@ Test(cli, bench_json_records_the_run)
     cr_expect_eq(json_object_size(json_object_get(r, "breakdown_ms")), 4);
     json_decref(r);
     unlink(out);
+}
+
+/* --stats by module: the groups add up to the total, the MLP masks remove
+ * about p of the spikes into fc1 and fc2, and the run's results file names
+ * the sites in effect. */
+Test(cli, stats_by_module_and_mask_sites)
+{
+    const char *p = tmp_path("run_stats.json");
+    char args[1024], out[16384];
+    snprintf(args, sizeof args, "run --model %s --timesteps 8 --mask-ratio 0.75 --mask-sites fc1,fc2 --stats "
+                                "--results-file %s %s", BN, p, BN_IN);
+    cr_assert_eq(mst(args, out, sizeof out), 0, "%s", out);
+    cr_expect(contains(out, "mask ratio 0.75 at fc1,fc2"), "%s", out);
+    const char *rows[] = {"patch embedding", "attention", "  attn.qk", "MLP", "  mlp.fc1", "patch merging",
+                          "head (not in total)", "SOPs dropped"};
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) cr_expect(contains(out, rows[i]), "no \"%s\": %s", rows[i], out);
+    json_t *o = load_json(p), *en = json_object_get(o, "energy"), *mods = json_object_get(en, "modules");
+    cr_expect_str_eq(json_string_value(json_object_get(o, "mask_sites")), "fc1,fc2");
+    cr_assert_eq(json_array_size(mods), 9);
+    double e = 0;
+    for (size_t i = 0; i < 9; i++) {
+        json_t *m = json_array_get(mods, i);
+        const char *name = json_string_value(json_object_get(m, "name"));
+        double dropped = json_real_value(json_object_get(m, "sops_dropped")), sops = json_real_value(json_object_get(m, "sops"));
+        if (json_is_true(json_object_get(m, "in_total"))) e += json_real_value(json_object_get(m, "energy_mj"));
+        if (!strcmp(name, "mlp.fc1") || !strcmp(name, "mlp.fc2"))
+            cr_expect(dropped > 2.0 * sops && dropped < 4.5 * sops, "%s: %g dropped, %g kept (p = 0.75)", name, dropped, sops);
+        else
+            cr_expect_eq(dropped, 0.0, "%s: nothing masked there", name);
+    }
+    double total = json_real_value(json_object_get(en, "energy_mj_per_image"));
+    cr_expect(fabs(e - total) <= 1e-9 * total, "modules %g vs total %g", e, total);
+    json_decref(o);
+    unlink(p);
 }

@@ -359,6 +359,53 @@ Test(cuda, window_attention_equals_cpu)
     }
 }
 
+/* ---- RSM at the MLP's inputs ---------------------------------------------- */
+
+/* The fc1/fc2 masks (spec section 4b) as the CPU draws them, bit for bit:
+ * packed spikes with odd row widths and a step offset, and QCFS levels. */
+Test(cuda, mlp_masks_equal_cpu)
+{
+    NEED_GPU();
+    static const struct {
+        int steps, t0, batch, tokens, C;
+        mst_mode mode;
+    } cs[] = {{3, 5, 2, 9, 63, MST_MODE_SNN}, {2, 0, 1, 49, 384, MST_MODE_SNN}, {1, 2, 3, 16, 65, MST_MODE_SNN},
+              {1, 0, 2, 9, 130, MST_MODE_ANN}};
+    unsigned seed = 8;
+    for (size_t k = 0; k < sizeof cs / sizeof cs[0]; k++) {
+        long rows = (long)cs[k].steps * cs[k].batch * cs[k].tokens, W = mst_spike_words(cs[k].C);
+        long nb = rows * W, nl = rows * cs[k].C;
+        uint64_t *bits = random_spikes(&seed, rows, cs[k].C), kept = 0, zero = 0;
+        float *lev = randf(&seed, nl, 0, 1);
+        for (long i = 0; i < nl; i++) lev[i] = floorf(lev[i] * 17.0f) / 16.0f;
+        int snn = cs[k].mode == MST_MODE_SNN;
+        mst_mask_args a = {.steps = cs[k].steps, .t0 = cs[k].t0, .batch = cs[k].batch, .tokens = cs[k].tokens,
+                           .channels = cs[k].C, .seed = 77, .first_image = 4, .site = 41,
+                           .threshold = mst_mask_threshold(0.75), .kept = snn ? &kept : NULL};
+        mst_mask_args g = a;
+        g.bits = snn ? to_dev(bits, sizeof(uint64_t) * (size_t)nb) : NULL;
+        g.levels = snn ? NULL : to_dev(lev, sizeof(float) * (size_t)nl);
+        g.kept = snn ? to_dev(&zero, sizeof zero) : NULL;
+        a.bits = snn ? bits : NULL;
+        a.levels = snn ? NULL : lev;
+        mst_error err = {0};
+        cr_assert_eq(cpu.mask_spikes(cpu.ctx, &a, &err), MST_OK, "%s", err.msg);
+        cr_assert_eq(gpu.mask_spikes(gpu.ctx, &g, &err), MST_OK, "%s", err.msg);
+        if (snn) {
+            uint64_t *gb = to_host(g.bits, sizeof(uint64_t) * (size_t)nb), *gk = to_host(g.kept, sizeof zero);
+            cr_expect_eq(memcmp(gb, bits, sizeof(uint64_t) * (size_t)nb), 0, "case %zu: masked spikes differ", k);
+            cr_expect_eq(*gk, kept, "case %zu: kept %llu on cuda, %llu on cpu", k, (unsigned long long)*gk,
+                         (unsigned long long)kept);
+            free(gb), free(gk);
+        } else {
+            float *gl = to_host(g.levels, sizeof(float) * (size_t)nl);
+            cr_expect_eq(memcmp(gl, lev, sizeof(float) * (size_t)nl), 0, "case %zu: masked levels differ", k);
+            free(gl);
+        }
+        free(bits), free(lev);
+    }
+}
+
 /* design.md: out of device memory fails with the size that was needed, and
  * the device stays usable (the allocation error is not left sticky). */
 Test(cuda, out_of_memory_names_the_size_and_recovers)

@@ -35,13 +35,22 @@ typedef struct {
     mst_mode mode;
     double ratio;
     const char *golden;
+    unsigned sites; /* MST_MASK_*; 0: the default (q, k, attn) */
 } gcase;
 
+#define FC1 MST_MASK_FC1
+#define FC2 MST_MASK_FC2
+#define ALL MST_MASK_ALL
 static const gcase goldens[] = {
-    {"tiny_bn", MST_MODE_SNN, 0.0, "tiny_bn_snn_p00"},     {"tiny_bn", MST_MODE_SNN, 0.75, "tiny_bn_snn_p75"},
-    {"tiny_bn", MST_MODE_ANN, 0.0, "tiny_bn_ann_p00"},     {"tiny_bn", MST_MODE_ANN, 0.75, "tiny_bn_ann_p75"},
-    {"tiny_nobn", MST_MODE_SNN, 0.0, "tiny_nobn_snn_p00"}, {"tiny_nobn", MST_MODE_SNN, 0.75, "tiny_nobn_snn_p75"},
-    {"tiny_nobn", MST_MODE_ANN, 0.0, "tiny_nobn_ann_p00"}, {"tiny_nobn", MST_MODE_ANN, 0.75, "tiny_nobn_ann_p75"},
+    {"tiny_bn", MST_MODE_SNN, 0.0, "tiny_bn_snn_p00", 0},         {"tiny_bn", MST_MODE_SNN, 0.75, "tiny_bn_snn_p75", 0},
+    {"tiny_bn", MST_MODE_ANN, 0.0, "tiny_bn_ann_p00", 0},         {"tiny_bn", MST_MODE_ANN, 0.75, "tiny_bn_ann_p75", 0},
+    {"tiny_nobn", MST_MODE_SNN, 0.0, "tiny_nobn_snn_p00", 0},     {"tiny_nobn", MST_MODE_SNN, 0.75, "tiny_nobn_snn_p75", 0},
+    {"tiny_nobn", MST_MODE_ANN, 0.0, "tiny_nobn_ann_p00", 0},     {"tiny_nobn", MST_MODE_ANN, 0.75, "tiny_nobn_ann_p75", 0},
+    /* the MLP's mask sites (spec section 4b), alone and with the attention's */
+    {"tiny_bn", MST_MODE_SNN, 0.75, "tiny_bn_snn_p75_fc1", FC1},     {"tiny_bn", MST_MODE_SNN, 0.75, "tiny_bn_snn_p75_fc2", FC2},
+    {"tiny_bn", MST_MODE_SNN, 0.75, "tiny_bn_snn_p75_all", ALL},     {"tiny_bn", MST_MODE_ANN, 0.75, "tiny_bn_ann_p75_all", ALL},
+    {"tiny_nobn", MST_MODE_SNN, 0.75, "tiny_nobn_snn_p75_fc1", FC1}, {"tiny_nobn", MST_MODE_SNN, 0.75, "tiny_nobn_snn_p75_fc2", FC2},
+    {"tiny_nobn", MST_MODE_SNN, 0.75, "tiny_nobn_snn_p75_all", ALL}, {"tiny_nobn", MST_MODE_ANN, 0.75, "tiny_nobn_ann_p75_all", ALL},
 };
 
 static float max_abs(const float *a, long n)
@@ -70,7 +79,8 @@ Test(engine, matches_python_reference_loop, .timeout = 120)
         load_test_npy(g->golden, &want);
         mst_model *m = load_test_model(g->model);
         mst_engine_opts o = {.mode = g->mode, .timesteps = T_GOLDEN, .time_chunk = 5, .max_batch = 2,
-                             .mask_ratio = g->ratio, .seed = SEED, .device = dev, .cuda_graphs = which == 2};
+                             .mask_ratio = g->ratio, .mask_sites = g->sites, .seed = SEED, .device = dev,
+                             .cuda_graphs = which == 2};
         int steps, N = (int)x.shape[0], K = mst_model_arch(m)->num_classes;
         float *got = engine_run_all(m, &x, o, &steps);
         cr_assert_eq(want.shape[0], steps, "%s: golden has %ld steps", g->golden, want.shape[0]);
@@ -101,58 +111,113 @@ Test(engine, matches_python_reference_loop, .timeout = 120)
     }
 }
 
+/* The spikes into fc1 and fc2 after RSM equal the Python loop's
+ * (tests/data/TAG_mlp_in.json), and each module's dropped SOPs are the
+ * dropped spikes times the fan-out. */
+static void expect_mlp_inputs(const mst_stats *st, const char *tag, const mst_arch *a)
+{
+    char js[512];
+    snprintf(js, sizeof js, "%s/%s_mlp_in.json", MST_TEST_DATA, tag);
+    json_t *want = load_json(js);
+    double dropped[2] = {0, 0};
+    int found = 0;
+    for (int i = 0; i < st->num_layers; i++) {
+        const mst_layer_stat *l = &st->layers[i];
+        json_t *w = json_object_get(want, l->name);
+        if (!w) continue;
+        found++;
+        cr_expect_eq(l->spikes_in, (double)json_integer_value(w), "%s: %s spikes in %g, reference %lld", tag, l->name,
+                     l->spikes_in, (long long)json_integer_value(w));
+        cr_expect(l->spikes_in <= l->spikes_unmasked, "%s: %s", tag, l->name);
+        int fc2 = strstr(l->name, ".fc2") != NULL, s = atoi(l->name + strlen("layers."));
+        dropped[fc2] += (l->spikes_unmasked - l->spikes_in) * (fc2 ? a->stages[s].dim : a->stages[s].mlp_hidden);
+    }
+    cr_expect_eq(found, (int)json_object_size(want), "%s: every fc1 and fc2 layer listed", tag);
+    for (int i = 0; i < st->num_modules; i++)
+        if (!strcmp(st->modules[i].name, "mlp.fc1") || !strcmp(st->modules[i].name, "mlp.fc2"))
+            cr_expect_eq(st->modules[i].sops_dropped, dropped[st->modules[i].name[6] == '2'], "%s %s", tag,
+                         st->modules[i].name);
+    json_decref(want);
+}
+
+/* The modules add up to the totals; the head is listed, not counted. */
+static void expect_modules_sum(const mst_stats *st)
+{
+    double sops = 0, macs = 0, e = 0;
+    cr_assert_eq(st->num_modules, 9);
+    for (int i = 0; i < st->num_modules; i++) {
+        if (!st->modules[i].in_total) continue;
+        sops += st->modules[i].sops, macs += st->modules[i].macs, e += st->modules[i].energy_j;
+    }
+    cr_expect(fabs(sops - st->sops) <= 1e-12 * st->sops && fabs(macs - st->macs) <= 1e-12 * st->macs);
+    cr_expect(fabs(e - st->energy_j) <= 1e-9 * st->energy_j);
+    cr_expect_str_eq(st->modules[8].name, "head");
+    cr_expect(!st->modules[8].in_total && st->modules[8].macs == st->head_macs);
+}
+
 /* Energy accounting: every IF site's spike and neuron-step counts equal the
  * Python loop's (no threshold flips happen in these runs), and SOPs, MACs and
- * energy follow spec section 6 by hand. */
+ * energy follow spec section 6 by hand; with the MLP's sites masked, the
+ * spikes that reach fc1 and fc2 too. */
 Test(engine, energy_counts_match_python_reference, .timeout = 120)
 {
-    const char *models[] = {"tiny_bn", "tiny_nobn"};
-    const double ratios[] = {0.0, 0.75};
-    for (int mi = 0; mi < 2; mi++)
-        for (int pi = 0; pi < 2; pi++) {
-            char in[64], js[512];
-            snprintf(in, sizeof in, "%s_input", models[mi]);
-            snprintf(js, sizeof js, "%s/%s_snn_p%02d_spikes.json", MST_TEST_DATA, models[mi], (int)(ratios[pi] * 100));
-            mst_npy x;
-            load_test_npy(in, &x);
-            mst_model *m = load_test_model(models[mi]);
-            mst_engine_opts o = {.mode = MST_MODE_SNN, .timesteps = T_GOLDEN, .time_chunk = 5, .max_batch = 2,
-                                 .mask_ratio = ratios[pi], .seed = SEED, .device = MST_DEVICE_CPU, .count_spikes = 1};
-            mst_engine *e;
-            mst_error err = {0};
-            cr_assert_eq(mst_engine_create(m, &o, &e, &err), MST_OK, "%s", err.msg);
-            const mst_arch *a = mst_model_arch(m);
-            long img = x.shape[1] * x.shape[2] * x.shape[3];
-            float *cum = malloc(sizeof(float) * (size_t)(T_GOLDEN * 2 * a->num_classes));
-            for (int i0 = 0; i0 < 4; i0 += 2)
-                cr_assert_eq(mst_engine_run(e, x.data + i0 * img, 2, (uint64_t)i0, cum, &err), MST_OK, "%s", err.msg);
-            mst_stats st;
-            cr_assert_eq(mst_engine_stats(e, &st, &err), MST_OK, "%s", err.msg);
-            json_error_t je;
-            json_t *want = json_load_file(js, 0, &je);
-            cr_assert(want != NULL, "%s: %s", js, je.text);
-            cr_expect_eq(st.num_sites, (int)json_object_size(want));
-            for (int i = 0; i < st.num_sites; i++) {
-                json_t *w = json_object_get(want, st.sites[i].name);
-                cr_assert(w != NULL, "%s: no site %s", js, st.sites[i].name);
-                cr_expect_eq(st.sites[i].spikes, (double)json_integer_value(json_array_get(w, 0)), "%s p%g %s spikes",
-                             models[mi], ratios[pi], st.sites[i].name);
-                cr_expect_eq(st.sites[i].neurons, (double)json_integer_value(json_array_get(w, 1)), "%s %s neurons",
-                             models[mi], st.sites[i].name);
-            }
-            /* by hand: qkv SOPs = IF_sc1 spikes x 3C; patch embedding MACs every step; energy */
-            int C0 = a->stages[0].dim, N0 = a->stages[0].resolution * a->stages[0].resolution;
-            cr_expect_str_eq(st.layers[1].name, "layers.0.blocks.0.attn.qkv");
-            cr_expect_eq(st.layers[1].sops, st.sites[1].spikes * 3 * C0);
-            cr_expect_eq(st.layers[0].macs, 4.0 * T_GOLDEN * N0 * C0 * a->in_chans * a->patch_size * a->patch_size);
-            cr_expect(fabs(st.energy_j - (0.9e-12 * st.sops + 4.6e-12 * st.macs)) <= 1e-9 * st.energy_j);
-            cr_expect(st.images == 4 && st.steps == T_GOLDEN);
-            json_decref(want);
-            free(cum);
-            mst_engine_free(e);
-            mst_model_free(m);
-            mst_npy_free(&x);
+    static const struct {
+        const char *model;
+        double ratio;
+        unsigned sites;
+        const char *tag;
+    } cases[] = {{"tiny_bn", 0.0, 0, "tiny_bn_snn_p00"},           {"tiny_bn", 0.75, 0, "tiny_bn_snn_p75"},
+                 {"tiny_nobn", 0.0, 0, "tiny_nobn_snn_p00"},       {"tiny_nobn", 0.75, 0, "tiny_nobn_snn_p75"},
+                 {"tiny_bn", 0.75, FC1, "tiny_bn_snn_p75_fc1"},    {"tiny_bn", 0.75, ALL, "tiny_bn_snn_p75_all"},
+                 {"tiny_nobn", 0.75, FC2, "tiny_nobn_snn_p75_fc2"}, {"tiny_nobn", 0.75, ALL, "tiny_nobn_snn_p75_all"}};
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        const char *model = cases[ci].model;
+        char in[64], js[512];
+        snprintf(in, sizeof in, "%s_input", model);
+        snprintf(js, sizeof js, "%s/%s_spikes.json", MST_TEST_DATA, cases[ci].tag);
+        mst_npy x;
+        load_test_npy(in, &x);
+        mst_model *m = load_test_model(model);
+        mst_engine_opts o = {.mode = MST_MODE_SNN, .timesteps = T_GOLDEN, .time_chunk = 5, .max_batch = 2,
+                             .mask_ratio = cases[ci].ratio, .mask_sites = cases[ci].sites, .seed = SEED,
+                             .device = MST_DEVICE_CPU, .count_spikes = 1};
+        mst_engine *e;
+        mst_error err = {0};
+        cr_assert_eq(mst_engine_create(m, &o, &e, &err), MST_OK, "%s", err.msg);
+        const mst_arch *a = mst_model_arch(m);
+        long img = x.shape[1] * x.shape[2] * x.shape[3];
+        float *cum = malloc(sizeof(float) * (size_t)(T_GOLDEN * 2 * a->num_classes));
+        for (int i0 = 0; i0 < 4; i0 += 2)
+            cr_assert_eq(mst_engine_run(e, x.data + i0 * img, 2, (uint64_t)i0, cum, &err), MST_OK, "%s", err.msg);
+        mst_stats st;
+        cr_assert_eq(mst_engine_stats(e, &st, &err), MST_OK, "%s", err.msg);
+        json_error_t je;
+        json_t *want = json_load_file(js, 0, &je);
+        cr_assert(want != NULL, "%s: %s", js, je.text);
+        cr_expect_eq(st.num_sites, (int)json_object_size(want));
+        for (int i = 0; i < st.num_sites; i++) {
+            json_t *w = json_object_get(want, st.sites[i].name);
+            cr_assert(w != NULL, "%s: no site %s", js, st.sites[i].name);
+            cr_expect_eq(st.sites[i].spikes, (double)json_integer_value(json_array_get(w, 0)), "%s %s spikes",
+                         cases[ci].tag, st.sites[i].name);
+            cr_expect_eq(st.sites[i].neurons, (double)json_integer_value(json_array_get(w, 1)), "%s %s neurons",
+                         cases[ci].tag, st.sites[i].name);
         }
+        /* by hand: qkv SOPs = IF_sc1 spikes x 3C; patch embedding MACs every step; energy */
+        int C0 = a->stages[0].dim, N0 = a->stages[0].resolution * a->stages[0].resolution;
+        cr_expect_str_eq(st.layers[1].name, "layers.0.blocks.0.attn.qkv");
+        cr_expect_eq(st.layers[1].sops, st.sites[1].spikes * 3 * C0);
+        cr_expect_eq(st.layers[0].macs, 4.0 * T_GOLDEN * N0 * C0 * a->in_chans * a->patch_size * a->patch_size);
+        cr_expect(fabs(st.energy_j - (0.9e-12 * st.sops + 4.6e-12 * st.macs)) <= 1e-9 * st.energy_j);
+        cr_expect(st.images == 4 && st.steps == T_GOLDEN);
+        expect_modules_sum(&st);
+        if (cases[ci].sites) expect_mlp_inputs(&st, cases[ci].tag, a);
+        json_decref(want);
+        free(cum);
+        mst_engine_free(e);
+        mst_model_free(m);
+        mst_npy_free(&x);
+    }
 }
 
 
@@ -175,6 +240,35 @@ Test(engine, masks_change_results_and_seed_matters)
     cr_expect(memcmp(a, c, sizeof(float) * (size_t)n) != 0, "masking changes the logits");
     expect_identical(c, d, n, "without masking the seed is irrelevant");
     free(a), free(b), free(c), free(d);
+    mst_model_free(m);
+    mst_npy_free(&x);
+}
+
+/* The MLP's masks are keyed by image position, absolute step and token, so
+ * batch and time chunk change no bit with every site masked; a site set
+ * changes the logits, and p = 0 masks nothing wherever it is asked for. */
+Test(engine, mlp_masks_are_batch_and_chunk_invariant)
+{
+    mst_npy x;
+    load_test_npy("tiny_nobn_input", &x);
+    mst_model *m = load_test_model("tiny_nobn");
+    long n = 12 * x.shape[0] * 7;
+    int steps;
+    mst_engine_opts o = {.mode = MST_MODE_SNN, .timesteps = 12, .time_chunk = 12, .max_batch = 4, .mask_ratio = 0.75,
+                         .mask_sites = MST_MASK_ALL, .seed = 9, .device = MST_DEVICE_CPU};
+    float *a = engine_run_all(m, &x, o, &steps);
+    o.max_batch = 3, o.time_chunk = 5;
+    float *b = engine_run_all(m, &x, o, &steps);
+    o.mask_sites = MST_MASK_RELEASED;
+    float *c = engine_run_all(m, &x, o, &steps);
+    o.mask_ratio = 0.0, o.mask_sites = MST_MASK_ALL;
+    float *d = engine_run_all(m, &x, o, &steps);
+    o.mask_sites = MST_MASK_RELEASED;
+    float *z = engine_run_all(m, &x, o, &steps);
+    expect_identical(a, b, n, "all sites: batch 4 chunk 12 vs batch 3 chunk 5");
+    cr_expect(memcmp(a, c, sizeof(float) * (size_t)n) != 0, "masking the MLP changes the logits");
+    expect_identical(d, z, n, "p = 0: the site set is irrelevant");
+    free(a), free(b), free(c), free(d), free(z);
     mst_model_free(m);
     mst_npy_free(&x);
 }

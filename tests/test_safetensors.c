@@ -372,3 +372,60 @@ Test(checkpoint, image_size_flag_must_agree_with_buffers)
     cr_expect_eq(mst_model_load(DATA("tiny_nobn.safetensors"), &o, &m, &err), MST_ERR_SHAPE);
     cr_expect(contains(err.msg, "does not fit window 7"), "%s", err.msg);
 }
+
+/* A copy of a test model with one more __metadata__ entry. */
+static void with_meta(const char *src, const char *out, const char *key, const char *value)
+{
+    mst_safetensors st;
+    mst_error err = {0};
+    cr_assert_eq(mst_st_open(src, &st, &err), MST_OK, "%s", err.msg);
+    json_t *h = json_object(), *meta = json_object();
+    for (int i = 0; i < st.num_tensors; i++)
+        add_entry(h, st.tensors[i].name, st.tensors[i].dtype, shape_of(&st.tensors[i]), st.tensors[i].begin,
+                  st.tensors[i].end - st.tensors[i].begin);
+    for (int i = 0; i < st.num_meta; i++) json_object_set_new(meta, st.meta_keys[i], json_string(st.meta_values[i]));
+    json_object_set_new(meta, key, json_string(value));
+    json_object_set_new(h, "__metadata__", meta);
+    unsigned char *data = malloc(st.data_size + 1); /* write_out frees it */
+    memcpy(data, st.data, st.data_size);
+    write_out(out, h, data, st.data_size);
+    mst_st_close(&st);
+}
+
+/* __metadata__ mask_sites (tools/train.py --mask-sites) is the model's
+ * default; an engine's option overrides it; a bad list is a clear error. */
+Test(checkpoint, mask_sites_from_metadata)
+{
+    const char *p = tmp_path("sites.safetensors");
+    mst_model *m = NULL;
+    mst_engine *e = NULL;
+    mst_error err = {0};
+    cr_assert_eq(mst_model_load(DATA("tiny_nobn.safetensors"), NULL, &m, &err), MST_OK, "%s", err.msg);
+    cr_expect_eq(mst_model_arch(m)->mask_sites, MST_MASK_RELEASED, "no metadata: the released code's sites");
+    cr_expect_eq(mst_model_arch(m)->num_mask_sites, 5 * 5, "q, k, attn, fc1, fc2 of 5 blocks");
+    mst_model_free(m);
+    with_meta(DATA("tiny_nobn.safetensors"), p, "mask_sites", "q,k,attn,fc1");
+    cr_assert_eq(mst_model_load(p, NULL, &m, &err), MST_OK, "%s", err.msg);
+    cr_expect_eq(mst_model_arch(m)->mask_sites, MST_MASK_RELEASED | MST_MASK_FC1);
+    mst_engine_opts o = {.mode = MST_MODE_ANN, .max_batch = 1, .device = MST_DEVICE_CPU};
+    cr_assert_eq(mst_engine_create(m, &o, &e, &err), MST_OK, "%s", err.msg);
+    cr_expect_eq(mst_engine_mask_sites(e), MST_MASK_RELEASED | MST_MASK_FC1);
+    mst_engine_free(e);
+    o.mask_sites = MST_MASK_FC2;
+    cr_assert_eq(mst_engine_create(m, &o, &e, &err), MST_OK, "%s", err.msg);
+    cr_expect_eq(mst_engine_mask_sites(e), MST_MASK_FC2);
+    mst_engine_free(e);
+    o.mask_sites = 1u << 7;
+    cr_expect_eq(mst_engine_create(m, &o, &e, &err), MST_ERR_ARG);
+    cr_expect(contains(err.msg, "mask sites 0x80"), "%s", err.msg);
+    mst_model_free(m);
+    with_meta(DATA("tiny_nobn.safetensors"), p, "mask_sites", "q,qq");
+    cr_expect_eq(mst_model_load(p, NULL, &m, &err), MST_ERR_FORMAT);
+    cr_expect(contains(err.msg, "__metadata__ mask_sites: mask site \"qq\" is not one of"), "%s", err.msg);
+    unlink(p);
+    char buf[64];
+    cr_expect_str_eq(mst_mask_sites_name(MST_MASK_ALL, buf, sizeof buf), "q,k,attn,fc1,fc2");
+    unsigned s = 0;
+    cr_expect_eq(mst_mask_sites_parse("fc2,q", &s, &err), MST_OK);
+    cr_expect_eq(s, MST_MASK_FC2 | MST_MASK_Q);
+}

@@ -156,6 +156,7 @@ RUNS = [(mode, p, "q,k,attn") for mode in ("snn", "ann") for p in (0.0, 0.75)] +
 
 
 def main():
+    torch.set_num_threads(1)  # calibration's reductions round differently on more threads
     os.makedirs(OUT, exist_ok=True)
     image_fixtures()
     transform_fixtures()
@@ -173,7 +174,7 @@ def main():
                 with open(os.path.join(OUT, f"{tag}_spikes.json"), "w") as f:
                     json.dump(counts, f, indent=0)
                 if sites != "q,k,attn":  # spikes into fc1 and fc2 after masking
-                    mlp_in = {f"{n[:-4]}.{j}": getattr(m, f"{j}_in") for n, m in model.named_modules()
+                    mlp_in = {f"{n}.{j}": getattr(m, f"{j}_in") for n, m in model.named_modules()
                               if isinstance(m, mst_ref.Mlp) for j in ("fc1", "fc2")}
                     with open(os.path.join(OUT, f"{tag}_mlp_in.json"), "w") as f:
                         json.dump(mlp_in, f, indent=0)

@@ -14,8 +14,71 @@ def load(d, name):
         return json.load(f)
 
 
+def groups(e):
+    """Energy per image (mJ) by module group, from a results file's "energy"."""
+    out = {}
+    for m in e["modules"]:
+        if m["in_total"]:
+            out[m["group"]] = out.get(m["group"], 0.0) + m["energy_mj"]
+    return out
+
+
+GROUPS = ("patch embedding", "attention", "MLP", "patch merging")
+
+
+def sites_tables(d):
+    """Trained with each mask-site set: accuracy, energy by module, reduction against the unmasked model."""
+    runs = [("p00", "fmnist_p00", "none (p = 0)"), ("p75", "fmnist_p75", "q,k,attn at 0.75"),
+            ("p75_fc1", "fmnist_p75_fc1", "q,k,attn,fc1 at 0.75"), ("p75_all", "fmnist_p75_all", "all at 0.75")]
+    runs = [r for r in runs if os.path.exists(os.path.join(d, f"sites_{r[0]}_snn.json"))]
+    if not runs:
+        return
+    snn = {t: load(d, f"sites_{t}_snn.json") for t, _, _ in runs}
+    ann = {t: load(d, f"{t}_ann.json") for t, _, _ in runs}
+    base = snn["p00"]["energy"]
+    print("\nTrained and run with each mask-site set (full test set, top-1 in %, energy per image at T = 128):\n")
+    print("| model | RSM (training = inference) | ANN | T=32 | T=64 | T=128 | SOPs / image | SOPs vs p00 | "
+          + " | ".join(f"{g} (mJ)" for g in GROUPS) + " | energy (mJ) | energy vs p00 |")
+    print("|---|---|---|---|---|---|---|---|" + "---|" * len(GROUPS) + "---|---|")
+    for t, name, rsm in runs:
+        r, e = snn[t], snn[t]["energy"]
+        at, g = dict(zip(r["steps"], r["step_top1"])), groups(e)
+        print(f"| {name} | {rsm} | {ann[t]['top1']:.2f} | {at[32]:.2f} | {at[64]:.2f} | {at[128]:.2f} | "
+              f"{e['sops_per_image']:.4g} | {100 * (e['sops_per_image'] / base['sops_per_image'] - 1):+.1f} % | "
+              + " | ".join(f"{g.get(k, 0):.4f}" for k in GROUPS)
+              + f" | {e['energy_mj_per_image']:.4f} | {100 * (e['energy_mj_per_image'] / base['energy_mj_per_image'] - 1):+.1f} % |")
+    print("| paper (CIFAR-10, Swin-T) | q,k,attn + MLP at 0.75 |  |  | 97.29 (T=256) |  |  |  |"
+          + "  |" * len(GROUPS) + " 2.9 vs 3.9 | -26.8 % |")
+
+
+def swint_table(d):
+    """Swin-T shape, calibrated random weights, inference-time masking: energy only."""
+    path = os.path.join(d, "swint_none_0.json")
+    if not os.path.exists(path):
+        return
+    base = load(d, "swint_none_0.json")["energy"]
+    print(f"\nSwin-T shape (calibrated random weights, 2 random images, T = {load(d, 'swint_none_0.json')['timesteps']}),"
+          " masking at inference only; energy per image:\n")
+    print("| mask sites | p | SOPs / image | " + " | ".join(f"{g} (mJ)" for g in GROUPS)
+          + " | energy (mJ) | SOPs vs p = 0 | energy vs p = 0 |")
+    print("|---|---|---|" + "---|" * len(GROUPS) + "---|---|---|")
+    rows = [("none", "0", base)]
+    for sites in ("q,k,attn", "fc1", "q,k,attn,fc1", "all"):
+        for p in ("0.25", "0.5", "0.75"):
+            f = os.path.join(d, f"swint_{sites}_{p}.json")
+            if os.path.exists(f):
+                rows.append((sites, p, load(d, f"swint_{sites}_{p}.json")["energy"]))
+    for sites, p, e in rows:
+        g = groups(e)
+        print(f"| {sites} | {p} | {e['sops_per_image']:.4g} | " + " | ".join(f"{g.get(k, 0):.4f}" for k in GROUPS)
+              + f" | {e['energy_mj_per_image']:.4f} | {100 * (e['sops_per_image'] / base['sops_per_image'] - 1):+.1f} % | "
+              f"{100 * (e['energy_mj_per_image'] / base['energy_mj_per_image'] - 1):+.1f} % |")
+
+
 def main():
     d = sys.argv[1] if len(sys.argv) > 1 else "weights/results"
+    sites_tables(d)
+    swint_table(d)
     tags = [("p00", "fmnist_p00 (trained at p = 0)"), ("p50", "fmnist_p50 (trained at p = 0.5)"),
             ("p75", "fmnist_p75 (trained at p = 0.75)")]
     tags = [(t, name) for t, name in tags if os.path.exists(os.path.join(d, f"{t}_snn.json"))]

@@ -7,7 +7,10 @@
   reports more than one step, with the
   ANN (QCFS) accuracy of the files given with --ann drawn as horizontal lines;
 * masking.png (when one model's files differ in mask ratio and ran with
-  --stats): final top-1 and energy per image versus the masking ratio, per model.
+  --stats): final top-1 and energy per image versus the masking ratio, per model;
+* sites.png (--sites: eval or `mst run --stats --results-file` files of one or
+  more models at several ratios and mask sites): energy per image relative to
+  the same model at p = 0, versus the ratio, one line per site set.
 """
 import argparse
 import json
@@ -67,13 +70,42 @@ def masking(snn, out):
     return True
 
 
+def sites(files, out):
+    by_model = {}
+    for r in files:
+        by_model.setdefault(os.path.basename(r["model"]), []).append(r)
+    fig, axes = plt.subplots(1, len(by_model), figsize=(5.5 * len(by_model), 4), squeeze=False)
+    for ax, (name, runs) in zip(axes[0], sorted(by_model.items())):
+        base = [r for r in runs if r["mask_ratio"] == 0]
+        if not base:
+            raise SystemExit(f"plots: {name} has no run at p = 0 to compare with")
+        e0 = base[0]["energy"]["energy_mj_per_image"]
+        sets = sorted({r["mask_sites"] for r in runs if r["mask_ratio"] > 0}, key=lambda s: (len(s), s))
+        for i, s in enumerate(sets):
+            pts = sorted([(0.0, e0)] + [(r["mask_ratio"], r["energy"]["energy_mj_per_image"]) for r in runs
+                                        if r["mask_sites"] == s and r["mask_ratio"] > 0])
+            ax.plot([p for p, _ in pts], [100 * e / e0 for _, e in pts], marker="o", color=f"C{i}", label=s)
+        ax.set_title(f"{name}: energy vs masking ratio", fontsize=9)
+        ax.set_xlabel("masking ratio p at inference")
+        ax.set_ylabel("energy per image (% of p = 0)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(title="mask sites", fontsize=7, title_fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "sites.png"), dpi=120)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("results", nargs="+", help="SNN results files")
     ap.add_argument("--ann", nargs="*", default=[], help="ANN (--mode ann) results files")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--sites", action="store_true", help="the files are a mask-site sweep: draw sites.png only")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
+    if args.sites:
+        sites([json.load(open(p)) for p in args.results], args.out)
+        print(f"wrote {os.path.join(args.out, 'sites.png')}")
+        return
     snn = [json.load(open(p)) for p in args.results]
     ann = [json.load(open(p)) for p in args.ann]
     curves = [r for r in snn if len(r["steps"]) > 1]

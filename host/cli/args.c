@@ -28,7 +28,7 @@ void cli_fail(const mst_error *err)
 const char *cli_usage_text =
     "usage:\n"
     "  mst run --model FILE [--timesteps T] [--mask-ratio P] [--mask-sites LIST] [--seed S] [--mode snn|ann]\n"
-    "          [--batch B] [--time-chunk C] [--img-size N] [--logits OUT.npy] [--stats]\n"
+    "          [--batch B] [--time-chunk C] [--img-size N] [--logits OUT.npy] [--stats [--results-file OUT.json]]\n"
     "          [--device auto|cpu|cuda[:N]] [--precision fp32|fp16|bf16] [--cuda-graphs] [--fused-synapse]\n"
     "          INPUT.npy | IMAGE | FOLDER\n"
     "  mst eval --model FILE --data PATH [--timesteps T] [--mask-ratio P] [--mask-sites LIST] [--seed S]\n"

@@ -6,8 +6,22 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include <jansson.h>
+
 #include "../data/npy.h"
 #include "cli.h"
+
+/* mst run --stats --results-file OUT.json: the run's settings and its energy accounting. */
+static void write_run_stats(const cli_args *a, const mst_engine *e, long images, const mst_stats *st)
+{
+    char sites[64];
+    json_t *o = json_pack("{s:s, s:s, s:I, s:i, s:f, s:s, s:I, s:s, s:o}", "model", a->model, "mode", "snn",
+                          "images", (json_int_t)images, "timesteps", a->eo.timesteps, "mask_ratio", a->eo.mask_ratio,
+                          "mask_sites", mst_mask_sites_name(mst_engine_mask_sites(e), sites, sizeof sites), "seed",
+                          (json_int_t)a->eo.seed, "device", mst_engine_device(e), "energy", cli_stats_json(st));
+    if (!o || json_dump_file(o, a->results_file, JSON_INDENT(2)) != 0) cli_die("%s: cannot write", a->results_file);
+    json_decref(o);
+}
 
 static void check_input(const mst_npy *x, const mst_arch *a, const char *path)
 {
@@ -100,6 +114,7 @@ static int cmd_run(int argc, char **argv)
     cli_args a;
     cli_parse(argc, argv, &a);
     if (optind != argc - 1) cli_die("run needs exactly one INPUT.npy");
+    if (a.results_file && !a.stats) cli_die("run writes a results file of its energy accounting: add --stats");
     const char *input = argv[optind];
     mst_model *m = cli_load(a.model, a.img_size);
     const mst_arch *arch = mst_model_arch(m);
@@ -129,6 +144,7 @@ static int cmd_run(int argc, char **argv)
     mst_stats st;
     if (a.stats && mst_engine_stats(e, &st, &err) != MST_OK) cli_fail(&err);
     if (a.stats) cli_print_stats(&st);
+    if (a.results_file) write_run_stats(&a, e, x.shape[0], &st);
     free(cum);
     free(which);
     mst_dataset_close(&files);
@@ -160,7 +176,10 @@ static int cmd_info(int argc, char **argv)
     mst_model *m = cli_load(a.model, a.img_size);
     const mst_arch *arch = mst_model_arch(m);
     print_arch(arch);
-    printf("%d IF sites, %d mask sites; thresholds:\n", arch->num_if_sites, arch->num_mask_sites);
+    char sites[64];
+    printf("%d IF sites; %d mask sites (q, k, attn, fc1, fc2 of every block), masked by default: %s\n",
+           arch->num_if_sites, arch->num_mask_sites, mst_mask_sites_name(arch->mask_sites, sites, sizeof sites));
+    printf("thresholds:\n");
     for (int i = 0; i < arch->num_if_sites; i++)
         printf("  %-44s %.6g\n", mst_model_site_name(m, i), (double)mst_model_site_threshold(m, i));
     mst_model_free(m);

@@ -1,0 +1,61 @@
+#!/bin/sh
+# The mask-site measurements of weights/README.md (where Random Spike Masking
+# drops spikes, and what that saves):
+#
+#   tools/mask_sites_card.sh fmnist    the trained Fashion-MNIST models on the full test set
+#   tools/mask_sites_card.sh swin-t    a Swin-T-shaped model (calibrated random weights), energy only
+#
+# Needs build/mst, and /usr/bin/python3 with Debian's python3-torch for the
+# Swin-T checkpoint. Writes weights/results/sites_*.json, swint_*.json and
+# the plots in weights/plots; tools/model_card_tables.py prints the tables.
+set -eu
+cd "$(dirname "$0")/.."
+MST=${MST:-build/mst}
+DATA=${DATA:-/usr/share/datasets/fashion-mnist}
+R=weights/results
+mkdir -p $R weights/plots
+
+fmnist() {
+    # each model at the ratio and sites it was trained with, T = 128, energy by module
+    for spec in "p00 0 q,k,attn" "p75 0.75 q,k,attn" "p75_fc1 0.75 q,k,attn,fc1" "p75_all 0.75 all"; do
+        set -- $spec
+        "$MST" eval --model weights/fmnist_$1.safetensors --data "$DATA" --timesteps 128 --mask-ratio $2 \
+            --mask-sites $3 --stats --report-steps 1,2,4,8,16,32,64,128 --results-file $R/sites_$1_snn.json
+        [ -f $R/$1_ann.json ] && [ $1 != p75_fc1 ] && [ $1 != p75_all ] ||
+            "$MST" eval --model weights/fmnist_$1.safetensors --data "$DATA" --mode ann --mask-ratio $2 \
+                --mask-sites $3 --results-file $R/$1_ann.json
+    done
+    # the model trained with every site masked, run at other ratios and sites (T = 64, first 2000 images)
+    for sites in q,k,attn fc1 q,k,attn,fc1 all; do
+        for p in 0.25 0.5 0.75; do
+            "$MST" eval --model weights/fmnist_p75_all.safetensors --data "$DATA" --timesteps 64 --mask-ratio $p \
+                --mask-sites $sites --stats --limit 2000 --report-steps 64 \
+                --results-file $R/sites_sweep_${sites}_$p.json >/dev/null
+        done
+    done
+    "$MST" eval --model weights/fmnist_p75_all.safetensors --data "$DATA" --timesteps 64 --mask-ratio 0 --stats \
+        --limit 2000 --report-steps 64 --results-file $R/sites_sweep_none_0.json >/dev/null
+}
+
+swint() {
+    # Swin-T's shape (the released checkpoints'), thresholds and BatchNorms
+    # calibrated on random images; inference-time masking; T = 16, 2 images
+    model=${TMPDIR:-/tmp}/mst_swin_t.safetensors
+    input=${TMPDIR:-/tmp}/mst_swin_t_input.npy
+    [ -f $model ] || /usr/bin/python3 tools/make_model.py --arch swin-t --seed 0 --out $model
+    /usr/bin/python3 -c "import numpy as np; np.save('$input', np.random.default_rng(1).standard_normal((2, 3, 224, 224)).astype(np.float32))"
+    "$MST" run --model $model --timesteps 16 --mask-ratio 0 --stats --batch 2 --results-file $R/swint_none_0.json $input >/dev/null
+    for sites in q,k,attn fc1 q,k,attn,fc1 all; do
+        for p in 0.25 0.5 0.75; do
+            "$MST" run --model $model --timesteps 16 --mask-ratio $p --mask-sites $sites --stats --batch 2 \
+                --results-file $R/swint_${sites}_$p.json $input >/dev/null
+        done
+    done
+}
+
+case "${1:-}" in
+fmnist) fmnist ;;
+swin-t) swint ;;
+*) echo "usage: $0 fmnist|swin-t" >&2; exit 2 ;;
+esac
+/usr/bin/python3 tools/plots.py --out weights/plots --sites $R/sites_sweep_*.json $R/swint_*.json
