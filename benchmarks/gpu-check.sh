@@ -128,15 +128,17 @@ tests() { # every CUDA op against its CPU twin; the engine on the device
 
 # compute-sanitizer on a small model (tests/data/tiny_bn, T = 16 in chunks of
 # 4: one chunk run plainly, one captured, two replayed): every tool on the
-# fused synapse in bf16 with graphs, masking and the spike counters' atomics;
-# memcheck and initcheck on the fp32 two-kernel path and on ANN mode. The dry
+# fused synapse in bf16 with graphs, masking at every site (the MLP's too)
+# and the spike counters' atomics; memcheck and initcheck on the fp32
+# two-kernel path and on ANN mode. The dry
 # run runs the commands that need no GPU without the sanitizer.
 sanitizer() {
     local m="--model tests/data/tiny_bn.safetensors --timesteps 16 --time-chunk 4 --batch 2 --device $DEV"
-    local fast="--precision bf16 --fused-synapse --cuda-graphs --mask-ratio 0.75 --stats" cs
+    local fast="--precision bf16 --fused-synapse --cuda-graphs --mask-ratio 0.75 --mask-sites all --stats" cs
     cs=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
     set -- memcheck "$fast" racecheck "$fast" synccheck "$fast" initcheck "$fast" \
-        memcheck "--mask-ratio 0.75 --stats" initcheck "--mask-ratio 0.75" memcheck "--mode ann"
+        memcheck "--mask-ratio 0.75 --mask-sites all --stats" initcheck "--mask-ratio 0.75" \
+        memcheck "--mode ann --mask-ratio 0.75 --mask-sites all"
     [ -z "$dry" ] && [ -z "$cs" ] && { say "compute-sanitizer: not installed here"; failed=1; return; }
     while [ $# -ge 2 ]; do
         local tool=$1 opts=$2 name rc

@@ -85,6 +85,7 @@ def sites(files, out):
             pts = sorted([(0.0, e0)] + [(r["mask_ratio"], r["energy"]["energy_mj_per_image"]) for r in runs
                                         if r["mask_sites"] == s and r["mask_ratio"] > 0])
             ax.plot([p for p, _ in pts], [100 * e / e0 for _, e in pts], marker="o", color=f"C{i}", label=s)
+        ax.axhline(100 - 26.8, linestyle="--", color="gray", label="paper: -26.8 % at p = 0.75")
         ax.set_title(f"{name}: energy vs masking ratio", fontsize=9)
         ax.set_xlabel("masking ratio p at inference")
         ax.set_ylabel("energy per image (% of p = 0)")

@@ -9,7 +9,7 @@ Images are decoded by Pillow, resized and normalised as the checkpoint's
 __metadata__ says (tools/train.py's preprocessing), taken in the order
 `mst eval` takes them (class folders, then file names, both sorted), and run
 through tools/mst_ref.py: the whole network once per timestep, masks from
-Philox keyed by that order.
+Philox keyed by that order, at the sites the checkpoint's metadata names.
 """
 import argparse
 import json
@@ -56,13 +56,16 @@ def main():
     torch.set_num_threads(os.cpu_count() or 1)
     model, meta = mst_ref.load(args.model)
     ratio = args.mask_ratio if args.mask_ratio is not None else float(meta.get("mask_ratio", 0))
+    sites = mst_ref.parse_mask_sites(meta.get("mask_sites", ",".join(mst_ref.DEFAULT_MASK_SITES)))
     items = samples(args.samples)
     x = preprocess([os.path.join(args.samples, p) for p, _ in items], meta)
     labels = torch.tensor([y for _, y in items])
-    cum = mst_ref.run(model, x, mode="snn", timesteps=args.timesteps, mask_ratio=ratio, seed=args.seed)
-    ann = mst_ref.run(model, x, mode="ann", mask_ratio=ratio, seed=args.seed)[0]
+    cum = mst_ref.run(model, x, mode="snn", timesteps=args.timesteps, mask_ratio=ratio, seed=args.seed,
+                      mask_sites=sites)
+    ann = mst_ref.run(model, x, mode="ann", mask_ratio=ratio, seed=args.seed, mask_sites=sites)[0]
     pred = cum.argmax(-1)  # [T, N]
-    out = {"model": os.path.basename(args.model), "timesteps": args.timesteps, "mask_ratio": ratio, "seed": args.seed,
+    out = {"model": os.path.basename(args.model), "timesteps": args.timesteps, "mask_ratio": ratio,
+           "mask_sites": ",".join(sites), "seed": args.seed,
            "images": [p for p, _ in items], "labels": labels.tolist(),
            "top1": [100.0 * (pred[t] == labels).float().mean().item() for t in range(args.timesteps)],
            "prediction_at_T": pred[-1].tolist(), "ann_top1": 100.0 * (ann.argmax(-1) == labels).float().mean().item(),
