@@ -18,7 +18,8 @@ typedef struct {
     int nl;
 } builder;
 
-/* Modules (mst_module_stat), in execution order; layer() takes the index. */
+/* Modules (mst_module_stat), in execution order. */
+enum { PATCH_EMBED, QKV, QK, AV, PROJ, FC1, FC2, PATCH_MERGE, HEAD };
 static const struct {
     const char *name, *group;
     int in_total;
@@ -65,12 +66,12 @@ static void block_stats(builder *bl, const mst_block *b, const char *p)
     double fc1_in = masking && sites & MST_MASK_FC1 ? (double)at[MST_FC1_KEPT] : fired[7];
     double fc2_in = masking && sites & MST_MASK_FC2 ? (double)at[MST_FC2_KEPT] : fired[8];
     for (int s = 0; s < 10; s++) site(bl, i + s, fired[s], per_site[s]);
-    snprintf(name, NAME, "%.40s.attn.qkv", p), layer(bl, 1, name, fired[0], fired[0], 3 * C, 0);
-    snprintf(name, NAME, "%.40s.attn.qk", p), layer(bl, 2, name, fired[1], (double)at[MST_ATTN_Q_KEPT], n, 0);
-    snprintf(name, NAME, "%.40s.attn.av", p), layer(bl, 3, name, fired[3], fired[3], n, 0);
-    snprintf(name, NAME, "%.40s.attn.proj", p), layer(bl, 4, name, fired[5], fired[5], C, 0);
-    snprintf(name, NAME, "%.40s.mlp.fc1", p), layer(bl, 5, name, fired[7], fc1_in, H, 0);
-    snprintf(name, NAME, "%.40s.mlp.fc2", p), layer(bl, 6, name, fired[8], fc2_in, C, 0);
+    snprintf(name, NAME, "%.40s.attn.qkv", p), layer(bl, QKV, name, fired[0], fired[0], 3 * C, 0);
+    snprintf(name, NAME, "%.40s.attn.qk", p), layer(bl, QK, name, fired[1], (double)at[MST_ATTN_Q_KEPT], n, 0);
+    snprintf(name, NAME, "%.40s.attn.av", p), layer(bl, AV, name, fired[3], fired[3], n, 0);
+    snprintf(name, NAME, "%.40s.attn.proj", p), layer(bl, PROJ, name, fired[5], fired[5], C, 0);
+    snprintf(name, NAME, "%.40s.mlp.fc1", p), layer(bl, FC1, name, fired[7], fc1_in, H, 0);
+    snprintf(name, NAME, "%.40s.mlp.fc2", p), layer(bl, FC2, name, fired[8], fc2_in, C, 0);
 }
 
 static int num_layers(const mst_arch *a)
@@ -93,7 +94,7 @@ static void totals(mst_engine *e, builder *b, mst_stats *out)
     }
     out->energy_j = PJ_PER_SOP * out->sops + PJ_PER_MAC * out->macs;
     out->head_macs = b->steps * (double)e->m->head.n_in * a->num_classes;
-    e->module_stats[MST_NUM_MODULES - 1].macs = out->head_macs;
+    e->module_stats[HEAD].macs = out->head_macs;
     for (int i = 0; i < MST_NUM_MODULES; i++) {
         mst_module_stat *m = &e->module_stats[i];
         m->name = MODULES[i].name, m->group = MODULES[i].group, m->in_total = MODULES[i].in_total;
@@ -126,7 +127,7 @@ mst_status mst_engine_stats(mst_engine *e, mst_stats *out, mst_error *err)
     memset(e->module_stats, 0, sizeof e->module_stats);
     double N0 = (double)a->stages[0].resolution * a->stages[0].resolution;
     /* the reference loop runs the patch embedding at every step, so it is counted at every step */
-    layer(&b, 0, "patch_embed.proj", 0, 0, 0, b.steps * N0 * a->embed_dim * e->m->pe.n_in);
+    layer(&b, PATCH_EMBED, "patch_embed.proj", 0, 0, 0, b.steps * N0 * a->embed_dim * e->m->pe.n_in);
     site(&b, 0, (double)e->spikes[0], N0 * a->embed_dim);
     for (int s = 0; s < a->num_stages; s++) {
         const mst_stage *sg = &e->m->stages[s];
@@ -138,7 +139,7 @@ mst_status mst_engine_stats(mst_engine *e, mst_stats *out, mst_error *err)
         }
         if (!sg->info.has_downsample) continue;
         snprintf(p, NAME, "layers.%d.downsample.reduction", s);
-        layer(&b, 7, p, 0, 0, 0, b.steps * (N / 4) * (4 * C) * (2 * C));
+        layer(&b, PATCH_MERGE, p, 0, 0, 0, b.steps * (N / 4) * (4 * C) * (2 * C));
         site(&b, sg->site_red, (double)e->spikes[sg->site_red], N / 4 * 2 * C);
     }
     totals(e, &b, out);
