@@ -27,6 +27,9 @@ static const shipped models[] = {
     {WEIGHTS("fmnist_p00.safetensors"), WEIGHTS("results/samples_p00.json")},
     {WEIGHTS("fmnist_p50.safetensors"), WEIGHTS("results/samples_p50.json")},
     {WEIGHTS("fmnist_p75.safetensors"), WEIGHTS("results/samples_p75.json")},
+    /* trained with the MLP masked too: their metadata's mask sites are the default */
+    {WEIGHTS("fmnist_p75_fc1.safetensors"), WEIGHTS("results/samples_p75_fc1.json")},
+    {WEIGHTS("fmnist_p75_all.safetensors"), WEIGHTS("results/samples_p75_all.json")},
 };
 
 /* Top-1 at every power-of-two step: the same images classified the same way,
@@ -45,6 +48,10 @@ Test(weights, eval_on_samples_equals_reference)
         json_t *got = load_json(out);
         json_t *steps = json_object_get(got, "steps"), *top1 = json_object_get(got, "step_top1");
         cr_assert_eq(json_integer_value(json_object_get(got, "images")), 100);
+        json_t *sites = json_object_get(ref, "mask_sites"); /* the reference ran at the metadata's sites */
+        if (sites)
+            cr_expect_str_eq(json_string_value(json_object_get(got, "mask_sites")), json_string_value(sites), "%s",
+                             models[m].model);
         for (size_t i = 0; i < json_array_size(steps); i++) {
             int t = (int)json_integer_value(json_array_get(steps, i));
             double want = json_real_value(json_array_get(json_object_get(ref, "top1"), (size_t)t - 1));
