@@ -28,17 +28,6 @@ fmnist() {
             "$MST" eval --model weights/fmnist_$1.safetensors --data "$DATA" --mode ann --mask-ratio $2 \
                 --mask-sites $3 --results-file $R/$1_ann.json
     done
-    # the model trained with every site masked, run at other ratios and sites (T = 64, first 2000 images)
-    case " $tags " in *" p75_all "*) ;; *) return ;; esac
-    for sites in q,k,attn fc1 q,k,attn,fc1 all; do
-        for p in 0.25 0.5 0.75; do
-            "$MST" eval --model weights/fmnist_p75_all.safetensors --data "$DATA" --timesteps 64 --mask-ratio $p \
-                --mask-sites $sites --stats --limit 2000 --report-steps 64 \
-                --results-file $R/sites_sweep_${sites}_$p.json >/dev/null
-        done
-    done
-    "$MST" eval --model weights/fmnist_p75_all.safetensors --data "$DATA" --timesteps 64 --mask-ratio 0 --stats \
-        --limit 2000 --report-steps 64 --results-file $R/sites_sweep_none_0.json >/dev/null
 }
 
 swint() {
@@ -63,4 +52,4 @@ swin-t) swint ;;
 *) echo "usage: $0 fmnist|swin-t" >&2; exit 2 ;;
 esac
 # shellcheck disable=SC2046 # the file list
-/usr/bin/python3 tools/plots.py --out weights/plots --sites $(ls $R/sites_sweep_*.json $R/swint_*.json 2>/dev/null)
+/usr/bin/python3 tools/plots.py --out weights/plots --sites $(ls $R/swint_*.json 2>/dev/null)

@@ -34,7 +34,8 @@ def sites_tables(d):
     if not runs:
         return
     snn = {t: load(d, f"sites_{t}_snn.json") for t, _, _ in runs}
-    ann = {t: load(d, f"{t}_ann.json") for t, _, _ in runs}
+    ann = {t: load(d, f"{t}_ann.json") if os.path.exists(os.path.join(d, f"{t}_ann.json")) else None
+           for t, _, _ in runs}
     base = snn["p00"]["energy"]
     print("\nTrained and run with each mask-site set (full test set, top-1 in %, energy per image at T = 128):\n")
     print("| model | RSM (training = inference) | ANN | T=32 | T=64 | T=128 | SOPs / image | SOPs vs p00 | "
@@ -43,7 +44,8 @@ def sites_tables(d):
     for t, name, rsm in runs:
         r, e = snn[t], snn[t]["energy"]
         at, g = dict(zip(r["steps"], r["step_top1"])), groups(e)
-        print(f"| {name} | {rsm} | {ann[t]['top1']:.2f} | {at[32]:.2f} | {at[64]:.2f} | {at[128]:.2f} | "
+        a = f"{ann[t]['top1']:.2f}" if ann[t] else "not run"
+        print(f"| {name} | {rsm} | {a} | {at[32]:.2f} | {at[64]:.2f} | {at[128]:.2f} | "
               f"{e['sops_per_image']:.4g} | {100 * (e['sops_per_image'] / base['sops_per_image'] - 1):+.1f} % | "
               + " | ".join(f"{g.get(k, 0):.4f}" for k in GROUPS)
               + f" | {e['energy_mj_per_image']:.4f} | {100 * (e['energy_mj_per_image'] / base['energy_mj_per_image'] - 1):+.1f} % |")
