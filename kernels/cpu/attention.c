@@ -67,11 +67,7 @@ MST_INLINE void gather_qk(const mst_attn_args *a, int part, int b, int win, int 
         const uint32_t *raw = s->raw + i * d;
         for (int j0 = 0; j0 < d; j0 += 64) {
             int len = d - j0 < 64 ? d - j0 : 64;
-            uint64_t keep = ~UINT64_C(0);
-            if (masked) {
-                keep = 0;
-                for (int j = 0; j < len; j++) keep |= (uint64_t)mst_mask_keep(raw[j0 + j], threshold) << j;
-            }
+            uint64_t keep = masked ? keep_bits(raw + j0, len, threshold) : ~UINT64_C(0);
             if (a->mode == MST_MODE_SNN) {
                 const uint64_t *row = a->qkv_bits + (row0 + s->tok[i]) * W3;
                 uint64_t field = mst_bit_field(row, part * C + h * d + j0, len);

@@ -41,4 +41,13 @@ MST_INLINE void philox_draw(uint64_t seed, uint64_t sub, uint64_t offset, long c
     if (skip) memmove(raw, raw + skip, sizeof(uint32_t) * (size_t)count);
 }
 
+/* The RSM keep bits of len <= 64 elements from their raw numbers: bit j set
+ * where raw[j] keeps its element (mst_mask_keep). */
+MST_INLINE uint64_t keep_bits(const uint32_t *raw, int len, uint64_t threshold)
+{
+    uint64_t keep = 0;
+    for (int j = 0; j < len; j++) keep |= (uint64_t)mst_mask_keep(raw[j], threshold) << j;
+    return keep;
+}
+
 #endif

@@ -15,25 +15,21 @@ MST_INLINE uint64_t mask_row(const mst_mask_args *a, long row, uint32_t *raw)
     int C = a->channels, W = mst_spike_words(C);
     long per_step = (long)a->batch * a->tokens;
     int t = a->t0 + (int)(row / per_step), b = (int)(row % per_step / a->tokens), token = (int)(row % a->tokens);
-    uint64_t sub = mst_mask_subsequence(a->first_image + (uint64_t)b, a->site, (uint32_t)t), kept = 0;
-    if (a->bits) {
-        uint64_t *w = a->bits + row * W, any = 0;
-        for (int i = 0; i < W; i++) any |= w[i];
-        if (!any) return 0;
-        philox_draw(a->seed, sub, (uint64_t)token * (uint64_t)C, C, raw);
-        for (int i = 0; i < W; i++) {
-            uint64_t keep = 0;
-            for (int j = 0; j < 64 && 64 * i + j < C; j++)
-                keep |= (uint64_t)mst_mask_keep(raw[64 * i + j], a->threshold) << j;
-            w[i] &= keep;
-            kept += (uint64_t)__builtin_popcountll(w[i]);
-        }
-        return kept;
-    }
-    float *x = a->levels + row * C;
+    uint64_t sub = mst_mask_subsequence(a->first_image + (uint64_t)b, a->site, (uint32_t)t), kept = 0, any = 0;
+    uint64_t *w = a->bits ? a->bits + row * W : NULL;
+    for (int i = 0; w && i < W; i++) any |= w[i];
+    if (w && !any) return 0;
     philox_draw(a->seed, sub, (uint64_t)token * (uint64_t)C, C, raw);
-    for (int c = 0; c < C; c++) x[c] = mst_mask_keep(raw[c], a->threshold) ? x[c] : 0.0f;
-    return 0;
+    if (!w) {
+        float *x = a->levels + row * C;
+        for (int c = 0; c < C; c++) x[c] = mst_mask_keep(raw[c], a->threshold) ? x[c] : 0.0f;
+        return 0;
+    }
+    for (int i = 0; i < W; i++) {
+        w[i] &= keep_bits(raw + 64 * i, C - 64 * i < 64 ? C - 64 * i : 64, a->threshold);
+        kept += (uint64_t)__builtin_popcountll(w[i]);
+    }
+    return kept;
 }
 
 MST_CPU_CLONES static uint64_t mask_rows(const mst_mask_args *a, long r0, long r1, uint32_t *raw)
