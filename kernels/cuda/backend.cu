@@ -149,7 +149,8 @@ static size_t cuda_scratch_bytes(void *ctx, const mst_gemm_op *ops, int n)
             continue;
         }
         if (ops[i].spikes) {
-            need = elem * rows * K;
+            size_t per = 16 / elem; /* the unpacked rows are padded to 16-byte vectors (synapse.cu) */
+            need = elem * rows * ((K + per - 1) / per * per);
             z = 4 * rows * N > z ? 4 * rows * N : z;
         } else if (half) {
             need = 2 * rows * K;
@@ -271,6 +272,9 @@ static mst_status open_device(mst_cuda *c, int device, mst_error *err)
     CUDA_TRY(cudaGetDeviceProperties(&prop, device), err);
     CUDA_TRY(cudaSetDevice(device), err);
     CUDA_TRY(cudaDeviceGetAttribute(&c->shared_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), err);
+    int threads_per_sm = 0;
+    CUDA_TRY(cudaDeviceGetAttribute(&threads_per_sm, cudaDevAttrMaxThreadsPerMultiProcessor, device), err);
+    c->resident_blocks = prop.multiProcessorCount * (threads_per_sm / 256 > 0 ? threads_per_sm / 256 : 1);
     MST_TRY(mst_cuda_attention_setup(c, err));
     snprintf(c->name, sizeof c->name, "cuda:%d (%.100s, sm_%d%d)", device, prop.name, prop.major, prop.minor);
     c->device = device;

@@ -53,6 +53,7 @@ typedef struct {
     int num_graphs, cap_graphs;
     void *blas_workspace;   /* cuBLAS must not allocate while a graph is captured */
     int shared_optin;       /* the device's shared memory per block, opted in */
+    int resident_blocks;    /* blocks of 256 threads that fill every SM once */
     mst_cuda_timer *timers; /* recorded since the last collect; events pooled */
     int num_timers, cap_timers, open[MST_NUM_FAMILIES];
     char name[160];
@@ -107,9 +108,10 @@ static inline unsigned mst_cuda_blocks(long n, int threads)
  * Growing it drops the captured graphs, which point at the old buffer. */
 mst_status mst_cuda_scratch(mst_cuda *c, void **p, size_t *have, size_t want, mst_error *err);
 /* y[M][N] = op(x)[M][K] w[K][N] (+ y when accumulate), in the context's
- * precision; x_half: x is already in the operand type (fp16/bf16 modes). */
-mst_status mst_cuda_gemm(mst_cuda *c, const void *x, int x_half, long M, int K, const float *w, int N, float *y,
-                         int accumulate, mst_error *err);
+ * precision; x's rows are ldx elements apart; x_half: x is already in the
+ * operand type (fp16/bf16 modes). */
+mst_status mst_cuda_gemm(mst_cuda *c, const void *x, int x_half, long M, int K, int ldx, const float *w, int N,
+                         float *y, int accumulate, mst_error *err);
 /* The fp16/bf16 copy of weight w [K][N] as a [Kp][Np] matrix (Kp >= K,
  * Np >= N, zero-padded), made on first use and kept with the context. */
 mst_status mst_cuda_half_weight_get(mst_cuda *c, const float *w, int K, int N, int Kp, int Np, const void **out,

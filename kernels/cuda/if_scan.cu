@@ -7,14 +7,16 @@
 #include "cuda_backend.h"
 #include "if_scan.cuh"
 
+/* A grid of one resident wave: each thread walks several neurons, and the
+ * spike count costs one atomic per block. */
 __global__ void if_scan_kernel(mst_cuda_if p)
 {
-    int Cpad = mst_spike_words(p.C) * 64;
-    long rows = p.R / p.C, total = rows * Cpad;
+    const int Cpad = mst_spike_words(p.C) * 64;
+    const long total = p.R / p.C * Cpad;
     unsigned long long fired = 0;
     for (long idx = blockIdx.x * (long)blockDim.x + threadIdx.x; idx < total; idx += (long)gridDim.x * blockDim.x)
         fired += mst_cuda_if_neuron(&p, idx / Cpad, (int)(idx % Cpad));
-    mst_cuda_count(p.count, fired);
+    mst_cuda_count_block(p.count, fired);
 }
 
 __global__ void qcfs_kernel(mst_cuda_if p)
@@ -22,7 +24,8 @@ __global__ void qcfs_kernel(mst_cuda_if p)
     for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < (long)p.steps * p.R;
          i += (long)gridDim.x * blockDim.x) {
         long t = i / p.R, r = i % p.R;
-        p.out[i] = mst_qcfs(mst_cuda_if_input(&p, t, r, (int)(r % p.C))) * p.out_scale;
+        mst_cuda_if_channel ch = mst_cuda_if_channel_of(&p, (int)(r % p.C), true);
+        p.out[i] = mst_qcfs(mst_cuda_if_transform(&ch, p.in[t * p.in_tstride + r])) * p.out_scale;
     }
 }
 
@@ -30,8 +33,8 @@ __global__ void qcfs_kernel(mst_cuda_if p)
 mst_status mst_cuda_if_launch(mst_cuda *c, const mst_cuda_if *p, mst_error *err)
 {
     long total = p->R / p->C * mst_spike_words(p->C) * 64L;
-    unsigned blocks = mst_cuda_blocks(total, 256);
-    MST_LAUNCH(if_scan_kernel, blocks < 65535 * 16 ? blocks : 65535 * 16, 256, 0, c->stream)(*p);
+    unsigned blocks = mst_cuda_blocks(total, 256), wave = (unsigned)c->resident_blocks;
+    MST_LAUNCH(if_scan_kernel, blocks < wave ? blocks : wave, 256, 0, c->stream)(*p);
     LAUNCH_TRY("if_scan_kernel", err);
     return MST_OK;
 }

@@ -1,5 +1,5 @@
 /* The IF neuron as the CUDA kernels run it, shared by if_scan.cu and the
- * scan that follows the GEMM in synapse.cu. */
+ * scans that follow a GEMM in synapse.cu and synapse_wgmma.cu. */
 #ifndef MST_CUDA_IF_SCAN_CUH
 #define MST_CUDA_IF_SCAN_CUH
 
@@ -22,41 +22,86 @@ typedef struct {
     long R;
 } mst_cuda_if;
 
-/* The input of neuron r (channel c) at step t, in the CPU's order of operations. */
-__device__ __forceinline__ float mst_cuda_if_input(const mst_cuda_if *p, long t, long r, int c)
+/* A channel's input transform, read once per neuron rather than once per
+ * step; applied in the CPU's order of operations (affine, then bias). */
+typedef struct {
+    float scale, shift, bias;
+    bool affine, biased;
+} mst_cuda_if_channel;
+
+__device__ __forceinline__ mst_cuda_if_channel mst_cuda_if_channel_of(const mst_cuda_if *p, int c, bool live)
 {
-    float u = p->in[t * p->in_tstride + r];
-    if (p->scale) u = u * p->scale[c] + p->shift[c];
-    if (p->bias) u = u + p->bias[c];
+    mst_cuda_if_channel ch = {1.0f, 0.0f, 0.0f, p->scale != NULL, p->bias != NULL};
+    if (live && ch.affine) ch.scale = p->scale[c], ch.shift = p->shift[c];
+    if (live && ch.biased) ch.bias = p->bias[c];
+    return ch;
+}
+
+__device__ __forceinline__ float mst_cuda_if_transform(const mst_cuda_if_channel *ch, float u)
+{
+    if (ch->affine) u = u * ch->scale + ch->shift;
+    if (ch->biased) u = u + ch->bias;
     return u;
 }
+
+/* Steps taken per batch of loads: the inputs of the next steps are in flight
+ * while the membrane walks the current ones. */
+#define MST_IF_BATCH 4
 
 /* Neuron (row, c) over the steps; c may be padding (>= C) so that every lane
  * of the warp reaches the ballot. Returns the spikes it fired. */
 __device__ __forceinline__ int mst_cuda_if_neuron(const mst_cuda_if *p, long row, int c)
 {
-    int live = c < p->C, W32 = 2 * mst_spike_words(p->C), fired = 0;
-    long r = row * p->C + c, rows = p->R / p->C;
+    const bool live = c < p->C;
+    const int W32 = 2 * mst_spike_words(p->C), steps = p->steps;
+    const long r = row * p->C + c, rows = p->R / p->C, tstride = p->in_tstride;
+    const mst_cuda_if_channel ch = mst_cuda_if_channel_of(p, c, live);
+    const float *__restrict__ in = p->in + (live ? r : 0);
+    uint32_t *__restrict__ bits = p->bits ? p->bits + row * W32 + c / 32 : NULL;
+    float *__restrict__ out = p->out ? p->out + r : NULL;
     float v = live ? p->v[r] : 0.0f;
-    for (int t = 0; t < p->steps; t++) {
-        float s = live ? mst_if_step(&v, mst_cuda_if_input(p, t, r, c)) : 0.0f;
-        fired += s != 0.0f;
-        if (p->bits) {
-            unsigned m = __ballot_sync(0xffffffffu, s != 0.0f);
-            if ((threadIdx.x & 31) == 0) p->bits[((long)t * rows + row) * W32 + c / 32] = m;
-        } else if (live) {
-            p->out[(long)t * p->R + r] = s * p->out_scale;
+    int fired = 0;
+    for (int t0 = 0; t0 < steps; t0 += MST_IF_BATCH) {
+        float u[MST_IF_BATCH];
+#pragma unroll
+        for (int k = 0; k < MST_IF_BATCH; k++) u[k] = live && t0 + k < steps ? in[(long)(t0 + k) * tstride] : 0.0f;
+#pragma unroll
+        for (int k = 0; k < MST_IF_BATCH; k++) {
+            if (t0 + k >= steps) break; /* uniform across the warp: every lane has the same steps */
+            float s = live ? mst_if_step(&v, mst_cuda_if_transform(&ch, u[k])) : 0.0f;
+            fired += s != 0.0f;
+            if (bits) {
+                unsigned m = __ballot_sync(0xffffffffu, s != 0.0f);
+                if ((threadIdx.x & 31) == 0) bits[(long)(t0 + k) * rows * W32] = m;
+            } else if (live) {
+                out[(long)(t0 + k) * p->R] = s * p->out_scale;
+            }
         }
     }
     if (live) p->v[r] = v;
     return fired;
 }
 
-/* One atomic per warp. */
+/* One atomic per warp, for kernels whose warps leave early. */
 __device__ __forceinline__ void mst_cuda_count(unsigned long long *count, unsigned long long n)
 {
     for (int o = 16; o > 0; o >>= 1) n += __shfl_down_sync(0xffffffffu, n, o);
     if (count && (threadIdx.x & 31) == 0 && n) atomicAdd(count, n);
+}
+
+/* One atomic per block: every thread of the block must call it. */
+__device__ __forceinline__ void mst_cuda_count_block(unsigned long long *count, unsigned long long n)
+{
+    __shared__ unsigned long long warp_sums[32];
+    if (!count) return; /* a kernel argument: the same in every thread */
+    for (int o = 16; o > 0; o >>= 1) n += __shfl_down_sync(0xffffffffu, n, o);
+    if ((threadIdx.x & 31) == 0) warp_sums[threadIdx.x / 32] = n;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        unsigned long long sum = 0;
+        for (unsigned w = 0; w < (blockDim.x + 31) / 32; w++) sum += warp_sums[w];
+        if (sum) atomicAdd(count, sum);
+    }
 }
 
 mst_status mst_cuda_if_launch(mst_cuda *c, const mst_cuda_if *p, mst_error *err);

@@ -73,27 +73,28 @@ mst_status mst_cuda_half_weight_get(mst_cuda *c, const float *w, int K, int N, i
     return MST_OK;
 }
 
-mst_status mst_cuda_gemm(mst_cuda *c, const void *x, int x_half, long M, int K, const float *w, int N, float *y,
-                         int accumulate, mst_error *err)
+mst_status mst_cuda_gemm(mst_cuda *c, const void *x, int x_half, long M, int K, int ldx, const float *w, int N,
+                         float *y, int accumulate, mst_error *err)
 {
     if (M > INT_MAX) return mst_fail(err, MST_ERR_UNSUPPORTED, "GEMM of %ld rows: more than cuBLAS takes", M);
     const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f; /* beta 0: y is not read */
     /* row-major y[M][N] = x[M][K] w[K][N] is column-major y^T = w^T x^T */
     if (c->precision == MST_PRECISION_FP32) {
-        BLAS_TRY(cublasSgemm(c->blas, CUBLAS_OP_N, CUBLAS_OP_N, N, (int)M, K, &one, w, N, (const float *)x, K, &beta, y,
+        BLAS_TRY(cublasSgemm(c->blas, CUBLAS_OP_N, CUBLAS_OP_N, N, (int)M, K, &one, w, N, (const float *)x, ldx, &beta, y,
                              N),
                  err);
         return MST_OK;
     }
     const void *xh = x, *wh = NULL;
     if (!x_half) {
+        if (ldx != K) return mst_fail(err, MST_ERR_ARG, "GEMM: fp32 input with row stride %d != %d", ldx, K);
         MST_TRY(mst_cuda_scratch(c, &c->operand, &c->operand_bytes, sizeof(__half) * (size_t)M * K, err));
         MST_TRY(convert(c, (const float *)x, c->operand, M * K, err));
         xh = c->operand;
     }
     MST_TRY(mst_cuda_half_weight_get(c, w, K, N, K, N, &wh, err));
     cudaDataType_t t = c->precision == MST_PRECISION_FP16 ? CUDA_R_16F : CUDA_R_16BF;
-    BLAS_TRY(cublasGemmEx(c->blas, CUBLAS_OP_N, CUBLAS_OP_N, N, (int)M, K, &one, wh, t, N, xh, t, K, &beta, y, CUDA_R_32F,
+    BLAS_TRY(cublasGemmEx(c->blas, CUBLAS_OP_N, CUBLAS_OP_N, N, (int)M, K, &one, wh, t, N, xh, t, ldx, &beta, y, CUDA_R_32F,
                           N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
              err);
     return MST_OK;
@@ -111,7 +112,7 @@ mst_status mst_cuda_linear(void *ctx, const float *x, long M, int K, const float
     mst_cuda *c = (mst_cuda *)ctx;
     MST_LAUNCH(bias_rows_kernel, grid_for(M * N), 256, 0, c->stream)(y, M, b, N);
     LAUNCH_TRY("bias_rows_kernel", err);
-    return mst_cuda_gemm(c, x, 0, M, K, w, N, y, 1, err);
+    return mst_cuda_gemm(c, x, 0, M, K, K, w, N, y, 1, err);
 }
 
 __global__ void random_bf16_kernel(__nv_bfloat16 *p, long n, uint32_t seed)

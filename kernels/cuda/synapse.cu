@@ -17,29 +17,53 @@ template <> __device__ __forceinline__ __nv_bfloat16 spike_value<__nv_bfloat16>(
     return __float2bfloat16_rn(bit ? 1.0f : 0.0f);
 }
 
-template <typename T> __global__ void unpack_kernel(const uint64_t *x, long rows, int K, T *out)
+/* The bit pattern of 1.0 in each operand type: the unpack writes raw bits. */
+template <typename T> struct operand_one;
+template <> struct operand_one<float> { static constexpr uint32_t bits = 0x3f800000u; };
+template <> struct operand_one<__half> { static constexpr uint32_t bits = 0x3c00u; };
+template <> struct operand_one<__nv_bfloat16> { static constexpr uint32_t bits = 0x3f80u; };
+
+/* Row stride of the unpacked operand: K rounded up to whole 16-byte vectors. */
+static inline int unpack_ld(int K, size_t elem) { int per = (int)(16 / elem); return (K + per - 1) / per * per; }
+
+/* One thread per 64-bit spike word: its 64 inputs (fewer at the end of a row,
+ * up to the row stride ld) leave as 16-byte stores of 0 or 1. */
+template <typename T> __global__ void unpack_kernel(const uint64_t *__restrict__ x, long rows, int K, int ld, T *out)
 {
-    int W = mst_spike_words(K);
-    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < rows * K; i += (long)gridDim.x * blockDim.x) {
-        long row = i / K;
-        int k = (int)(i % K);
-        out[i] = spike_value<T>(mst_bit(x + row * W, k));
+    constexpr int per = 16 / sizeof(T), lanes = 4 / sizeof(T) > 0 ? 4 / sizeof(T) : 1; /* elements per vector, per 32 bits */
+    const uint32_t one = operand_one<T>::bits;
+    const int W = mst_spike_words(K);
+    for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < rows * W; i += (long)gridDim.x * blockDim.x) {
+        long row = i / W;
+        int w = (int)(i % W), n = ld - 64 * w < 64 ? ld - 64 * w : 64;
+        uint64_t word = x[i];
+        if (K - 64 * w < 64) word &= (1ull << (K - 64 * w)) - 1ull; /* padding reads as zeros */
+        uint4 *dst = (uint4 *)(out + row * ld + 64 * w);
+        for (int q = 0; q < n / per; q++) {
+            uint32_t u[4];
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                uint32_t lo = (uint32_t)(word >> (per * q + lanes * e)) & 1u, hi = 0;
+                if (lanes == 2) hi = (uint32_t)(word >> (per * q + 2 * e + 1)) & 1u;
+                u[e] = lo * one | (hi * one) << 16;
+            }
+            dst[q] = make_uint4(u[0], u[1], u[2], u[3]);
+        }
     }
 }
 
-static mst_status unpack(mst_cuda *c, const uint64_t *x, long rows, int K, mst_error *err)
+static mst_status unpack(mst_cuda *c, const uint64_t *x, long rows, int K, int ld, mst_error *err)
 {
     size_t elem = c->precision == MST_PRECISION_FP32 ? sizeof(float) : sizeof(__half);
-    MST_TRY(mst_cuda_scratch(c, &c->operand, &c->operand_bytes, elem * (size_t)rows * K, err));
-    long n = rows * K;
-    unsigned blocks = mst_cuda_blocks(n, 256);
+    MST_TRY(mst_cuda_scratch(c, &c->operand, &c->operand_bytes, elem * (size_t)rows * ld, err));
+    unsigned blocks = mst_cuda_blocks(rows * mst_spike_words(K), 256);
     blocks = blocks < 65535 * 16 ? blocks : 65535 * 16;
     if (c->precision == MST_PRECISION_FP32)
-        MST_LAUNCH(unpack_kernel<float>, blocks, 256, 0, c->stream)(x, rows, K, (float *)c->operand);
+        MST_LAUNCH(unpack_kernel<float>, blocks, 256, 0, c->stream)(x, rows, K, ld, (float *)c->operand);
     else if (c->precision == MST_PRECISION_FP16)
-        MST_LAUNCH(unpack_kernel<__half>, blocks, 256, 0, c->stream)(x, rows, K, (__half *)c->operand);
+        MST_LAUNCH(unpack_kernel<__half>, blocks, 256, 0, c->stream)(x, rows, K, ld, (__half *)c->operand);
     else
-        MST_LAUNCH(unpack_kernel<__nv_bfloat16>, blocks, 256, 0, c->stream)(x, rows, K, (__nv_bfloat16 *)c->operand);
+        MST_LAUNCH(unpack_kernel<__nv_bfloat16>, blocks, 256, 0, c->stream)(x, rows, K, ld, (__nv_bfloat16 *)c->operand);
     LAUNCH_TRY("unpack_kernel", err);
     return MST_OK;
 }
@@ -173,11 +197,12 @@ mst_status mst_cuda_synapse_if(void *ctx, const uint64_t *x, int steps, long R, 
         return synapse_fused(c, &p, w, err);
     }
     long rows = (long)steps * R;
-    MST_TRY(unpack(c, x, rows, K, err));
+    int ld = unpack_ld(K, c->precision == MST_PRECISION_FP32 ? sizeof(float) : sizeof(__half));
+    MST_TRY(unpack(c, x, rows, K, ld, err));
     MST_TRY(mst_cuda_scratch(c, (void **)&c->z, &c->z_bytes, sizeof(float) * (size_t)rows * N, err));
     /* z = spikes . w; the scan adds the bias as it reads z, which spares a
        pass that fills z with it and the GEMM's read of z (beta = 0) */
-    MST_TRY(mst_cuda_gemm(c, c->operand, c->precision != MST_PRECISION_FP32, rows, K, w, N, c->z, 0, err));
+    MST_TRY(mst_cuda_gemm(c, c->operand, c->precision != MST_PRECISION_FP32, rows, K, ld, w, N, c->z, 0, err));
     mst_cuda_if p = {};
     p.in = c->z, p.in_tstride = R * N, p.bias = b, p.C = N, p.v = v, p.out = out, p.out_scale = out_scale;
     p.bits = (uint32_t *)bits, p.count = mst_cuda_counter(count), p.steps = steps, p.R = R * N;

@@ -429,9 +429,12 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *prop, int device)
 cudaError_t cudaDeviceGetAttribute(int *value, enum cudaDeviceAttr attr, int device)
 {
     if (device != 0) return mst_emu::set_last(cudaErrorInvalidDevice);
-    if (attr != cudaDevAttrMaxSharedMemoryPerBlockOptin) return mst_emu::set_last(cudaErrorNotSupported);
-    *value = (int)mst_emu::kOptinShared;
-    return cudaSuccess;
+    switch (attr) {
+    case cudaDevAttrMaxSharedMemoryPerBlockOptin: *value = (int)mst_emu::kOptinShared; return cudaSuccess;
+    /* one small SM: kernels sized to a resident wave walk their work in grid-stride loops here */
+    case cudaDevAttrMaxThreadsPerMultiProcessor: *value = 2048; return cudaSuccess;
+    default: return mst_emu::set_last(cudaErrorNotSupported);
+    }
 }
 
 cudaError_t cudaSetDevice(int device) { return device == 0 ? cudaSuccess : mst_emu::set_last(cudaErrorInvalidDevice); }
