@@ -11,35 +11,46 @@
 #include "cuda_backend.h"
 #include "philox.cuh"
 
+/* A unit's shared memory. v's rows are padded to whole float4 (zeros), so
+ * that softmax . v reads four channels per load; the IF_attn membranes stay
+ * here for the whole chunk when they fit (resident), else in global memory. */
 typedef struct {
-    int n, d, W32, nw;
+    int n, d, dp, W32;
     int *tok;
-    float *expb, *gain, *u, *v, *rowsum, *qf, *kf;
+    float *expb, *gain, *u, *v, *rowsum, *qf, *kf, *vm;
     uint32_t *qb, *kb;
 } unit_shared;
 
-static size_t shared_bytes(int n, int d, int ann)
+/* The spike counts of one thread, in registers (named, never indexed). */
+typedef struct {
+    unsigned long long q, k, v, q_kept, k_kept, s, s_kept;
+} attn_counts;
+
+__host__ __device__ static inline int padded_d(int d) { return (d + 3) / 4 * 4; }
+
+static size_t shared_bytes(int n, int d, int ann, int resident)
 {
-    size_t N = (size_t)n, D = (size_t)d, W32 = (D + 31) / 32;
-    size_t floats = 2 * N * N + (MST_QCFS_LEVELS + 1) + N * D + N + (ann ? 2 * N * D : 0);
-    return sizeof(int) * N + sizeof(float) * floats + sizeof(uint32_t) * 2 * N * W32 + 16;
+    size_t N = (size_t)n, D = (size_t)d, DP = (size_t)padded_d(d), W32 = (D + 31) / 32;
+    size_t floats = N * DP + 2 * N * N + (resident ? N * N : 0) + (MST_QCFS_LEVELS + 1) + N + (ann ? 2 * N * D : 0);
+    return sizeof(float) * floats + sizeof(uint32_t) * 2 * N * W32 + sizeof(int) * N;
 }
 
-__device__ static unit_shared carve(char *mem, int n, int d, int nw)
+__device__ static unit_shared carve(char *mem, int n, int d, int ann, int resident)
 {
     unit_shared s;
-    s.n = n, s.d = d, s.W32 = (d + 31) / 32, s.nw = nw;
-    s.qb = (uint32_t *)mem, mem += sizeof(uint32_t) * n * s.W32;
-    s.kb = (uint32_t *)mem, mem += sizeof(uint32_t) * n * s.W32;
-    s.tok = (int *)mem, mem += sizeof(int) * n;
-    float *f = (float *)mem;
-    s.expb = f, f += n * n;
+    s.n = n, s.d = d, s.dp = padded_d(d), s.W32 = (d + 31) / 32;
+    float *f = (float *)mem; /* v first: 16-byte aligned */
+    s.v = f, f += n * s.dp;
     s.u = f, f += n * n;
+    s.expb = f, f += n * n;
+    s.vm = resident ? f : NULL, f += resident ? n * n : 0;
     s.gain = f, f += MST_QCFS_LEVELS + 1;
-    s.v = f, f += n * d;
     s.rowsum = f, f += n;
-    s.qf = f, f += n * d;
-    s.kf = f;
+    s.qf = ann ? f : NULL, f += ann ? n * d : 0;
+    s.kf = ann ? f : NULL, f += ann ? n * d : 0;
+    s.qb = (uint32_t *)f;
+    s.kb = s.qb + n * s.W32;
+    s.tok = (int *)(s.kb + n * s.W32);
     return s;
 }
 
@@ -63,9 +74,9 @@ __device__ static void unit_constants(const mst_attn_args *a, int win, int h, un
 }
 
 /* q, k and v of the unit at one step: bits (SNN) or levels (ANN). */
-__device__ static void gather(const mst_attn_args *a, long row0, int h, unit_shared *s, unsigned long long *cnt)
+__device__ static void gather(const mst_attn_args *a, long row0, int h, unit_shared *s, attn_counts *cnt)
 {
-    int n = s->n, d = s->d, C = a->dim, W3 = mst_spike_words(3 * C);
+    int n = s->n, d = s->d, dp = s->dp, C = a->dim, W3 = mst_spike_words(3 * C);
     if (a->mode == MST_MODE_SNN) {
         for (int idx = threadIdx.x; idx < 2 * n * s->W32; idx += blockDim.x) {
             int part = idx / (n * s->W32), i = idx / s->W32 % n, w = idx % s->W32;
@@ -73,19 +84,26 @@ __device__ static void gather(const mst_attn_args *a, long row0, int h, unit_sha
             const uint64_t *row = a->qkv_bits + (row0 + s->tok[i]) * W3;
             uint32_t f = (uint32_t)mst_bit_field(row, part * C + h * d + 32 * w, len);
             (part ? s->kb : s->qb)[i * s->W32 + w] = f;
-            cnt[part ? MST_ATTN_K : MST_ATTN_Q] += __popc(f);
+            if (part)
+                cnt->k += __popc(f);
+            else
+                cnt->q += __popc(f);
         }
-        for (int idx = threadIdx.x; idx < n * d; idx += blockDim.x) {
-            int i = idx / d, j = idx % d;
-            int bit = mst_bit(a->qkv_bits + (row0 + s->tok[i]) * W3, 2 * C + h * d + j);
+        for (int idx = threadIdx.x; idx < n * dp; idx += blockDim.x) {
+            int i = idx / dp, j = idx % dp;
+            int bit = j < d && mst_bit(a->qkv_bits + (row0 + s->tok[i]) * W3, 2 * C + h * d + j);
             s->v[idx] = (float)bit;
-            cnt[MST_ATTN_V] += bit;
+            cnt->v += bit;
         }
     } else {
-        for (int idx = threadIdx.x; idx < 3 * n * d; idx += blockDim.x) {
-            int part = idx / (n * d), i = idx / d % n, j = idx % d;
-            float x = a->qkv[(row0 + s->tok[i]) * 3 * C + part * C + h * d + j];
-            (part == 0 ? s->qf : part == 1 ? s->kf : s->v)[i * d + j] = x;
+        for (int idx = threadIdx.x; idx < 2 * n * d + n * dp; idx += blockDim.x) {
+            int part = idx < 2 * n * d ? idx / (n * d) : 2, e = idx - part * n * d;
+            int i = part < 2 ? e / d : e / dp, j = part < 2 ? e % d : e % dp;
+            float x = j < d ? a->qkv[(row0 + s->tok[i]) * 3 * C + part * C + h * d + j] : 0.0f;
+            if (part == 2)
+                s->v[i * dp + j] = x;
+            else
+                (part == 0 ? s->qf : s->kf)[i * d + j] = x;
         }
     }
 }
@@ -131,7 +149,7 @@ __device__ __forceinline__ float score(const mst_attn_args *a, const unit_shared
 /* u = exp(A) factored as exp(B_rel + M_shift - max) x gain[level], A's RSM
  * drawn per [window][head][query][key] offset. */
 __device__ static void scores(const mst_attn_args *a, int b, int win, int h, int t, float *vm, unit_shared *s,
-                              unsigned long long *cnt)
+                              attn_counts *cnt)
 {
     uint64_t threshold = a->mask_threshold[2];
     int nn = s->n * s->n, masked = threshold > 0;
@@ -146,32 +164,86 @@ __device__ static void scores(const mst_attn_args *a, int b, int win, int h, int
             float sv = score(a, s, (int)p, vm);
             int keep = masked ? mst_mask_keep(lane_of(r, e), threshold) : 1, fired = sv != 0.0f;
             int level = keep * (int)(sv * (float)MST_QCFS_LEVELS + 0.5f);
-            cnt[MST_ATTN_S] += fired;
-            cnt[MST_ATTN_S_KEPT] += fired & keep;
+            cnt->s += fired;
+            cnt->s_kept += fired & keep;
             s->u[p] = s->expb[p] * s->gain[level];
         }
     }
 }
 
-/* softmax . v in the CPU's order: row sums left to right, each channel as
- * mst_attn_weighted sums it. */
+/* Queries x channels per thread in softmax . v: each float4 of v serves
+ * SOFTMAX_Q queries, each u serves 4 channels. */
+#define SOFTMAX_Q 2
+
+/* softmax . v in the CPU's order: row sums left to right; each output as
+ * mst_attn_weighted sums it (even keys and odd keys apart, then added). */
 __device__ static void softmax_v(const mst_attn_args *a, long row0, int h, unit_shared *s)
 {
-    int n = s->n, d = s->d, C = a->dim;
+    const int n = s->n, d = s->d, dp = s->dp, C = a->dim, qblocks = (n + SOFTMAX_Q - 1) / SOFTMAX_Q;
     for (int i = threadIdx.x; i < n; i += blockDim.x) {
         float sum = 0.0f;
         for (int j = 0; j < n; j++) sum += s->u[i * n + j];
         s->rowsum[i] = sum;
     }
     __syncthreads();
-    for (int idx = threadIdx.x; idx < n * d; idx += blockDim.x) {
-        int i = idx / d, c = idx % d;
-        float o = mst_attn_weighted(s->u + i * n, s->v, n, d, c);
-        a->out[(row0 + s->tok[i]) * C + h * d + c] = o * (a->v_scale / s->rowsum[i]);
+    for (int idx = threadIdx.x; idx < qblocks * (dp / 4); idx += blockDim.x) {
+        int i0 = idx / (dp / 4) * SOFTMAX_Q, c0 = idx % (dp / 4) * 4;
+        const float *u[SOFTMAX_Q];
+#pragma unroll
+        for (int q = 0; q < SOFTMAX_Q; q++) u[q] = s->u + (i0 + q < n ? i0 + q : n - 1) * n; /* the tail repeats a row */
+        float4 ev[SOFTMAX_Q], od[SOFTMAX_Q];
+#pragma unroll
+        for (int q = 0; q < SOFTMAX_Q; q++) ev[q] = od[q] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        int j = 0;
+        for (; j + 1 < n; j += 2) {
+            float4 v0 = *(const float4 *)(s->v + j * dp + c0), v1 = *(const float4 *)(s->v + (j + 1) * dp + c0);
+#pragma unroll
+            for (int q = 0; q < SOFTMAX_Q; q++) {
+                float x = u[q][j], y = u[q][j + 1];
+                ev[q].x += x * v0.x, ev[q].y += x * v0.y, ev[q].z += x * v0.z, ev[q].w += x * v0.w;
+                od[q].x += y * v1.x, od[q].y += y * v1.y, od[q].z += y * v1.z, od[q].w += y * v1.w;
+            }
+        }
+        if (j < n) {
+            float4 v0 = *(const float4 *)(s->v + j * dp + c0);
+#pragma unroll
+            for (int q = 0; q < SOFTMAX_Q; q++) {
+                float x = u[q][j];
+                ev[q].x += x * v0.x, ev[q].y += x * v0.y, ev[q].z += x * v0.z, ev[q].w += x * v0.w;
+            }
+        }
+#pragma unroll
+        for (int q = 0; q < SOFTMAX_Q; q++) {
+            if (i0 + q >= n) break;
+            float o[4] = {ev[q].x + od[q].x, ev[q].y + od[q].y, ev[q].z + od[q].z, ev[q].w + od[q].w};
+            float k = a->v_scale / s->rowsum[i0 + q];
+            float *dst = a->out + (row0 + s->tok[i0 + q]) * C + h * d + c0;
+            for (int e = 0; e < 4 && c0 + e < d; e++) dst[e] = o[e] * k;
+        }
     }
 }
 
-__global__ void window_attention_kernel(mst_attn_args a, int nw)
+/* Atomics per warp for the unit's counts, once per chunk. */
+__device__ static void flush_counts(uint64_t *counts, const attn_counts *c)
+{
+    unsigned long long x[MST_ATTN_NCOUNTS];
+    x[MST_ATTN_Q] = c->q, x[MST_ATTN_K] = c->k, x[MST_ATTN_V] = c->v, x[MST_ATTN_Q_KEPT] = c->q_kept;
+    x[MST_ATTN_K_KEPT] = c->k_kept, x[MST_ATTN_S] = c->s, x[MST_ATTN_S_KEPT] = c->s_kept;
+#pragma unroll
+    for (int k = 0; k < MST_ATTN_NCOUNTS; k++) {
+        unsigned long long y = x[k];
+        for (int o = 16; o > 0; o >>= 1) y += __shfl_down_sync(0xffffffffu, y, o);
+        if ((threadIdx.x & 31) == 0 && y) atomicAdd((unsigned long long *)&counts[k], y);
+    }
+}
+
+/* The membranes of a unit between global memory and shared memory. */
+__device__ static void move_membranes(float *to, const float *from, int nn)
+{
+    for (int p = threadIdx.x; p < nn; p += blockDim.x) to[p] = from[p];
+}
+
+__global__ void window_attention_kernel(mst_attn_args a, int nw, int resident)
 {
     MST_DYNAMIC_SHARED(char, mem);
     int n = a.window * a.window, d = a.dim / a.heads;
@@ -181,14 +253,15 @@ __global__ void window_attention_kernel(mst_attn_args a, int nw)
         a.first_image = a.keys[0];
         a.t0 = (int)a.keys[1];
     }
-    unit_shared s = carve(mem, n, d, nw);
-    float *vm = a.v_attn + (((long)b * nw + win) * a.heads + h) * n * n;
-    unsigned long long cnt[MST_ATTN_NCOUNTS] = {0};
+    unit_shared s = carve(mem, n, d, a.mode == MST_MODE_ANN, resident);
+    float *vm_global = a.v_attn + (((long)b * nw + win) * a.heads + h) * n * n, *vm = resident ? s.vm : vm_global;
+    attn_counts cnt = {0, 0, 0, 0, 0, 0, 0};
     unit_constants(&a, win, h, &s);
+    if (resident) move_membranes(s.vm, vm_global, n * n);
     __syncthreads();
     for (int t = a.t0; t < a.t0 + a.steps; t++) {
         long row0 = ((long)(t - a.t0) * a.batch + b) * a.res * a.res;
-        gather(&a, row0, h, &s, cnt);
+        gather(&a, row0, h, &s, &cnt);
         __syncthreads();
         if (a.mask_threshold[0] || a.mask_threshold[1]) {
             if (a.mask_threshold[0]) mask_qk(&a, b, win, h, t, 0, &s);
@@ -196,34 +269,40 @@ __global__ void window_attention_kernel(mst_attn_args a, int nw)
             __syncthreads();
         }
         if (a.mode == MST_MODE_SNN)
-            for (int idx = threadIdx.x; idx < 2 * n * s.W32; idx += blockDim.x)
-                cnt[idx < n * s.W32 ? MST_ATTN_Q_KEPT : MST_ATTN_K_KEPT] +=
-                    __popc(idx < n * s.W32 ? s.qb[idx] : s.kb[idx - n * s.W32]);
-        scores(&a, b, win, h, t, vm, &s, cnt);
+            for (int idx = threadIdx.x; idx < 2 * n * s.W32; idx += blockDim.x) {
+                if (idx < n * s.W32)
+                    cnt.q_kept += __popc(s.qb[idx]);
+                else
+                    cnt.k_kept += __popc(s.kb[idx - n * s.W32]);
+            }
+        scores(&a, b, win, h, t, vm, &s, &cnt);
         __syncthreads();
         softmax_v(&a, row0, h, &s);
         __syncthreads();
     }
-    if (!a.counts) return;
-    for (int k = 0; k < MST_ATTN_NCOUNTS; k++) {
-        unsigned long long x = cnt[k];
-        for (int o = 16; o > 0; o >>= 1) x += __shfl_down_sync(0xffffffffu, x, o);
-        if ((threadIdx.x & 31) == 0 && x) atomicAdd((unsigned long long *)&a.counts[k], x);
-    }
+    if (resident) move_membranes(vm_global, s.vm, n * n); /* each thread its own elements: no barrier needed */
+    if (a.counts) flush_counts(a.counts, &cnt);
+}
+
+/* SNN membranes stay in shared memory for the chunk where they fit. */
+static int membranes_resident(const mst_cuda *c, int n, int d, int ann)
+{
+    return !ann && shared_bytes(n, d, ann, 1) <= (size_t)c->shared_optin;
 }
 
 mst_status mst_cuda_window_attention(void *ctx, const mst_attn_args *a, mst_error *err)
 {
     mst_cuda *c = (mst_cuda *)ctx;
     int n = a->window * a->window, d = a->dim / a->heads, nw = (a->res / a->window) * (a->res / a->window);
+    int ann = a->mode == MST_MODE_ANN, resident = membranes_resident(c, n, d, ann);
     long units = (long)a->batch * nw * a->heads;
     if (units == 0) return MST_OK;
-    size_t shared = shared_bytes(n, d, a->mode == MST_MODE_ANN);
+    size_t shared = shared_bytes(n, d, ann, resident);
     if (shared > (size_t)c->shared_optin)
         return mst_fail(err, MST_ERR_UNSUPPORTED, "window attention with window %d and head dim %d needs %zu bytes of "
                         "shared memory; %s has %d", a->window, d, shared, c->name, c->shared_optin);
     if (units > 0x7fffffffL) return mst_fail(err, MST_ERR_UNSUPPORTED, "%ld attention units in one launch", units);
-    MST_LAUNCH(window_attention_kernel, (unsigned)units, 128, shared, c->stream)(*a, nw);
+    MST_LAUNCH(window_attention_kernel, (unsigned)units, 128, shared, c->stream)(*a, nw, resident);
     LAUNCH_TRY("window_attention_kernel", err);
     return MST_OK;
 }
