@@ -153,7 +153,8 @@ mst_status mst_backend_cpu(mst_backend *out, mst_error *err);
 #ifdef MST_HAVE_CUDA
 /* Device `device` with one stream and cuBLAS handle; fails with the reason
  * (no driver, no such device) rather than falling back. */
-#define MST_CUDA_FUSED_SYNAPSE 1u /* flags: the fp16/bf16 synapse as one GEMM + IF kernel */
+#define MST_CUDA_FUSED_SYNAPSE 1u /* flags: the fp16/bf16 synapse as one GEMM + IF kernel (WMMA) */
+#define MST_CUDA_WGMMA_SYNAPSE 2u /* ... on Hopper's wgmma (sm_90 only) */
 mst_status mst_backend_cuda(mst_backend *out, int device, mst_precision precision, unsigned flags, mst_error *err);
 /* CUDA devices that answer (0 where the driver is missing or too old). */
 int mst_cuda_device_count(void);

@@ -29,7 +29,7 @@ const char *cli_usage_text =
     "usage:\n"
     "  mst run --model FILE [--timesteps T] [--mask-ratio P] [--mask-sites LIST] [--seed S] [--mode snn|ann]\n"
     "          [--batch B] [--time-chunk C] [--img-size N] [--logits OUT.npy] [--stats [--results-file OUT.json]]\n"
-    "          [--device auto|cpu|cuda[:N]] [--precision fp32|fp16|bf16] [--cuda-graphs] [--fused-synapse]\n"
+    "          [--device auto|cpu|cuda[:N]] [--precision fp32|fp16|bf16] [--cuda-graphs] [--fused-synapse[=wmma|wgmma]]\n"
     "          INPUT.npy | IMAGE | FOLDER\n"
     "  mst eval --model FILE --data PATH [--timesteps T] [--mask-ratio P] [--mask-sites LIST] [--seed S]\n"
     "          [--mode snn|ann]\n"
@@ -76,7 +76,7 @@ static const struct option options[] = {
     {"stats", 0, 0, 'S'},      {"device", 1, 0, 'D'},    {"precision", 1, 0, 'P'},
     {"interpolation", 1, 0, 'I'}, {"crop-pct", 1, 0, 'C'},   {"ground-truth", 1, 0, 'g'}, {"synsets", 1, 0, 'y'},
     {"labels", 1, 0, 'L'},     {"shard", 1, 0, 'k'},     {"workers", 1, 0, 'w'},      {"cuda-graphs", 0, 0, 'G'},
-    {"fused-synapse", 0, 0, 'F'}, {"mask-sites", 1, 0, 'x'}, {0, 0, 0, 0}};
+    {"fused-synapse", 2, 0, 'F'}, {"mask-sites", 1, 0, 'x'}, {0, 0, 0, 0}};
 
 /* K/N, 0 <= K < N */
 static void shard_arg(const char *s, cli_args *a)
@@ -145,7 +145,14 @@ static void option(cli_args *a, int c, char **argv)
     case 'k': shard_arg(optarg, a); break;
     case 'w': a->workers = (int)int_arg("workers", optarg, 0, 256); break;
     case 'G': a->eo.cuda_graphs = 1; break;
-    case 'F': a->eo.fused_synapse = 1; break;
+    case 'F':
+        if (!optarg || !strcmp(optarg, "wmma"))
+            a->eo.fused_synapse = MST_FUSED_WMMA;
+        else if (!strcmp(optarg, "wgmma"))
+            a->eo.fused_synapse = MST_FUSED_WGMMA;
+        else
+            cli_die("--fused-synapse takes wmma or wgmma, got \"%s\"", optarg);
+        break;
     case 'x': {
         mst_error err = {0};
         if (mst_mask_sites_parse(optarg, &a->eo.mask_sites, &err) != MST_OK) cli_die("--mask-sites: %s", err.msg);

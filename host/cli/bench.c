@@ -110,7 +110,9 @@ static void print_result(const bench_result *r)
 {
     double flop = 2.0 * (r->macs_step * r->T + r->macs_once);
     printf("%s on %s (%s%s%s%s): T = %d in chunks of %d, mask ratio %g at %s, %d warm-up + %d timed runs\n", r->name,
-           r->device, r->precision, r->graphs ? ", CUDA graphs" : "", r->fused ? ", fused synapse" : "",
+           r->device, r->precision, r->graphs ? ", CUDA graphs" : "", r->fused == MST_FUSED_WGMMA ? ", fused synapse (wgmma)"
+           : r->fused                  ? ", fused synapse (wmma)"
+                                       : "",
            r->counts ? ", spike counts" : "", r->T, r->Tc, r->p, r->sites, r->warmup, r->iters);
     printf("work: %.3g MAC per image-step + %.3g once = %.4g GFLOP per image (dense-equivalent); %.3g bytes per "
            "image-step moved at least (%.0f FLOP/byte)\n", r->macs_step, r->macs_once, flop / 1e9, r->bytes_step,
@@ -134,7 +136,7 @@ static void write_json(const char *path, const bench_result *r)
     json_t *o = json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:b, s:b, s:b, s:f, s:i, s:i, s:{s:f, s:f, s:f, s:f, s:f}, s:o, "
                           "s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}",
                           "model", r->name, "device", r->device, "precision", r->precision, "batch", r->B, "timesteps",
-                          r->T, "time_chunk", r->Tc, "cuda_graphs", r->graphs, "fused_synapse", r->fused, "spike_counts",
+                          r->T, "time_chunk", r->Tc, "cuda_graphs", r->graphs, "fused_synapse", r->fused != 0, "spike_counts",
                           r->counts, "mask_ratio", r->p,
                           "warmup", r->warmup, "iters", r->iters, "latency_ms", "p50", r->lat.p50, "p90", r->lat.p90,
                           "p99", r->lat.p99, "mean", r->lat.mean, "device_compute", r->lat.device_ms, "breakdown_ms", fam,

@@ -333,6 +333,8 @@ static mst_status check_opts(const mst_engine_opts *o, mst_error *err)
         return mst_fail(err, MST_ERR_ARG, "unknown device kind %d", (int)o->device);
     if (o->precision != MST_PRECISION_FP32 && o->precision != MST_PRECISION_FP16 && o->precision != MST_PRECISION_BF16)
         return mst_fail(err, MST_ERR_ARG, "unknown precision %d", (int)o->precision);
+    if (o->fused_synapse < 0 || o->fused_synapse > MST_FUSED_WGMMA)
+        return mst_fail(err, MST_ERR_ARG, "unknown fused synapse kernel %d", o->fused_synapse);
     if (o->fused_synapse && o->precision == MST_PRECISION_FP32)
         return mst_fail(err, MST_ERR_ARG, "the fused synapse kernel takes fp16 or bf16 operands: add --precision fp16|bf16");
     if (!(o->mask_ratio >= 0.0 && o->mask_ratio <= 1.0))
@@ -348,7 +350,10 @@ static mst_status backend(mst_engine *e, mst_error *err)
 #ifdef MST_HAVE_CUDA
     if (o->device == MST_DEVICE_CUDA || (o->device == MST_DEVICE_AUTO && mst_cuda_device_count() > 0))
         return mst_backend_cuda(&e->be, o->device == MST_DEVICE_CUDA ? o->device_index : 0, o->precision,
-                                o->fused_synapse ? MST_CUDA_FUSED_SYNAPSE : 0, err);
+                                o->fused_synapse == MST_FUSED_WGMMA  ? MST_CUDA_WGMMA_SYNAPSE
+                                : o->fused_synapse == MST_FUSED_WMMA ? MST_CUDA_FUSED_SYNAPSE
+                                                                     : 0,
+                                err);
 #else
     if (o->device == MST_DEVICE_CUDA)
         return mst_fail(err, MST_ERR_UNSUPPORTED, "this mst was built without the CUDA backend (no CUDA toolkit, or MST_CUDA=OFF)");

@@ -118,10 +118,16 @@ typedef struct {
     int device_index;   /* CUDA device number */
     mst_precision precision;
     int cuda_graphs;    /* CUDA: capture each time chunk's work once and replay it */
-    int fused_synapse;  /* CUDA fp16/bf16: each synapse's GEMM and IF scan in one kernel */
+    int fused_synapse;  /* CUDA fp16/bf16: each synapse's GEMM and IF scan in one kernel, MST_FUSED_*; 0: two kernels */
     size_t memory_limit; /* bytes the engine may plan for; 0: the device's free memory (CUDA), no limit (CPU) */
     int count_spikes;   /* SNN: count spikes per IF and mask site for mst_engine_stats (atomics on a GPU) */
 } mst_engine_opts;
+
+/* mst_engine_opts.fused_synapse: tensor-core tiles through WMMA (any GPU
+ * from sm_80), or Hopper's warpgroup MMA with the weights brought by the
+ * bulk-copy engine (sm_90 only; opt-in until measured on a GPU). */
+#define MST_FUSED_WMMA 1
+#define MST_FUSED_WGMMA 2
 
 typedef struct mst_engine mst_engine;
 

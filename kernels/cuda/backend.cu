@@ -144,6 +144,10 @@ static size_t cuda_scratch_bytes(void *ctx, const mst_gemm_op *ops, int n)
     size_t operand = 0, z = 0, copies = 0, elem = half ? 2 : 4;
     for (int i = 0; i < n; i++) {
         size_t rows = (size_t)ops[i].rows, K = (size_t)ops[i].K, N = (size_t)ops[i].N, need = 0;
+        if (ops[i].spikes && half && c->wgmma_synapse) {
+            copies += mst_cuda_wgmma_weight_bytes((int)K, (int)N);
+            continue;
+        }
         if (ops[i].spikes && fused) {
             copies += 2 * ((K + 15) / 16 * 16) * ((N + 63) / 64 * 64);
             continue;
@@ -277,6 +281,11 @@ static mst_status open_device(mst_cuda *c, int device, mst_error *err)
     c->resident_blocks = prop.multiProcessorCount * (threads_per_sm / 256 > 0 ? threads_per_sm / 256 : 1);
     MST_TRY(mst_cuda_attention_setup(c, err));
     snprintf(c->name, sizeof c->name, "cuda:%d (%.100s, sm_%d%d)", device, prop.name, prop.major, prop.minor);
+    c->sms = prop.multiProcessorCount;
+    if (c->wgmma_synapse && prop.major != 9) /* its code is sm_90a alone */
+        return mst_fail(err, MST_ERR_UNSUPPORTED, "the wgmma synapse runs on Hopper (sm_90) only; %s: use "
+                        "--fused-synapse=wmma", c->name);
+    if (c->wgmma_synapse) MST_TRY(mst_cuda_wgmma_setup(c, err));
     c->device = device;
     CUDA_TRY(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking), err);
     BLAS_TRY(cublasCreate(&c->blas), err);
@@ -298,6 +307,7 @@ extern "C" mst_status mst_backend_cuda(mst_backend *b, int device, mst_precision
     if (!c) return mst_fail(err, MST_ERR_NOMEM, "out of memory");
     c->precision = precision;
     c->fused_synapse = (flags & MST_CUDA_FUSED_SYNAPSE) != 0;
+    c->wgmma_synapse = (flags & MST_CUDA_WGMMA_SYNAPSE) != 0;
     b->ctx = c;
     b->destroy = cuda_destroy;
     mst_status r = open_device(c, device, err);

@@ -15,12 +15,17 @@ extern "C" {
 #include "../../host/error.h"
 }
 
+/* How a weight copy is laid out: row-major [Kp][Np] for cuBLAS and WMMA, or
+ * the wgmma synapse's tiles (synapse_wgmma.cu: each ring slot one block). */
+typedef enum { MST_WEIGHT_ROWS, MST_WEIGHT_WGMMA_TILES } mst_weight_layout;
+
 /* A weight matrix converted to the GEMM operand type of fp16/bf16 mode, made
  * the first time the weight is used; rows x cols, zero-padded past [K][N]. */
 typedef struct {
     const float *src;
     void *half;
     int rows, cols;
+    mst_weight_layout layout;
 } mst_cuda_half_weight;
 
 /* One timed op: events around it on the stream. */
@@ -40,6 +45,8 @@ typedef struct {
     int device;
     mst_precision precision;
     int fused_synapse;      /* fp16/bf16: the synapse's GEMM and IF scan in one kernel */
+    int wgmma_synapse;      /* ... on Hopper's wgmma (synapse_wgmma.cu) rather than WMMA */
+    int sms;                /* streaming multiprocessors */
     cudaStream_t stream;
     cublasHandle_t blas;
     void *operand;          /* unpacked spikes or converted inputs of a GEMM */
@@ -113,9 +120,10 @@ mst_status mst_cuda_scratch(mst_cuda *c, void **p, size_t *have, size_t want, ms
 mst_status mst_cuda_gemm(mst_cuda *c, const void *x, int x_half, long M, int K, int ldx, const float *w, int N,
                          float *y, int accumulate, mst_error *err);
 /* The fp16/bf16 copy of weight w [K][N] as a [Kp][Np] matrix (Kp >= K,
- * Np >= N, zero-padded), made on first use and kept with the context. */
-mst_status mst_cuda_half_weight_get(mst_cuda *c, const float *w, int K, int N, int Kp, int Np, const void **out,
-                                    mst_error *err);
+ * Np >= N, zero-padded) in the given layout, made on first use and kept
+ * with the context. */
+mst_status mst_cuda_half_weight_get(mst_cuda *c, const float *w, int K, int N, int Kp, int Np, mst_weight_layout layout,
+                                    const void **out, mst_error *err);
 /* Spike counters live in device memory (the engine allocates them through
  * the table), so counting never waits for the stream. */
 static inline unsigned long long *mst_cuda_counter(uint64_t *p) { return (unsigned long long *)p; }
@@ -123,6 +131,13 @@ static inline unsigned long long *mst_cuda_counter(uint64_t *p) { return (unsign
 mst_status mst_cuda_patchify(void *ctx, const float *img, int B, int cin, int res, int P, float *out, mst_error *err);
 mst_status mst_cuda_linear(void *ctx, const float *x, long M, int K, const float *w, const float *b, int N, float *y,
                            mst_error *err);
+/* The synapse on wgmma (fp16/bf16, Hopper): the same contract as synapse_if. */
+mst_status mst_cuda_synapse_wgmma(mst_cuda *c, const uint64_t *x, int steps, long R, int K, const float *w,
+                                  const float *b, int N, float *v, uint64_t *bits, float *out, float out_scale,
+                                  uint64_t *count, mst_error *err);
+/* Once per context that uses it: the wgmma synapse's shared memory. */
+mst_status mst_cuda_wgmma_setup(mst_cuda *c, mst_error *err);
+size_t mst_cuda_wgmma_weight_bytes(int K, int N);
 mst_status mst_cuda_synapse_if(void *ctx, const uint64_t *x, int steps, long R, int K, const float *w, const float *b,
                                int N, float *v, uint64_t *bits, float *out, float out_scale, uint64_t *count,
                                mst_error *err);

@@ -19,11 +19,24 @@ template <typename T> __global__ void convert_kernel(const float *x, T *y, long 
         y[i] = to_operand<T>(x[i]);
 }
 
-/* w [K][N] into y [Kp][Np], zeros in the padding */
-template <typename T> __global__ void convert_weight_kernel(const float *w, int K, int N, int Np, T *y, long n)
+/* Element i of the wgmma tiles: tile (n-block, k-block) of 64 x 64, in
+ * it 8 x 8 core matrices of 8 channels x 8 inputs (16 bytes a channel),
+ * the inputs' core matrices next to each other (synapse_wgmma.cu). */
+__device__ static void tiled_position(long i, int Kp, int *k, int *j)
+{
+    int KS = Kp / 64, e = (int)(i % 4096), cm = e / 64, within = e % 64;
+    long tile = i / 4096;
+    *j = (int)(tile / KS) * 64 + cm / 8 * 8 + within / 8;
+    *k = (int)(tile % KS) * 64 + cm % 8 * 8 + within % 8;
+}
+
+/* w [K][N] into y [Kp][Np] (rows, or wgmma tiles), zeros in the padding */
+template <typename T>
+__global__ void convert_weight_kernel(const float *w, int K, int N, int Kp, int Np, int tiled, T *y, long n)
 {
     for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x) {
         int k = (int)(i / Np), j = (int)(i % Np);
+        if (tiled) tiled_position(i, Kp, &k, &j);
         y[i] = to_operand<T>(k < K && j < N ? w[(long)k * N + j] : 0.0f);
     }
 }
@@ -40,11 +53,11 @@ static mst_status convert(mst_cuda *c, const float *x, void *y, long n, mst_erro
     return MST_OK;
 }
 
-mst_status mst_cuda_half_weight_get(mst_cuda *c, const float *w, int K, int N, int Kp, int Np, const void **out,
-                                    mst_error *err)
+mst_status mst_cuda_half_weight_get(mst_cuda *c, const float *w, int K, int N, int Kp, int Np, mst_weight_layout layout,
+                                    const void **out, mst_error *err)
 {
     for (int i = 0; i < c->num_halves; i++)
-        if (c->halves[i].src == w && c->halves[i].rows == Kp && c->halves[i].cols == Np) {
+        if (c->halves[i].src == w && c->halves[i].rows == Kp && c->halves[i].cols == Np && c->halves[i].layout == layout) {
             *out = c->halves[i].half;
             return MST_OK;
         }
@@ -62,11 +75,12 @@ mst_status mst_cuda_half_weight_get(mst_cuda *c, const float *w, int K, int N, i
         return mst_fail(err, MST_ERR_NOMEM, "cannot allocate %zu bytes of device memory for a weight copy",
                         sizeof(__half) * (size_t)n);
     }
-    c->halves[c->num_halves++] = (mst_cuda_half_weight){w, p, Kp, Np};
+    c->halves[c->num_halves++] = (mst_cuda_half_weight){w, p, Kp, Np, layout};
+    int tiled = layout == MST_WEIGHT_WGMMA_TILES;
     if (c->precision == MST_PRECISION_FP16)
-        MST_LAUNCH(convert_weight_kernel<__half>, grid_for(n), 256, 0, c->stream)(w, K, N, Np, (__half *)p, n);
+        MST_LAUNCH(convert_weight_kernel<__half>, grid_for(n), 256, 0, c->stream)(w, K, N, Kp, Np, tiled, (__half *)p, n);
     else
-        MST_LAUNCH(convert_weight_kernel<__nv_bfloat16>, grid_for(n), 256, 0, c->stream)(w, K, N, Np,
+        MST_LAUNCH(convert_weight_kernel<__nv_bfloat16>, grid_for(n), 256, 0, c->stream)(w, K, N, Kp, Np, tiled,
                                                                                          (__nv_bfloat16 *)p, n);
     LAUNCH_TRY("convert_weight_kernel", err);
     *out = p;
@@ -92,7 +106,7 @@ mst_status mst_cuda_gemm(mst_cuda *c, const void *x, int x_half, long M, int K, 
         MST_TRY(convert(c, (const float *)x, c->operand, M * K, err));
         xh = c->operand;
     }
-    MST_TRY(mst_cuda_half_weight_get(c, w, K, N, K, N, &wh, err));
+    MST_TRY(mst_cuda_half_weight_get(c, w, K, N, K, N, MST_WEIGHT_ROWS, &wh, err));
     cudaDataType_t t = c->precision == MST_PRECISION_FP16 ? CUDA_R_16F : CUDA_R_16BF;
     BLAS_TRY(cublasGemmEx(c->blas, CUBLAS_OP_N, CUBLAS_OP_N, N, (int)M, K, &one, wh, t, N, xh, t, ldx, &beta, y, CUDA_R_32F,
                           N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),

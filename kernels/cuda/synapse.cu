@@ -174,7 +174,7 @@ static mst_status synapse_fused(mst_cuda *c, const fused_args *a, const float *w
 {
     fused_args p = *a;
     if (p.R == 0 || p.N == 0 || p.steps == 0) return MST_OK;
-    MST_TRY(mst_cuda_half_weight_get(c, w, p.K, p.N, p.Kp, p.Np, &p.w, err));
+    MST_TRY(mst_cuda_half_weight_get(c, w, p.K, p.N, p.Kp, p.Np, MST_WEIGHT_ROWS, &p.w, err));
     long blocks = (p.R + FUSED_WARPS - 1) / FUSED_WARPS;
     if (blocks > 0x7fffffffL) return mst_fail(err, MST_ERR_UNSUPPORTED, "fused synapse over %ld rows", p.R);
     dim3 grid((unsigned)(blocks ? blocks : 1), (unsigned)(p.Np / 64));
@@ -191,6 +191,8 @@ mst_status mst_cuda_synapse_if(void *ctx, const uint64_t *x, int steps, long R, 
                                mst_error *err)
 {
     mst_cuda *c = (mst_cuda *)ctx;
+    if (c->wgmma_synapse && c->precision != MST_PRECISION_FP32)
+        return mst_cuda_synapse_wgmma(c, x, steps, R, K, w, b, N, v, bits, out, out_scale, count, err);
     if (c->fused_synapse && c->precision != MST_PRECISION_FP32) {
         fused_args p = {x, NULL, b, v, bits, out, mst_cuda_counter(count), out_scale, R, steps, K, (K + 15) / 16 * 16, N,
                         (N + 63) / 64 * 64};

@@ -45,6 +45,8 @@
 #define __device__
 #define __host__
 #define __shared__ static
+#undef __launch_bounds__
+#define __launch_bounds__(...)
 
 namespace mst_emu {
 

@@ -1,0 +1,408 @@
+/* The spike-fed synapse on Hopper's warpgroup MMA (fp16/bf16, opt-in with
+ * --fused-synapse=wgmma): one warpgroup (128 threads) per block holds
+ * WG_TOKENS tokens x 16 steps as two m64 tiles against 64 output channels.
+ *
+ * - Weights: a copy laid out as the tiles wgmma reads (linear.cu,
+ *   MST_WEIGHT_WGMMA_TILES: 64 channels x 64 inputs per tile, 8 x 8 core
+ *   matrices, no swizzle), so that each ring slot is one contiguous 8 KiB
+ *   block brought by the bulk-copy engine (cp.async.bulk, the TMA unit's 1-D
+ *   form, which needs no tensor map) and signalled on an mbarrier. With at
+ *   most WG_SLOTS x 64 inputs (K <= 512: every qkv, proj and fc1 of Swin-T,
+ *   and fc2 of stages 1-2) the weights stay resident for the block's whole
+ *   life; larger K streams them through the ring.
+ * - Spikes: each thread expands its own A fragments straight from the packed
+ *   spike words (2 bits per register, 0 or 1.0 in the operand type): no
+ *   operand buffer, no shared-memory copy.
+ * - Epilogue: the fp32 sums go through shared memory once, and the IF scan
+ *   walks the 16 steps with the membranes in registers; only spike bits (or
+ *   scaled spikes) and one count per block leave the kernel.
+ *
+ * Where the code is compiled for sm_90a, the MMA, the bulk copies and the
+ * barriers are the PTX instructions. Compiled for the host (the CUDA
+ * emulator of tests/cuda_emu) the same kernel runs a twin of each: the MMA
+ * from the same register fragments and the same shared-memory descriptor,
+ * decoded as the PTX ISA defines it, so the fragment ownership, the tile
+ * layout and the epilogue are tested against the two-kernel path without a
+ * GPU. The file is built for sm_90a only (CMakeLists.txt): on another GPU
+ * the backend refuses the option before any launch. */
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <string.h>
+
+#include "../common/mst_bits.h"
+#include "cuda_backend.h"
+#include "if_scan.cuh"
+
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define MST_WGMMA_PTX 1
+#endif
+
+#define WG_BN 64     /* output channels per block */
+#define WG_BK 64     /* inputs per ring slot */
+#define WG_SLOTS 8   /* 64 KiB of weights in flight or resident */
+#define WG_TOKENS 8  /* two m64 tiles of 4 tokens x 16 steps */
+#define WG_ZLD (WG_BN + 4)
+#define WG_TILE_BYTES (WG_BN * WG_BK * 2)
+#define WG_THREADS 128
+
+typedef struct {
+    const uint64_t *x; /* [steps][R] rows of packed input spikes */
+    const char *w;     /* tiles: [N/64][K/64] of WG_TILE_BYTES */
+    const float *bias; /* [N] or NULL */
+    float *v;          /* [R][N] membranes */
+    uint32_t *bits;    /* [steps][R] rows of packed spikes out (32-bit halves), or NULL */
+    float *out;        /* [steps][R][N] spikes x out_scale when bits is NULL */
+    unsigned long long *count;
+    float out_scale;
+    long R;
+    int steps, K, N, KS;
+} wg_args;
+
+typedef struct {
+    char *slots;   /* WG_SLOTS weight tiles */
+    float *z;      /* [WG_TOKENS x 16][WG_ZLD] sums of one tile */
+    uint64_t *bar; /* one mbarrier per slot */
+    float *a;      /* the MMA twin's copy of the A tile */
+} wg_shared;
+
+static size_t wg_shared_bytes(void)
+{
+    return (size_t)WG_SLOTS * WG_TILE_BYTES + sizeof(float) * WG_TOKENS * 16 * WG_ZLD + 8 * WG_SLOTS +
+           sizeof(float) * 64 * 16;
+}
+
+__device__ static wg_shared wg_carve(char *mem)
+{
+    wg_shared s;
+    s.slots = mem, mem += (size_t)WG_SLOTS * WG_TILE_BYTES;
+    s.z = (float *)mem, mem += sizeof(float) * WG_TOKENS * 16 * WG_ZLD;
+    s.bar = (uint64_t *)mem, mem += 8 * WG_SLOTS;
+    s.a = (float *)mem;
+    return s;
+}
+
+/* 1.0 in the operand type, as raw bits */
+template <typename T> struct wg_one;
+template <> struct wg_one<__half> { static constexpr uint32_t bits = 0x3c00u; };
+template <> struct wg_one<__nv_bfloat16> { static constexpr uint32_t bits = 0x3f80u; };
+
+/* The shared-memory address an instruction takes: the real one on the GPU,
+ * the offset from the block's shared memory in the twin. */
+__device__ __forceinline__ uint32_t wg_smem(const void *p, const char *base)
+{
+#ifdef MST_WGMMA_PTX
+    (void)base;
+    return (uint32_t)__cvta_generic_to_shared(p);
+#else
+    return (uint32_t)((const char *)p - base);
+#endif
+}
+
+/* The matrix descriptor of B (PTX ISA, "Matrix Descriptor Format"): K-major,
+ * no swizzle: core matrices of 8 channels x 16 bytes, the next one along K
+ * (leading byte offset) 128 bytes on, the next 8 channels (stride byte
+ * offset) 1024 bytes on. */
+#define WG_LBO 128u
+#define WG_SBO 1024u
+__device__ __forceinline__ uint64_t wg_desc(uint32_t addr)
+{
+    return (uint64_t)((addr >> 4) & 0x3fffu) | (uint64_t)(WG_LBO >> 4) << 16 | (uint64_t)(WG_SBO >> 4) << 32;
+}
+
+/* ---- barriers and bulk copies ------------------------------------------- */
+
+__device__ __forceinline__ void wg_bar_init(uint64_t *bar, const char *base)
+{
+#ifdef MST_WGMMA_PTX
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(wg_smem(bar, base)) : "memory");
+#else
+    *bar = 0, (void)base;
+#endif
+}
+
+__device__ __forceinline__ void wg_fence_init(void)
+{
+#ifdef MST_WGMMA_PTX
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+#endif
+}
+
+/* bytes from global src into shared dst, completing on bar */
+__device__ __forceinline__ void wg_copy(void *dst, const void *src, uint32_t bytes, uint64_t *bar, const char *base)
+{
+#ifdef MST_WGMMA_PTX
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(wg_smem(bar, base)), "r"(bytes)
+                 : "memory");
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
+                     wg_smem(dst, base)),
+                 "l"(src), "r"(bytes), "r"(wg_smem(bar, base))
+                 : "memory");
+#else
+    /* the twin copies at once; the block barriers between this thread's copy
+       and every read of the slot order it */
+    memcpy(dst, src, bytes), (void)bar, (void)base;
+#endif
+}
+
+__device__ __forceinline__ void wg_wait(uint64_t *bar, uint32_t phase, const char *base)
+{
+#ifdef MST_WGMMA_PTX
+    asm volatile("{\n"
+                 ".reg .pred done;\n"
+                 "WG_WAIT_%=:\n"
+                 "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+                 "@!done bra WG_WAIT_%=;\n"
+                 "}" ::"r"(wg_smem(bar, base)),
+                 "r"(phase)
+                 : "memory");
+#else
+    (void)bar, (void)phase, (void)base;
+#endif
+}
+
+/* ---- the MMA ------------------------------------------------------------ */
+
+__device__ __forceinline__ void wg_fence(void)
+{
+#ifdef MST_WGMMA_PTX
+    asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void wg_commit_wait(void)
+{
+#ifdef MST_WGMMA_PTX
+    asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
+    asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory");
+#endif
+}
+
+#ifdef MST_WGMMA_PTX
+#define WG_D8(i) "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), "+f"(d[i + 6]), "+f"(d[i + 7])
+#define WG_MMA(type)                                                                                                  \
+    asm volatile("{\n.reg .pred accumulate;\nsetp.ne.b32 accumulate, %37, 0;\n"                                      \
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32." type "." type " "                                     \
+                 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "                           \
+                 "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "                 \
+                 "{%32, %33, %34, %35}, %36, accumulate, 1, 1, 0;\n}"                                                 \
+                 : WG_D8(0), WG_D8(8), WG_D8(16), WG_D8(24)                                                           \
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(1)                                      \
+                 : "memory")
+#endif
+
+__device__ __forceinline__ float wg_value(__half x) { return __half2float(x); }
+__device__ __forceinline__ float wg_value(__nv_bfloat16 x) { return __bfloat162float(x); }
+
+/* The A element of register q, half e of this thread (PTX ISA, wgmma
+ * "Register Fragments" for 16-bit A): rows lane/4 and +8, inputs
+ * 2 (lane % 4) + e and +8, of the warp's 16 rows. */
+__device__ __forceinline__ int wg_a_row(int lane, int q) { return lane / 4 + 8 * (q & 1); }
+__device__ __forceinline__ int wg_a_col(int lane, int q, int e) { return 2 * (lane % 4) + e + 8 * (q >> 1); }
+/* The accumulator d[i] of this thread: rows lane/4 and +8, channels in pairs. */
+__device__ __forceinline__ int wg_d_row(int lane, int i) { return lane / 4 + 8 * ((i >> 1) & 1); }
+__device__ __forceinline__ int wg_d_col(int lane, int i) { return 8 * (i >> 2) + 2 * (lane & 3) + (i & 1); }
+
+/* d[64 x 64] += A[64 x 16] B[16 x 64]: A from each warp's registers, B
+ * through the descriptor. Every thread of the warpgroup calls it. */
+template <typename T>
+__device__ __forceinline__ void wg_mma(float (&d)[32], const uint32_t (&a)[4], uint64_t desc, const wg_shared *s,
+                                       const char *base)
+{
+#ifdef MST_WGMMA_PTX
+    (void)s, (void)base;
+    if (sizeof(T) == 2 && wg_one<T>::bits == 0x3f80u)
+        WG_MMA("bf16");
+    else
+        WG_MMA("f16");
+#else
+    int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
+    for (int q = 0; q < 4; q++)
+        for (int e = 0; e < 2; e++) {
+            uint32_t raw = a[q] >> (16 * e) & 0xffffu;
+            s->a[(16 * warp + wg_a_row(lane, q)) * 16 + wg_a_col(lane, q, e)] = raw ? 1.0f : 0.0f; /* spikes: 0 or 1 */
+        }
+    __syncthreads();
+    uint32_t start = (uint32_t)(desc & 0x3fffu) << 4, lbo = (uint32_t)(desc >> 16 & 0x3fffu) << 4,
+             sbo = (uint32_t)(desc >> 32 & 0x3fffu) << 4;
+    for (int i = 0; i < 32; i++) {
+        int row = 16 * warp + wg_d_row(lane, i), n = wg_d_col(lane, i);
+        float acc = d[i];
+        for (int k = 0; k < 16; k++) {
+            uint32_t at = start + (uint32_t)(n / 8) * sbo + (uint32_t)(n % 8) * 16 + (uint32_t)(k / 8) * lbo + (k % 8) * 2;
+            acc += s->a[row * 16 + k] * wg_value(*(const T *)(base + at));
+        }
+        d[i] = acc;
+    }
+    __syncthreads(); /* s->a is rewritten next */
+#endif
+}
+
+/* ---- the kernel ----------------------------------------------------------- */
+
+/* Two 16-bit spikes of word w from bit b as one register. */
+__device__ __forceinline__ uint32_t wg_pair(uint64_t w, int b, uint32_t one)
+{
+    return (uint32_t)(w >> b & 1u) * one | (uint32_t)(w >> (b + 1) & 1u) * one << 16;
+}
+
+/* The input spike word (inputs 64 ks ..) of token r at step t, zero outside. */
+__device__ __forceinline__ uint64_t wg_word(const wg_args *p, long r, int t, int ks)
+{
+    if (r >= p->R || t >= p->steps) return 0;
+    uint64_t w = p->x[((long)t * p->R + r) * p->KS + ks];
+    int left = p->K - 64 * ks;
+    return left < 64 ? w & ((1ull << left) - 1ull) : w;
+}
+
+/* Slot ks of the weights, or load L of the ring. */
+__device__ __forceinline__ void wg_issue(const wg_args *p, const wg_shared *s, long L, int stationary, const char *base)
+{
+    int ks = (int)(L % p->KS), slot = stationary ? ks : (int)(L % WG_SLOTS);
+    const char *src = p->w + ((size_t)blockIdx.y * p->KS + ks) * WG_TILE_BYTES;
+    wg_copy(s->slots + (size_t)slot * WG_TILE_BYTES, src, WG_TILE_BYTES, &s->bar[slot], base);
+}
+
+/* The sums of tokens r0.. over steps t0..t0+15, all K, into d. */
+template <typename T>
+__device__ void wg_tile_sums(const wg_args *p, const wg_shared *s, long r0, int t0, long *L, long loads, int stationary,
+                             const char *base, float (&d)[2][32])
+{
+    const int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
+    const uint32_t one = wg_one<T>::bits;
+    for (int m = 0; m < 2; m++)
+        for (int i = 0; i < 32; i++) d[m][i] = 0.0f;
+    for (int ks = 0; ks < p->KS; ks++, (*L)++) {
+        int slot = stationary ? ks : (int)(*L % WG_SLOTS);
+        uint32_t phase = stationary ? 0u : (uint32_t)(*L / WG_SLOTS & 1);
+        uint32_t a[2][4][4];
+        for (int m = 0; m < 2; m++) { /* warp w: token 4m + w, steps lane/4 and +8 */
+            long r = r0 + 4 * m + warp;
+            uint64_t lo = wg_word(p, r, t0 + lane / 4, ks), hi = wg_word(p, r, t0 + lane / 4 + 8, ks);
+            for (int kk = 0; kk < 4; kk++) {
+                int b = 16 * kk + 2 * (lane % 4);
+                a[m][kk][0] = wg_pair(lo, b, one), a[m][kk][1] = wg_pair(hi, b, one);
+                a[m][kk][2] = wg_pair(lo, b + 8, one), a[m][kk][3] = wg_pair(hi, b + 8, one);
+            }
+        }
+        wg_wait(&s->bar[slot], phase, base);
+        wg_fence();
+        const char *tile = s->slots + (size_t)slot * WG_TILE_BYTES;
+        for (int kk = 0; kk < 4; kk++) /* inputs 16 kk..: core matrices 2 kk and 2 kk + 1 */
+            for (int m = 0; m < 2; m++) wg_mma<T>(d[m], a[m][kk], wg_desc(wg_smem(tile + 2 * kk * 128, base)), s, base);
+        wg_commit_wait();
+        if (!stationary) { /* the slot is read: refill it with the load WG_SLOTS on */
+            __syncthreads();
+            if (threadIdx.x == 0 && *L + WG_SLOTS < loads) wg_issue(p, s, *L + WG_SLOTS, 0, base);
+        }
+    }
+}
+
+/* IF over the tile's 16 steps: thread -> channel 32 (warp % 2) + lane of
+ * tokens 2q + warp / 2, so that a warp's ballot is one 32-bit half word. */
+__device__ void wg_epilogue(const wg_args *p, const wg_shared *s, long r0, int t0, const float (&d)[2][32],
+                            float (&v)[4], float bias, unsigned long long *fired)
+{
+    const int warp = threadIdx.x / 32, lane = threadIdx.x & 31, col = 32 * (warp & 1) + lane;
+    const int c = blockIdx.y * WG_BN + col, W32 = 2 * mst_spike_words(p->N);
+    const bool live_c = c < p->N;
+    for (int m = 0; m < 2; m++)
+        for (int i = 0; i < 32; i++)
+            s->z[((4 * m + warp) * 16 + wg_d_row(lane, i)) * WG_ZLD + wg_d_col(lane, i)] = d[m][i];
+    __syncthreads();
+    for (int q = 0; q < 4; q++) {
+        int j = 2 * q + warp / 2;
+        long r = r0 + j;
+        bool live = live_c && r < p->R;
+        for (int st = 0; st < 16 && t0 + st < p->steps; st++) {
+            long row = (long)(t0 + st) * p->R + r;
+            float u = s->z[(j * 16 + st) * WG_ZLD + col];
+            if (p->bias) u = u + bias; /* as the two-kernel scan adds it */
+            float spike = live ? mst_if_step(&v[q], u) : 0.0f;
+            *fired += spike != 0.0f;
+            if (p->bits) {
+                unsigned word = __ballot_sync(0xffffffffu, spike != 0.0f);
+                if (lane == 0 && r < p->R) p->bits[row * W32 + blockIdx.y * 2 + (warp & 1)] = word;
+            } else if (live) {
+                p->out[row * p->N + c] = spike * p->out_scale;
+            }
+        }
+    }
+    __syncthreads(); /* z is rewritten next */
+}
+
+template <typename T> __global__ void __launch_bounds__(WG_THREADS) synapse_wgmma_kernel(wg_args p)
+{
+    MST_DYNAMIC_SHARED(char, mem);
+    const wg_shared s = wg_carve(mem);
+    const long groups = (p.R + WG_TOKENS - 1) / WG_TOKENS;
+    const long mine = groups > (long)blockIdx.x ? (groups - blockIdx.x + gridDim.x - 1) / gridDim.x : 0;
+    const int stationary = p.KS <= WG_SLOTS, tiles = (p.steps + 15) / 16;
+    const long loads = stationary ? p.KS : mine * tiles * p.KS;
+    if (threadIdx.x == 0) {
+        for (int i = 0; i < WG_SLOTS; i++) wg_bar_init(&s.bar[i], mem);
+        wg_fence_init();
+    }
+    __syncthreads();
+    if (threadIdx.x == 0)
+        for (long L = 0; L < loads && L < WG_SLOTS; L++) wg_issue(&p, &s, L, stationary, mem);
+    const int warp = threadIdx.x / 32, c = blockIdx.y * WG_BN + 32 * (warp & 1) + (threadIdx.x & 31);
+    const float bias = p.bias && c < p.N ? p.bias[c] : 0.0f;
+    unsigned long long fired = 0;
+    long L = 0;
+    for (long g = blockIdx.x; g < groups; g += gridDim.x) {
+        long r0 = g * WG_TOKENS;
+        float v[4], d[2][32];
+        for (int q = 0; q < 4; q++) {
+            long r = r0 + 2 * q + warp / 2;
+            v[q] = r < p.R && c < p.N ? p.v[r * p.N + c] : 0.0f;
+        }
+        for (int t0 = 0; t0 < p.steps; t0 += 16) {
+            wg_tile_sums<T>(&p, &s, r0, t0, &L, loads, stationary, mem, d);
+            wg_epilogue(&p, &s, r0, t0, d, v, bias, &fired);
+        }
+        for (int q = 0; q < 4; q++) {
+            long r = r0 + 2 * q + warp / 2;
+            if (r < p.R && c < p.N) p.v[r * p.N + c] = v[q];
+        }
+    }
+    mst_cuda_count_block(p.count, fired);
+}
+
+size_t mst_cuda_wgmma_weight_bytes(int K, int N) { return 2 * (size_t)((K + 63) / 64 * 64) * ((N + 63) / 64 * 64); }
+
+mst_status mst_cuda_wgmma_setup(mst_cuda *c, mst_error *err)
+{
+    if (c->precision == MST_PRECISION_FP32) return MST_OK;
+    size_t need = wg_shared_bytes();
+    if (need > (size_t)c->shared_optin)
+        return mst_fail(err, MST_ERR_UNSUPPORTED, "the wgmma synapse needs %zu bytes of shared memory per block; %s has %d",
+                        need, c->name, c->shared_optin);
+    CUDA_TRY(cudaFuncSetAttribute(synapse_wgmma_kernel<__half>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)need),
+             err);
+    CUDA_TRY(cudaFuncSetAttribute(synapse_wgmma_kernel<__nv_bfloat16>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                  (int)need),
+             err);
+    return MST_OK;
+}
+
+mst_status mst_cuda_synapse_wgmma(mst_cuda *c, const uint64_t *x, int steps, long R, int K, const float *w,
+                                  const float *b, int N, float *v, uint64_t *bits, float *out, float out_scale,
+                                  uint64_t *count, mst_error *err)
+{
+    if (R == 0 || N == 0 || steps == 0) return MST_OK;
+    int KS = mst_spike_words(K), NT = (N + WG_BN - 1) / WG_BN;
+    const void *tiles = NULL;
+    MST_TRY(mst_cuda_half_weight_get(c, w, K, N, KS * WG_BK, NT * WG_BN, MST_WEIGHT_WGMMA_TILES, &tiles, err));
+    wg_args p = {x, (const char *)tiles, b, v, (uint32_t *)bits, out, mst_cuda_counter(count), out_scale, R, steps, K, N,
+                 KS};
+    long groups = (R + WG_TOKENS - 1) / WG_TOKENS, want = (2L * c->sms + NT - 1) / NT; /* two blocks per SM */
+    long gx = groups < want ? groups : want;
+    if (NT > 65535) return mst_fail(err, MST_ERR_UNSUPPORTED, "wgmma synapse with %d output channels", N);
+    dim3 grid((unsigned)(gx > 0 ? gx : 1), (unsigned)NT);
+    if (c->precision == MST_PRECISION_FP16)
+        MST_LAUNCH(synapse_wgmma_kernel<__half>, grid, WG_THREADS, wg_shared_bytes(), c->stream)(p);
+    else
+        MST_LAUNCH(synapse_wgmma_kernel<__nv_bfloat16>, grid, WG_THREADS, wg_shared_bytes(), c->stream)(p);
+    LAUNCH_TRY("synapse_wgmma_kernel", err);
+    return MST_OK;
+}
