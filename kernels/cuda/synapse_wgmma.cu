@@ -239,18 +239,54 @@ __device__ __forceinline__ void wg_mma(float (&d)[32], const uint32_t (&a)[4], u
 
 /* ---- the kernel ----------------------------------------------------------- */
 
-/* Two 16-bit spikes of word w from bit b as one register. */
-__device__ __forceinline__ uint32_t wg_pair(uint64_t w, int b, uint32_t one)
+/* PTX prmt.b32 (default mode): each byte of the result is byte sel & 7 of
+ * {b, a}, or, where sel's nibble has bit 3 set, that byte's sign bit
+ * replicated over all 8 bits. */
+__device__ __forceinline__ uint32_t wg_prmt(uint32_t a, uint32_t b, uint32_t sel)
 {
-    return (uint32_t)(w >> b & 1u) * one | (uint32_t)(w >> (b + 1) & 1u) * one << 16;
+#ifdef MST_WGMMA_PTX
+    uint32_t d;
+    asm("prmt.b32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(sel));
+    return d;
+#else
+    uint64_t both = (uint64_t)b << 32 | a;
+    uint32_t d = 0;
+    for (int i = 0; i < 4; i++) {
+        uint32_t nib = sel >> (4 * i) & 0xfu, byte = (uint32_t)(both >> (8 * (nib & 7u))) & 0xffu;
+        if (nib & 8u) byte = byte & 0x80u ? 0xffu : 0u;
+        d |= byte << (8 * i);
+    }
+    return d;
+#endif
 }
 
-/* The input spike word (inputs 64 ks ..) of token r at step t, zero outside. */
-__device__ __forceinline__ uint64_t wg_word(const wg_args *p, long r, int t, int ks)
+/* Four A registers from z, whose byte j holds a pair of spikes in its two
+ * low bits: register j is (bit 8j ? 1.0 : 0) | (bit 8j+1 ? 1.0 : 0) << 16 in
+ * the operand type. Shifted so that each spike is a byte's sign bit, one
+ * prmt spreads it over its byte and one AND leaves 1.0 where it was set: two
+ * instructions a register. */
+__device__ __forceinline__ void wg_expand4(uint32_t z, uint32_t one, uint32_t (&reg)[4])
 {
-    if (r >= p->R || t >= p->steps) return 0;
-    uint64_t w = p->x[((long)t * p->R + r) * p->KS + ks];
-    int left = p->K - 64 * ks;
+    uint32_t lo = z << 7, hi = z << 6, mask = one | one << 16;
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        uint32_t sel = (8u | j) | (8u | j) << 4 | (12u | j) << 8 | (12u | j) << 12;
+        reg[j] = wg_prmt(lo, hi, sel) & mask;
+    }
+}
+
+/* The spike words of token r at step t (NULL outside). */
+__device__ __forceinline__ const uint64_t *wg_row(const wg_args *p, long r, int t)
+{
+    return r < p->R && t < p->steps ? p->x + ((long)t * p->R + r) * p->KS : NULL;
+}
+
+/* Word ks of a row (inputs 64 ks..), zeros past K and outside. */
+__device__ __forceinline__ uint64_t wg_word(const uint64_t *row, int ks, int K)
+{
+    if (!row) return 0;
+    uint64_t w = row[ks];
+    int left = K - 64 * ks;
     return left < 64 ? w & ((1ull << left) - 1ull) : w;
 }
 
@@ -271,17 +307,27 @@ __device__ void wg_tile_sums(const wg_args *p, const wg_shared *s, long r0, int 
     const uint32_t one = wg_one<T>::bits;
     for (int m = 0; m < 2; m++)
         for (int i = 0; i < 32; i++) d[m][i] = 0.0f;
+    const uint64_t *rows[2][2]; /* [tile m][steps lane/4, +8]: warp w holds token 4m + w */
+#pragma unroll
+    for (int m = 0; m < 2; m++)
+        for (int h = 0; h < 2; h++) rows[m][h] = wg_row(p, r0 + 4 * m + warp, t0 + lane / 4 + 8 * h);
     for (int ks = 0; ks < p->KS; ks++, (*L)++) {
         int slot = stationary ? ks : (int)(*L % WG_SLOTS);
         uint32_t phase = stationary ? 0u : (uint32_t)(*L / WG_SLOTS & 1);
+        /* a[m][kk]: inputs 16 kk + 2 (lane % 4) + {0, 1} and + 8, rows lane/4 and + 8 */
         uint32_t a[2][4][4];
-        for (int m = 0; m < 2; m++) { /* warp w: token 4m + w, steps lane/4 and +8 */
-            long r = r0 + 4 * m + warp;
-            uint64_t lo = wg_word(p, r, t0 + lane / 4, ks), hi = wg_word(p, r, t0 + lane / 4 + 8, ks);
-            for (int kk = 0; kk < 4; kk++) {
-                int b = 16 * kk + 2 * (lane % 4);
-                a[m][kk][0] = wg_pair(lo, b, one), a[m][kk][1] = wg_pair(hi, b, one);
-                a[m][kk][2] = wg_pair(lo, b + 8, one), a[m][kk][3] = wg_pair(hi, b + 8, one);
+#pragma unroll
+        for (int m = 0; m < 2; m++) {
+            int sh = 2 * (lane % 4);
+            uint64_t lo = wg_word(rows[m][0], ks, p->K) >> sh, hi = wg_word(rows[m][1], ks, p->K) >> sh;
+            uint32_t r[4][4]; /* [row lane/4: inputs 0-31, 32-63; row + 8: 0-31, 32-63][byte] */
+            wg_expand4((uint32_t)lo, one, r[0]), wg_expand4((uint32_t)(lo >> 32), one, r[1]);
+            wg_expand4((uint32_t)hi, one, r[2]), wg_expand4((uint32_t)(hi >> 32), one, r[3]);
+#pragma unroll
+            for (int kk = 0; kk < 4; kk++) { /* byte 2 (kk % 2): inputs 16 kk.., the next byte: 16 kk + 8.. */
+                int half = kk / 2, b = 2 * (kk % 2);
+                a[m][kk][0] = r[half][b], a[m][kk][1] = r[2 + half][b];
+                a[m][kk][2] = r[half][b + 1], a[m][kk][3] = r[2 + half][b + 1];
             }
         }
         wg_wait(&s->bar[slot], phase, base);
@@ -303,27 +349,36 @@ __device__ void wg_epilogue(const wg_args *p, const wg_shared *s, long r0, int t
                             float (&v)[4], float bias, unsigned long long *fired)
 {
     const int warp = threadIdx.x / 32, lane = threadIdx.x & 31, col = 32 * (warp & 1) + lane;
-    const int c = blockIdx.y * WG_BN + col, W32 = 2 * mst_spike_words(p->N);
+    const int c = blockIdx.y * WG_BN + col;
+    const long W32 = 2 * mst_spike_words(p->N);
     const bool live_c = c < p->N;
     for (int m = 0; m < 2; m++)
         for (int i = 0; i < 32; i++)
             s->z[((4 * m + warp) * 16 + wg_d_row(lane, i)) * WG_ZLD + wg_d_col(lane, i)] = d[m][i];
     __syncthreads();
+#pragma unroll /* v[q] stays in registers only with q known at compile time */
     for (int q = 0; q < 4; q++) {
         int j = 2 * q + warp / 2;
         long r = r0 + j;
         bool live = live_c && r < p->R;
+        /* this thread's output at step t0, then R rows on per step */
+        uint32_t *bits = p->bits && lane == 0 && r < p->R
+                             ? p->bits + ((long)t0 * p->R + r) * W32 + blockIdx.y * 2 + (warp & 1)
+                             : NULL;
+        float *out = !p->bits && live ? p->out + ((long)t0 * p->R + r) * p->N + c : NULL;
+        const long bstep = p->R * W32, ostep = p->R * p->N;
+        const float *z = s->z + j * 16 * WG_ZLD + col;
         for (int st = 0; st < 16 && t0 + st < p->steps; st++) {
-            long row = (long)(t0 + st) * p->R + r;
-            float u = s->z[(j * 16 + st) * WG_ZLD + col];
+            float u = z[st * WG_ZLD];
             if (p->bias) u = u + bias; /* as the two-kernel scan adds it */
             float spike = live ? mst_if_step(&v[q], u) : 0.0f;
             *fired += spike != 0.0f;
             if (p->bits) {
                 unsigned word = __ballot_sync(0xffffffffu, spike != 0.0f);
-                if (lane == 0 && r < p->R) p->bits[row * W32 + blockIdx.y * 2 + (warp & 1)] = word;
-            } else if (live) {
-                p->out[row * p->N + c] = spike * p->out_scale;
+                if (bits) *bits = word, bits += bstep;
+            } else if (out) {
+                *out = spike * p->out_scale;
+                out += ostep;
             }
         }
     }
@@ -352,6 +407,7 @@ template <typename T> __global__ void __launch_bounds__(WG_THREADS) synapse_wgmm
     for (long g = blockIdx.x; g < groups; g += gridDim.x) {
         long r0 = g * WG_TOKENS;
         float v[4], d[2][32];
+#pragma unroll
         for (int q = 0; q < 4; q++) {
             long r = r0 + 2 * q + warp / 2;
             v[q] = r < p.R && c < p.N ? p.v[r * p.N + c] : 0.0f;
@@ -360,6 +416,7 @@ template <typename T> __global__ void __launch_bounds__(WG_THREADS) synapse_wgmm
             wg_tile_sums<T>(&p, &s, r0, t0, &L, loads, stationary, mem, d);
             wg_epilogue(&p, &s, r0, t0, d, v, bias, &fired);
         }
+#pragma unroll
         for (int q = 0; q < 4; q++) {
             long r = r0 + 2 * q + warp / 2;
             if (r < p.R && c < p.N) p.v[r * p.N + c] = v[q];
