@@ -49,13 +49,13 @@ WINDOW = 7
 #            elements each signature instruction stands for); elements are
 #            what the model counts: neuron-steps, inputs, scores, MACs
 KERNELS = {
-    "if_scan": (r"if_scan_kernel", "VOTE", 1),  # one ballot per neuron-step (bits out)
+    "if_scan": (r"if_scan_kernelILb1E", "VOTE", 1),  # one ballot per neuron-step (bits out)
     "unpack": (r"unpack_kernel.*bfloat16", "STG.E.128", 8),  # 8 bf16 inputs per 16-byte store
     "attention.scores": (r"window_attention_kernel", "POPC", 1),  # one popcount per score at d = 32
     "attention.softmax_v": (r"window_attention_kernel", "LDS.128", 8),  # a float4 of v: 2 queries x 4 channels
     "residual": (r"residual_kernel", "STG", 1),
-    "wgmma.epilogue": (r"synapse_wgmma_kernel.*bfloat16", "VOTE", 1),  # one neuron-step
-    "wgmma.mainloop": (r"synapse_wgmma_kernel.*bfloat16", "HGMMA", 1 / 8),  # 8 per 64-input slot
+    "wgmma.epilogue": (r"synapse_wgmma_kernelI13__nv_bfloat16Lb1E", "VOTE", 1),  # one neuron-step
+    "wgmma.mainloop": (r"synapse_wgmma_kernelI13__nv_bfloat16Lb1E", "HGMMA", 1 / 8),  # 8 per 64-input slot
 }
 
 

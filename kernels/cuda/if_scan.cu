@@ -9,13 +9,13 @@
 
 /* A grid of one resident wave: each thread walks several neurons, and the
  * spike count costs one atomic per block. */
-__global__ void if_scan_kernel(mst_cuda_if p)
+template <bool BITS> __global__ void if_scan_kernel(mst_cuda_if p)
 {
     const int Cpad = mst_spike_words(p.C) * 64;
     const long total = p.R / p.C * Cpad;
     unsigned long long fired = 0;
     for (long idx = blockIdx.x * (long)blockDim.x + threadIdx.x; idx < total; idx += (long)gridDim.x * blockDim.x)
-        fired += mst_cuda_if_neuron(&p, idx / Cpad, (int)(idx % Cpad));
+        fired += mst_cuda_if_neuron<BITS>(&p, idx / Cpad, (int)(idx % Cpad));
     mst_cuda_count_block(p.count, fired);
 }
 
@@ -34,7 +34,11 @@ mst_status mst_cuda_if_launch(mst_cuda *c, const mst_cuda_if *p, mst_error *err)
 {
     long total = p->R / p->C * mst_spike_words(p->C) * 64L;
     unsigned blocks = mst_cuda_blocks(total, 256), wave = (unsigned)c->resident_blocks;
-    MST_LAUNCH(if_scan_kernel, blocks < wave ? blocks : wave, 256, 0, c->stream)(*p);
+    blocks = blocks < wave ? blocks : wave;
+    if (p->bits)
+        MST_LAUNCH(if_scan_kernel<true>, blocks, 256, 0, c->stream)(*p);
+    else
+        MST_LAUNCH(if_scan_kernel<false>, blocks, 256, 0, c->stream)(*p);
     LAUNCH_TRY("if_scan_kernel", err);
     return MST_OK;
 }

@@ -49,33 +49,44 @@ __device__ __forceinline__ float mst_cuda_if_transform(const mst_cuda_if_channel
 #define MST_IF_BATCH 4
 
 /* Neuron (row, c) over the steps; c may be padding (>= C) so that every lane
- * of the warp reaches the ballot. Returns the spikes it fired. */
-__device__ __forceinline__ int mst_cuda_if_neuron(const mst_cuda_if *p, long row, int c)
+ * of the warp reaches the ballot. Lane t % 32 keeps step t's ballot, and the
+ * warp stores 32 steps' words at once: no per-step branch to lane 0.
+ * Returns the spikes it fired (for packed output: the spikes of the words
+ * this lane stored, so the warp's sum is the same). BITS: p->bits is set. */
+template <bool BITS> __device__ __forceinline__ int mst_cuda_if_neuron(const mst_cuda_if *p, long row, int c)
 {
     const bool live = c < p->C;
-    const int W32 = 2 * mst_spike_words(p->C), steps = p->steps;
+    const int W32 = 2 * mst_spike_words(p->C), steps = p->steps, lane = threadIdx.x & 31;
     const long r = row * p->C + c, rows = p->R / p->C, tstride = p->in_tstride;
     const mst_cuda_if_channel ch = mst_cuda_if_channel_of(p, c, live);
     const float *__restrict__ in = p->in + (live ? r : 0);
-    uint32_t *__restrict__ bits = p->bits ? p->bits + row * W32 + c / 32 : NULL;
     float *__restrict__ out = p->out ? p->out + r : NULL;
     float v = live ? p->v[r] : 0.0f;
     int fired = 0;
-    for (int t0 = 0; t0 < steps; t0 += MST_IF_BATCH) {
-        float u[MST_IF_BATCH];
+    for (int tb = 0; tb < steps; tb += 32) { /* 32 steps: one word per lane */
+        const int tn = steps - tb < 32 ? steps - tb : 32;
+        uint32_t mine = 0;
+        for (int k0 = 0; k0 < tn; k0 += MST_IF_BATCH) {
+            float u[MST_IF_BATCH];
 #pragma unroll
-        for (int k = 0; k < MST_IF_BATCH; k++) u[k] = live && t0 + k < steps ? in[(long)(t0 + k) * tstride] : 0.0f;
+            for (int k = 0; k < MST_IF_BATCH; k++)
+                u[k] = live && k0 + k < tn ? in[(long)(tb + k0 + k) * tstride] : 0.0f;
 #pragma unroll
-        for (int k = 0; k < MST_IF_BATCH; k++) {
-            if (t0 + k >= steps) break; /* uniform across the warp: every lane has the same steps */
-            float s = live ? mst_if_step(&v, mst_cuda_if_transform(&ch, u[k])) : 0.0f;
-            fired += s != 0.0f;
-            if (bits) {
-                unsigned m = __ballot_sync(0xffffffffu, s != 0.0f);
-                if ((threadIdx.x & 31) == 0) bits[(long)(t0 + k) * rows * W32] = m;
-            } else if (live) {
-                out[(long)(t0 + k) * p->R] = s * p->out_scale;
+            for (int k = 0; k < MST_IF_BATCH; k++) {
+                if (k0 + k >= tn) break; /* uniform across the warp: every lane has the same steps */
+                float s = live ? mst_if_step(&v, mst_cuda_if_transform(&ch, u[k])) : 0.0f;
+                if (BITS) {
+                    unsigned m = __ballot_sync(0xffffffffu, s != 0.0f);
+                    mine = lane == k0 + k ? m : mine;
+                } else if (live) {
+                    fired += s != 0.0f;
+                    out[(long)(tb + k0 + k) * p->R] = s * p->out_scale;
+                }
             }
+        }
+        if (BITS && lane < tn) {
+            p->bits[((long)(tb + lane) * rows + row) * W32 + c / 32] = mine;
+            fired += __popc(mine);
         }
     }
     if (live) p->v[r] = v;

@@ -54,6 +54,7 @@ typedef struct {
     float *out;        /* [steps][R][N] spikes x out_scale when bits is NULL */
     unsigned long long *count;
     float out_scale;
+    uint64_t last_mask; /* the inputs of the last spike word (K % 64 of them, or all) */
     long R;
     int steps, K, N, KS;
 } wg_args;
@@ -282,12 +283,10 @@ __device__ __forceinline__ const uint64_t *wg_row(const wg_args *p, long r, int 
 }
 
 /* Word ks of a row (inputs 64 ks..), zeros past K and outside. */
-__device__ __forceinline__ uint64_t wg_word(const uint64_t *row, int ks, int K)
+__device__ __forceinline__ uint64_t wg_word(const wg_args *p, const uint64_t *row, int ks)
 {
-    if (!row) return 0;
-    uint64_t w = row[ks];
-    int left = K - 64 * ks;
-    return left < 64 ? w & ((1ull << left) - 1ull) : w;
+    uint64_t w = row ? row[ks] : 0;
+    return ks == p->KS - 1 ? w & p->last_mask : w;
 }
 
 /* Slot ks of the weights, or load L of the ring. */
@@ -319,7 +318,7 @@ __device__ void wg_tile_sums(const wg_args *p, const wg_shared *s, long r0, int 
 #pragma unroll
         for (int m = 0; m < 2; m++) {
             int sh = 2 * (lane % 4);
-            uint64_t lo = wg_word(rows[m][0], ks, p->K) >> sh, hi = wg_word(rows[m][1], ks, p->K) >> sh;
+            uint64_t lo = wg_word(p, rows[m][0], ks) >> sh, hi = wg_word(p, rows[m][1], ks) >> sh;
             uint32_t r[4][4]; /* [row lane/4: inputs 0-31, 32-63; row + 8: 0-31, 32-63][byte] */
             wg_expand4((uint32_t)lo, one, r[0]), wg_expand4((uint32_t)(lo >> 32), one, r[1]);
             wg_expand4((uint32_t)hi, one, r[2]), wg_expand4((uint32_t)(hi >> 32), one, r[3]);
@@ -345,6 +344,7 @@ __device__ void wg_tile_sums(const wg_args *p, const wg_shared *s, long r0, int 
 
 /* IF over the tile's 16 steps: thread -> channel 32 (warp % 2) + lane of
  * tokens 2q + warp / 2, so that a warp's ballot is one 32-bit half word. */
+template <bool BITS>
 __device__ void wg_epilogue(const wg_args *p, const wg_shared *s, long r0, int t0, const float (&d)[2][32],
                             float (&v)[4], float bias, unsigned long long *fired)
 {
@@ -361,31 +361,32 @@ __device__ void wg_epilogue(const wg_args *p, const wg_shared *s, long r0, int t
         int j = 2 * q + warp / 2;
         long r = r0 + j;
         bool live = live_c && r < p->R;
-        /* this thread's output at step t0, then R rows on per step */
-        uint32_t *bits = p->bits && lane == 0 && r < p->R
-                             ? p->bits + ((long)t0 * p->R + r) * W32 + blockIdx.y * 2 + (warp & 1)
-                             : NULL;
-        float *out = !p->bits && live ? p->out + ((long)t0 * p->R + r) * p->N + c : NULL;
-        const long bstep = p->R * W32, ostep = p->R * p->N;
         const float *z = s->z + j * 16 * WG_ZLD + col;
-        for (int st = 0; st < 16 && t0 + st < p->steps; st++) {
+        uint32_t mine = 0; /* lane st keeps step st's ballot: one store per lane after the walk */
+        float *out = !BITS && live ? p->out + ((long)t0 * p->R + r) * p->N + c : NULL;
+        const long ostep = p->R * p->N;
+        int st = 0;
+        for (; st < 16 && t0 + st < p->steps; st++) {
             float u = z[st * WG_ZLD];
             if (p->bias) u = u + bias; /* as the two-kernel scan adds it */
             float spike = live ? mst_if_step(&v[q], u) : 0.0f;
-            *fired += spike != 0.0f;
-            if (p->bits) {
+            if (BITS) {
                 unsigned word = __ballot_sync(0xffffffffu, spike != 0.0f);
-                if (bits) *bits = word, bits += bstep;
-            } else if (out) {
-                *out = spike * p->out_scale;
-                out += ostep;
+                mine = lane == st ? word : mine;
+            } else {
+                *fired += spike != 0.0f;
+                if (out) *out = spike * p->out_scale, out += ostep;
             }
+        }
+        if (BITS && lane < st && r < p->R) {
+            p->bits[((long)(t0 + lane) * p->R + r) * W32 + blockIdx.y * 2 + (warp & 1)] = mine;
+            *fired += __popc(mine);
         }
     }
     __syncthreads(); /* z is rewritten next */
 }
 
-template <typename T> __global__ void __launch_bounds__(WG_THREADS) synapse_wgmma_kernel(wg_args p)
+template <typename T, bool BITS> __global__ void __launch_bounds__(WG_THREADS) synapse_wgmma_kernel(wg_args p)
 {
     MST_DYNAMIC_SHARED(char, mem);
     const wg_shared s = wg_carve(mem);
@@ -414,7 +415,7 @@ template <typename T> __global__ void __launch_bounds__(WG_THREADS) synapse_wgmm
         }
         for (int t0 = 0; t0 < p.steps; t0 += 16) {
             wg_tile_sums<T>(&p, &s, r0, t0, &L, loads, stationary, mem, d);
-            wg_epilogue(&p, &s, r0, t0, d, v, bias, &fired);
+            wg_epilogue<BITS>(&p, &s, r0, t0, d, v, bias, &fired);
         }
 #pragma unroll
         for (int q = 0; q < 4; q++) {
@@ -434,11 +435,10 @@ mst_status mst_cuda_wgmma_setup(mst_cuda *c, mst_error *err)
     if (need > (size_t)c->shared_optin)
         return mst_fail(err, MST_ERR_UNSUPPORTED, "the wgmma synapse needs %zu bytes of shared memory per block; %s has %d",
                         need, c->name, c->shared_optin);
-    CUDA_TRY(cudaFuncSetAttribute(synapse_wgmma_kernel<__half>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)need),
-             err);
-    CUDA_TRY(cudaFuncSetAttribute(synapse_wgmma_kernel<__nv_bfloat16>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                  (int)need),
-             err);
+    void (*kernels[])(wg_args) = {synapse_wgmma_kernel<__half, true>, synapse_wgmma_kernel<__half, false>,
+                                  synapse_wgmma_kernel<__nv_bfloat16, true>, synapse_wgmma_kernel<__nv_bfloat16, false>};
+    for (int i = 0; i < 4; i++)
+        CUDA_TRY(cudaFuncSetAttribute(kernels[i], cudaFuncAttributeMaxDynamicSharedMemorySize, (int)need), err);
     return MST_OK;
 }
 
@@ -450,16 +450,23 @@ mst_status mst_cuda_synapse_wgmma(mst_cuda *c, const uint64_t *x, int steps, lon
     int KS = mst_spike_words(K), NT = (N + WG_BN - 1) / WG_BN;
     const void *tiles = NULL;
     MST_TRY(mst_cuda_half_weight_get(c, w, K, N, KS * WG_BK, NT * WG_BN, MST_WEIGHT_WGMMA_TILES, &tiles, err));
-    wg_args p = {x, (const char *)tiles, b, v, (uint32_t *)bits, out, mst_cuda_counter(count), out_scale, R, steps, K, N,
-                 KS};
+    uint64_t last = K % 64 ? (1ull << (K % 64)) - 1ull : ~0ull;
+    wg_args p = {x, (const char *)tiles, b, v, (uint32_t *)bits, out, mst_cuda_counter(count), out_scale, last, R, steps, K,
+                 N, KS};
     long groups = (R + WG_TOKENS - 1) / WG_TOKENS, want = (2L * c->sms + NT - 1) / NT; /* two blocks per SM */
     long gx = groups < want ? groups : want;
     if (NT > 65535) return mst_fail(err, MST_ERR_UNSUPPORTED, "wgmma synapse with %d output channels", N);
     dim3 grid((unsigned)(gx > 0 ? gx : 1), (unsigned)NT);
-    if (c->precision == MST_PRECISION_FP16)
-        MST_LAUNCH(synapse_wgmma_kernel<__half>, grid, WG_THREADS, wg_shared_bytes(), c->stream)(p);
+    size_t shared = wg_shared_bytes();
+    bool fp16 = c->precision == MST_PRECISION_FP16;
+    if (fp16 && bits)
+        MST_LAUNCH((synapse_wgmma_kernel<__half, true>), grid, WG_THREADS, shared, c->stream)(p);
+    else if (fp16)
+        MST_LAUNCH((synapse_wgmma_kernel<__half, false>), grid, WG_THREADS, shared, c->stream)(p);
+    else if (bits)
+        MST_LAUNCH((synapse_wgmma_kernel<__nv_bfloat16, true>), grid, WG_THREADS, shared, c->stream)(p);
     else
-        MST_LAUNCH(synapse_wgmma_kernel<__nv_bfloat16>, grid, WG_THREADS, wg_shared_bytes(), c->stream)(p);
+        MST_LAUNCH((synapse_wgmma_kernel<__nv_bfloat16, false>), grid, WG_THREADS, shared, c->stream)(p);
     LAUNCH_TRY("synapse_wgmma_kernel", err);
     return MST_OK;
 }
