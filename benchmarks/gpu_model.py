@@ -45,17 +45,19 @@ ISSUE = 132 * 4 * 1.98e9  # warp instructions per second
 STAGES = [(56, 96, 2, 3), (28, 192, 2, 6), (14, 384, 6, 12), (7, 768, 2, 24)]
 WINDOW = 7
 
-# kernel -> (function name pattern, signature instruction of the hot loop,
-#            elements each signature instruction stands for); elements are
-#            what the model counts: neuron-steps, inputs, scores, MACs
+# kernel -> (function name pattern, [(signature instruction of the hot loop,
+#            elements each one stands for, an instruction the loop must not
+#            hold)], tried in order); elements are what the model counts:
+#            neuron-steps, inputs, scores, multiply-adds. The later choices
+#            read older kernels (the table before this model's changes).
 KERNELS = {
-    "if_scan": (r"if_scan_kernelILb1E", "VOTE", 1),  # one ballot per neuron-step (bits out)
-    "unpack": (r"unpack_kernel.*bfloat16", "STG.E.128", 8),  # 8 bf16 inputs per 16-byte store
-    "attention.scores": (r"window_attention_kernel", "POPC", 1),  # one popcount per score at d = 32
-    "attention.softmax_v": (r"window_attention_kernel", "LDS.128", 8),  # a float4 of v: 2 queries x 4 channels
-    "residual": (r"residual_kernel", "STG", 1),
-    "wgmma.epilogue": (r"synapse_wgmma_kernelI13__nv_bfloat16Lb1E", "VOTE", 1),  # one neuron-step
-    "wgmma.mainloop": (r"synapse_wgmma_kernelI13__nv_bfloat16Lb1E", "HGMMA", 1 / 8),  # 8 per 64-input slot
+    "if_scan": (r"if_scan_kernel(ILb1EEv|\d)", [("VOTE", 1, None)]),  # one ballot per neuron-step (bits out)
+    "unpack": (r"unpack_kernelI13__nv_bfloat16", [("STG.E.128", 8, None), ("STG.E.U16", 1, None)]),
+    "attention.scores": (r"window_attention_kernel", [("POPC", 1, None)]),  # one popcount per score at d = 32
+    "attention.softmax_v": (r"window_attention_kernel", [("LDS.128", 8, None), ("FMUL", 1, "POPC")]),
+    "residual": (r"residual_kernel", [("STG", 1, None)]),
+    "wgmma.epilogue": (r"synapse_wgmma_kernelI13__nv_bfloat16Lb1E", [("VOTE", 1, None)]),  # one neuron-step
+    "wgmma.mainloop": (r"synapse_wgmma_kernelI13__nv_bfloat16Lb1E", [("HGMMA", 1 / 8, None)]),  # 8 a 64-input slot
 }
 
 
@@ -121,9 +123,14 @@ def loops(code):
     return out
 
 
-def longest_path(code, start, end):
-    """The instructions on the longest forward path from start to the branch
-    at end (an if/else counts its longer side; an inner loop, one pass)."""
+def longest_path(code, start, end, sig):
+    """The instructions on the forward path from start to the branch at end
+    with the most signature instructions, the longest of those (an if/else
+    counts its longer side unless the other holds the signature, as the
+    variant a run takes does; an inner loop, one pass)."""
+    def key(path):
+        return (sum(op.startswith(sig) for op in path), len(path))
+
     body = [i for i in code if start <= i[0] <= end]
     addrs = [i[0] for i in body]
     best = {start: []}
@@ -140,9 +147,9 @@ def longest_path(code, start, end):
             target = int(t.group(1), 16) if t else None
         for to, taken in [(target, target is not None and addr < target <= end),
                           (nxt, nxt is not None and not (op == "BRA" and not pred) and not (op == "EXIT" and not pred))]:
-            if taken and len(path) > len(best.get(to, [])):
+            if taken and (to not in best or key(path) > key(best[to])):
                 best[to] = path
-    return max(best.values(), key=len)
+    return max(best.values(), key=key)
 
 
 def per_element(funcs):
@@ -152,24 +159,26 @@ def per_element(funcs):
     signature instructions, which follows the compiler's unrolling, times the
     elements each stands for)."""
     out = {}
-    for kernel, (pattern, sig, per_sig) in KERNELS.items():
+    for kernel, (pattern, choices) in KERNELS.items():
         names = [f for f in funcs if re.search(pattern, f)]
         if not names:
             continue
         code = funcs[names[0]]
-        cands = []
-        for s, e in loops(code):
-            if any(i[2].startswith(sig) for i in code if s <= i[0] <= e):
-                cands.append((e - s, s, e))
-        if not cands:
-            continue
-        _, s, e = min(cands)
-        path = longest_path(code, s, e)
-        sigs = sum(op.startswith(sig) for op in path)
-        if not sigs:
-            continue
-        out[kernel] = {"function": names[0], "loop": [hex(s), hex(e)], "instructions": len(path),
-                       "signatures": sigs, "per_element": len(path) / (sigs * per_sig)}
+        for sig, per_sig, exclude in choices:
+            cands = []
+            for s, e in loops(code):
+                ops = [i[2] for i in code if s <= i[0] <= e]
+                if any(o.startswith(sig) for o in ops) and not (exclude and any(o.startswith(exclude) for o in ops)):
+                    cands.append((e - s, s, e))
+            if not cands:
+                continue
+            _, s, e = min(cands)
+            path = longest_path(code, s, e, sig)
+            sigs = sum(op.startswith(sig) for op in path)
+            if sigs:
+                out[kernel] = {"function": names[0], "loop": [hex(s), hex(e)], "instructions": len(path),
+                               "signature": sig, "signatures": sigs, "per_element": len(path) / (sigs * per_sig)}
+                break
     return out
 
 
@@ -265,7 +274,7 @@ def main():
                                                          instr / image_steps, bound))
     for k, v in sorted(ipe.items()):
         print("  SASS %-20s %4d instructions, %2d %s, in loop %s-%s of %s: %.2f per element" %
-              (k, v["instructions"], v["signatures"], KERNELS[k][1], v["loop"][0], v["loop"][1], v["function"][:40],
+              (k, v["instructions"], v["signatures"], v["signature"], v["loop"][0], v["loop"][1], v["function"][:40],
                v["per_element"]))
     per_image = total / image_steps * T
     ips = 1.0 / per_image

@@ -89,6 +89,30 @@ typedef struct {
     int K, N, spikes;
 } mst_gemm_op;
 
+/* Where a synapse's spikes go when they feed the residual stream rather
+ * than an IF site: x = mst_residual(x, spike * out_scale, lam, scale,
+ * shift), the residual op folded into the synapse's last pass. */
+typedef struct {
+    float *x;                   /* [steps][R][N], or NULL: no fold */
+    float lam;
+    const float *scale, *shift; /* [N] or NULL */
+} mst_residual_fold;
+
+/* A synapse fed by packed spikes and the IF site it feeds (synapse_if). */
+typedef struct {
+    const uint64_t *x;      /* [steps][R][mst_spike_words(K)] */
+    int steps;
+    long R;
+    int K, N;
+    const float *w, *b;     /* w [K][N]; b [N] or NULL */
+    float *v;               /* [R][N] membranes */
+    uint64_t *bits;         /* spikes packed, or NULL; then */
+    float *out;             /* [steps][R][N] spikes * out_scale, or NULL; then */
+    mst_residual_fold fold; /* the spikes * out_scale into the residual stream */
+    float out_scale;
+    uint64_t *count;        /* += spikes fired, or NULL */
+} mst_synapse_args;
+
 typedef struct mst_backend {
     const char *name;
     void *ctx;
@@ -126,13 +150,11 @@ typedef struct mst_backend {
     mst_status (*linear)(void *ctx, const float *x, long M, int K, const float *w, const float *b, int N,
                          float *y, mst_error *err);
     /* A synapse fed by packed spikes and the IF site it feeds, over `steps`
-     * steps: x [steps][R][mst_spike_words(K)] in; z = x w + b (each input
-     * spike adds its weight row: a synaptic operation) goes straight into the
-     * membranes v [R][N], and the spikes come out as from if_scan: packed to
-     * `bits`, or to out * out_scale when bits is NULL; *count += spikes fired. */
-    mst_status (*synapse_if)(void *ctx, const uint64_t *x, int steps, long R, int K, const float *w,
-                             const float *b, int N, float *v, uint64_t *bits, float *out, float out_scale,
-                             uint64_t *count, mst_error *err);
+     * steps: z = x w + b (each input spike adds its weight row: a synaptic
+     * operation) goes straight into the membranes, and the spikes come out
+     * packed to bits, or as out * out_scale, or folded into the residual
+     * stream (mst_synapse_args). */
+    mst_status (*synapse_if)(void *ctx, const mst_synapse_args *a, mst_error *err);
     mst_status (*if_scan)(void *ctx, const mst_if_args *a, mst_error *err);
     mst_status (*qcfs)(void *ctx, const mst_if_args *a, mst_error *err);
     mst_status (*window_attention)(void *ctx, const mst_attn_args *a, mst_error *err);

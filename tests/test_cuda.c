@@ -195,13 +195,15 @@ Test(cuda, synapse_if_equals_cpu)
         memcpy(vc, v, sizeof(float) * (size_t)(R * c->N));
         size_t nbits = sizeof(uint64_t) * (size_t)(rows * WN);
         uint64_t *bc = calloc(1, nbits), cnt_c = 0, zero = 0;
-        cr_assert_eq(cpu.synapse_if(cpu.ctx, x, c->steps, R, c->K, w, b, c->N, vc, bc, NULL, 1.0f, &cnt_c, NULL), MST_OK);
+        mst_synapse_args ac = {.x = x, .steps = c->steps, .R = R, .K = c->K, .N = c->N, .w = w, .b = b, .v = vc, .bits = bc,
+                               .out_scale = 1.0f, .count = &cnt_c};
+        cr_assert_eq(cpu.synapse_if(cpu.ctx, &ac, NULL), MST_OK);
         float *vd = to_dev(v, sizeof(float) * (size_t)(R * c->N));
         uint64_t *bd = to_dev(NULL, nbits), *cd = to_dev(&zero, sizeof zero);
-        cr_assert_eq(gpu.synapse_if(gpu.ctx, to_dev(x, sizeof(uint64_t) * (size_t)(rows * WK)), c->steps, R, c->K,
-                                    to_dev(w, sizeof(float) * (size_t)(c->K * c->N)), to_dev(b, sizeof(float) * (size_t)c->N),
-                                    c->N, vd, bd, NULL, 1.0f, cd, NULL),
-                     MST_OK);
+        mst_synapse_args ag = ac;
+        ag.x = to_dev(x, sizeof(uint64_t) * (size_t)(rows * WK)), ag.w = to_dev(w, sizeof(float) * (size_t)(c->K * c->N));
+        ag.b = to_dev(b, sizeof(float) * (size_t)c->N), ag.v = vd, ag.bits = bd, ag.count = cd;
+        cr_assert_eq(gpu.synapse_if(gpu.ctx, &ag, NULL), MST_OK);
         uint64_t *bg = to_host(bd, nbits), *cg = to_host(cd, sizeof(uint64_t));
         long differ = 0, total = rows * c->N;
         for (long r = 0; r < rows; r++)
@@ -430,17 +432,21 @@ Test(cuda, out_of_memory_names_the_size_and_recovers)
  * membranes agree but for inputs within rounding of the threshold. Steps
  * past one 16-step tile, channels past one 64-channel tile, inputs that fill
  * no 16-wide tile, tokens past one wgmma group of 8, and inputs past the 512
- * that stay resident (the ring refilled) included; packed spikes out, and
- * scaled float spikes out. Emulated, the wgmma kernel runs its twin of the
+ * that stay resident (the ring refilled) included; packed spikes out,
+ * scaled float spikes out, and spikes folded into a residual stream (with
+ * and without the BatchNorm after it). Emulated, the wgmma kernel runs its twin of the
  * MMA, bulk copies and barriers (synapse_wgmma.cu). */
+enum { FLOATS, PACKED, FOLD, FOLD_BN }; /* where the spikes go */
+
 typedef struct {
     long R;
     int K, N, steps, packed;
 } fused_case;
 
 static const fused_case fused_cases[] = {
-    {1, 1, 1, 1, 1}, {7, 13, 5, 2, 1}, {9, 96, 384, 16, 1}, {5, 130, 67, 33, 1}, {6, 48, 70, 20, 0}, {3, 64, 64, 17, 0},
-    {20, 600, 70, 18, 1}, {17, 520, 65, 3, 0},
+    {1, 1, 1, 1, PACKED},       {7, 13, 5, 2, PACKED},    {9, 96, 384, 16, PACKED}, {5, 130, 67, 33, PACKED},
+    {6, 48, 70, 20, FLOATS},    {3, 64, 64, 17, FLOATS},  {20, 600, 70, 18, PACKED}, {17, 520, 65, 3, FLOATS},
+    {11, 96, 96, 19, FOLD_BN},  {9, 200, 67, 5, FOLD},
 };
 
 static void fused_run(mst_backend *be, const fused_case *c, const uint64_t *x, const float *w, const float *b,
@@ -456,20 +462,37 @@ static void fused_run(mst_backend *be, const fused_case *c, const uint64_t *x, c
     cr_assert_eq(be->alloc(be->ctx, sizeof(float) * (size_t)(c->K * c->N), &wd, &err), MST_OK);
     cr_assert_eq(be->alloc(be->ctx, sizeof(float) * (size_t)c->N, &bd, &err), MST_OK);
     cr_assert_eq(be->alloc(be->ctx, sizeof(float) * (size_t)(c->R * c->N), &vd, &err), MST_OK);
-    cr_assert_eq(be->alloc(be->ctx, c->packed ? nbits : nout, &od, &err), MST_OK);
+    cr_assert_eq(be->alloc(be->ctx, c->packed == PACKED ? nbits : nout, &od, &err), MST_OK);
     cr_assert_eq(be->alloc(be->ctx, sizeof zero, &cd, &err), MST_OK);
     be->upload(be->ctx, xd, x, sizeof(uint64_t) * (size_t)(rows * WK), &err);
     be->upload(be->ctx, wd, w, sizeof(float) * (size_t)(c->K * c->N), &err);
     be->upload(be->ctx, bd, b, sizeof(float) * (size_t)c->N, &err);
     be->upload(be->ctx, vd, v, sizeof(float) * (size_t)(c->R * c->N), &err);
     be->upload(be->ctx, cd, &zero, sizeof zero, &err);
-    cr_assert_eq(be->synapse_if(be->ctx, xd, c->steps, c->R, c->K, wd, bd, c->N, vd, c->packed ? od : NULL,
-                                c->packed ? NULL : od, 0.5f, cd, &err),
-                 MST_OK, "%s", err.msg);
-    *bits = c->packed ? malloc(nbits) : NULL;
-    *out = c->packed ? NULL : malloc(nout);
+    mst_synapse_args a = {.x = xd, .steps = c->steps, .R = c->R, .K = c->K, .N = c->N, .w = wd, .b = bd, .v = vd,
+                          .bits = c->packed == PACKED ? od : NULL, .out = c->packed == FLOATS ? od : NULL,
+                          .out_scale = 0.5f, .count = cd};
+    void *bn = NULL;
+    if (c->packed == FOLD || c->packed == FOLD_BN) { /* a residual stream of known values; BatchNorm after it or not */
+        float *x0 = malloc(nout), *sc = malloc(sizeof(float) * 2 * (size_t)c->N);
+        for (long i = 0; i < rows * c->N; i++) x0[i] = 0.25f * (float)(i % 7) - 0.5f;
+        for (int n = 0; n < c->N; n++) sc[n] = 1.0f + 0.01f * (float)n, sc[c->N + n] = 0.1f - 0.003f * (float)n;
+        be->upload(be->ctx, od, x0, nout, &err);
+        if (c->packed == FOLD_BN) {
+            cr_assert_eq(be->alloc(be->ctx, sizeof(float) * 2 * (size_t)c->N, &bn, &err), MST_OK);
+            be->upload(be->ctx, bn, sc, sizeof(float) * 2 * (size_t)c->N, &err);
+        }
+        a.fold = (mst_residual_fold){od, 1.5f, bn, bn ? (float *)bn + c->N : NULL};
+        free(x0), free(sc);
+    }
+    cr_assert_eq(be->synapse_if(be->ctx, &a, &err), MST_OK, "%s", err.msg);
+    if (bn) be->release(be->ctx, bn);
+    *bits = c->packed == PACKED ? malloc(nbits) : NULL;
+    *out = c->packed == PACKED ? NULL : malloc(nout);
     *vout = malloc(sizeof(float) * (size_t)(c->R * c->N));
-    cr_assert_eq(be->download(be->ctx, c->packed ? (void *)*bits : (void *)*out, od, c->packed ? nbits : nout, &err), MST_OK);
+    cr_assert_eq(be->download(be->ctx, c->packed == PACKED ? (void *)*bits : (void *)*out, od,
+                              c->packed == PACKED ? nbits : nout, &err),
+                 MST_OK);
     cr_assert_eq(be->download(be->ctx, *vout, vd, sizeof(float) * (size_t)(c->R * c->N), &err), MST_OK);
     cr_assert_eq(be->download(be->ctx, count, cd, sizeof zero, &err), MST_OK);
     void *all[] = {xd, wd, bd, vd, od, cd};
@@ -508,9 +531,9 @@ Test(cuda, fused_synapse_equals_two_kernels)
             long differ = 0;
             for (long r = 0; r < rows; r++)
                 for (int j = 0; j < c->N; j++)
-                    differ += c->packed ? mst_bit(b1 + r * WN, j) != mst_bit(b2 + r * WN, j)
+                    differ += c->packed == PACKED ? mst_bit(b1 + r * WN, j) != mst_bit(b2 + r * WN, j)
                                         : o1[r * c->N + j] != o2[r * c->N + j];
-            if (c->packed) /* nothing set past N */
+            if (c->packed == PACKED) /* nothing set past N */
                 for (long r = 0; r < rows; r++)
                     for (int j = c->N; j < WN * 64; j++) cr_expect(!mst_bit(b2 + r * WN, j), "case %zu: bit %d set", k, j);
             cr_expect(differ <= n / 1000, "kernel %u precision %d case %zu: %ld of %ld spikes differ", kernel, p, k, differ, n);

@@ -24,6 +24,13 @@ static const sshape shapes[] = {
 
 static float frand(unsigned *s) { return (float)rand_r(s) / (float)RAND_MAX - 0.5f; }
 
+static mst_synapse_args args(const uint64_t *x, int steps, long R, int K, const float *w, const float *b, int N, float *v,
+                             uint64_t *bits, float *out, float out_scale, uint64_t *count)
+{
+    return (mst_synapse_args){.x = x, .steps = steps, .R = R, .K = K, .N = N, .w = w, .b = b, .v = v, .bits = bits,
+                              .out = out, .out_scale = out_scale, .count = count};
+}
+
 typedef struct {
     float *x, *w, *b;
     uint64_t *xb;
@@ -56,8 +63,8 @@ Test(synapse_if, potentials_match_naive_and_spikes_follow_the_if_rule)
         float *v = calloc((size_t)(sh.R * sh.N), sizeof(float));
         uint64_t *bits = calloc((size_t)(sh.R * WN), sizeof(uint64_t));
         uint64_t fired = 0, want_fired = 0;
-        cr_assert_eq(be.synapse_if(be.ctx, in.xb, 1, sh.R, sh.K, in.w, in.b, sh.N, v, bits, NULL, 1.0f, &fired, NULL),
-                     MST_OK);
+        mst_synapse_args a = args(in.xb, 1, sh.R, sh.K, in.w, in.b, sh.N, v, bits, NULL, 1.0f, &fired);
+        cr_assert_eq(be.synapse_if(be.ctx, &a, NULL), MST_OK);
         for (long q = 0; q < sh.R * WN; q++) want_fired += (uint64_t)__builtin_popcountll(bits[q]);
         cr_expect_eq(fired, want_fired, "shape %zu: counted %llu spikes, packed %llu", i, (unsigned long long)fired,
                      (unsigned long long)want_fired);
@@ -91,18 +98,58 @@ Test(synapse_if, grouping_of_tokens_and_steps_does_not_matter)
         float *v3 = malloc(sizeof(float) * (size_t)vn), *out = malloc(sizeof(float) * (size_t)(sh->steps * vn));
         uint64_t *b1 = calloc((size_t)(sh->steps * R * WN), 8), *b2 = calloc((size_t)(sh->steps * R * WN), 8);
         for (long j = 0; j < vn; j++) v1[j] = v2[j] = v3[j] = 0.5f;
-        cr_assert_eq(be.synapse_if(be.ctx, in.xb, sh->steps, R, sh->K, in.w, in.b, sh->N, v1, b1, NULL, 1.0f, NULL, NULL), MST_OK);
-        cr_assert_eq(be.synapse_if(be.ctx, in.xb, sh->steps, R, sh->K, in.w, in.b, sh->N, v3, NULL, out, 2.5f, NULL, NULL), MST_OK);
+        mst_synapse_args a1 = args(in.xb, sh->steps, R, sh->K, in.w, in.b, sh->N, v1, b1, NULL, 1.0f, NULL);
+        mst_synapse_args a3 = args(in.xb, sh->steps, R, sh->K, in.w, in.b, sh->N, v3, NULL, out, 2.5f, NULL);
+        cr_assert_eq(be.synapse_if(be.ctx, &a1, NULL), MST_OK);
+        cr_assert_eq(be.synapse_if(be.ctx, &a3, NULL), MST_OK);
         for (int t = 0; t < sh->steps; t++)
-            for (long r = 0; r < R; r++)
-                cr_assert_eq(be.synapse_if(be.ctx, in.xb + (t * R + r) * WK, 1, 1, sh->K, in.w, in.b, sh->N,
-                                           v2 + r * sh->N, b2 + (t * R + r) * WN, NULL, 1.0f, NULL, NULL), MST_OK);
+            for (long r = 0; r < R; r++) {
+                mst_synapse_args a2 = args(in.xb + (t * R + r) * WK, 1, 1, sh->K, in.w, in.b, sh->N, v2 + r * sh->N,
+                                           b2 + (t * R + r) * WN, NULL, 1.0f, NULL);
+                cr_assert_eq(be.synapse_if(be.ctx, &a2, NULL), MST_OK);
+            }
         cr_expect(memcmp(b1, b2, sizeof(uint64_t) * (size_t)(sh->steps * R * WN)) == 0, "shape %zu: spikes", i);
         cr_expect(memcmp(v1, v2, sizeof(float) * (size_t)vn) == 0, "shape %zu: membranes", i);
         for (long j = 0; j < sh->steps * R; j++)
             for (int n = 0; n < sh->N; n++)
                 cr_expect_eq(out[j * sh->N + n], 2.5f * (float)mst_bit(b1 + j * WN, n), "shape %zu float output", i);
         free(in.x), free(in.w), free(in.b), free(in.xb), free(v1), free(v2), free(v3), free(out), free(b1), free(b2);
+    }
+    be.destroy(&be);
+}
+
+/* Folded into the residual stream (proj and fc2): the same x as the float
+ * output followed by the residual op, bit for bit, with and without the
+ * BatchNorm that follows. */
+Test(synapse_if, residual_fold_equals_output_then_residual)
+{
+    mst_backend be;
+    cr_assert_eq(mst_backend_cpu(&be, NULL), MST_OK);
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        const sshape *sh = &shapes[i];
+        inputs in = make(sh, 300u + (unsigned)i);
+        long R = sh->R, vn = R * sh->N, xn = sh->steps * vn;
+        unsigned seed = 9u + (unsigned)i;
+        float *v1 = malloc(sizeof(float) * (size_t)vn), *v2 = malloc(sizeof(float) * (size_t)vn);
+        float *out = malloc(sizeof(float) * (size_t)xn), *x1 = malloc(sizeof(float) * (size_t)xn);
+        float *x2 = malloc(sizeof(float) * (size_t)xn), *sc = malloc(sizeof(float) * (size_t)sh->N);
+        float *sf = malloc(sizeof(float) * (size_t)sh->N);
+        for (long j = 0; j < vn; j++) v1[j] = v2[j] = 0.5f;
+        for (long j = 0; j < xn; j++) x1[j] = x2[j] = 3.0f * frand(&seed);
+        for (int n = 0; n < sh->N; n++) sc[n] = 1.0f + frand(&seed), sf[n] = frand(&seed);
+        int bn = i % 2;
+        uint64_t n1 = 0, n2 = 0;
+        mst_synapse_args a1 = args(in.xb, sh->steps, R, sh->K, in.w, in.b, sh->N, v1, NULL, out, 0.75f, &n1);
+        cr_assert_eq(be.synapse_if(be.ctx, &a1, NULL), MST_OK);
+        cr_assert_eq(be.residual(be.ctx, x1, out, 1.3f, bn ? sc : NULL, bn ? sf : NULL, sh->N, xn, NULL), MST_OK);
+        mst_synapse_args a2 = args(in.xb, sh->steps, R, sh->K, in.w, in.b, sh->N, v2, NULL, NULL, 0.75f, &n2);
+        a2.fold = (mst_residual_fold){x2, 1.3f, bn ? sc : NULL, bn ? sf : NULL};
+        cr_assert_eq(be.synapse_if(be.ctx, &a2, NULL), MST_OK);
+        cr_expect(memcmp(x1, x2, sizeof(float) * (size_t)xn) == 0, "shape %zu: residual stream", i);
+        cr_expect(memcmp(v1, v2, sizeof(float) * (size_t)vn) == 0, "shape %zu: membranes", i);
+        cr_expect_eq(n1, n2, "shape %zu: spike counts", i);
+        free(in.x), free(in.w), free(in.b), free(in.xb), free(v1), free(v2), free(out), free(x1), free(x2), free(sc),
+            free(sf);
     }
     be.destroy(&be);
 }

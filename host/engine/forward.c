@@ -35,18 +35,24 @@ static mst_status linear(mst_engine *e, const float *x, long M, const mst_dense 
 
 /* A layer fed by an IF site, and the IF site it feeds. SNN: packed spikes in,
  * the fused synapse + IF op; ANN: QCFS levels in, a GEMM, then QCFS. The
- * output goes where site() would put it (bits, or out * out_scale). */
+ * output goes where site() would put it (bits, or out * out_scale); with
+ * fold.x set (SNN), into the residual stream instead. */
 static mst_status synapse(mst_engine *e, const chunk *k, int idx, const float *levels, const uint64_t *spikes,
                           const mst_dense *d, float *v, long R, float *out, float out_scale, uint64_t *bits,
-                          mst_error *err)
+                          mst_residual_fold fold, mst_error *err)
 {
     uint64_t *count = idx >= 0 && e->o.count_spikes ? e->dev_counts + idx : NULL;
-    if (e->o.mode == MST_MODE_SNN)
-        return e->be.synapse_if(e->be.ctx, spikes, k->steps, R, d->n_in, D(d->w), D(d->b), d->n_out, v, bits, out,
-                                out_scale, count, err);
+    if (e->o.mode == MST_MODE_SNN) {
+        mst_synapse_args a = {.x = spikes, .steps = k->steps, .R = R, .K = d->n_in, .N = d->n_out, .w = D(d->w),
+                              .b = D(d->b), .v = v, .bits = bits, .out = fold.x ? NULL : out, .fold = fold,
+                              .out_scale = out_scale, .count = count};
+        return e->be.synapse_if(e->be.ctx, &a, err);
+    }
     TRY(linear(e, levels, R * k->steps, d, out, err));
-    return site(e, k, idx, v, out, R * d->n_out, NULL, NULL, d->n_out, out, out_scale, NULL,
-                R * d->n_out, err);
+    TRY(site(e, k, idx, v, out, R * d->n_out, NULL, NULL, d->n_out, out, out_scale, NULL, R * d->n_out, err));
+    if (!fold.x) return MST_OK;
+    return e->be.residual(e->be.ctx, fold.x, out, fold.lam, fold.scale, fold.shift, d->n_out,
+                          R * k->steps * d->n_out, err);
 }
 
 /* The block's counters (engine_internal.h), or NULL when not counting. */
@@ -97,23 +103,24 @@ static mst_status block(mst_engine *e, const chunk *k, const mst_block *b, const
                         mst_error *err)
 {
     int C = b->dim;
-    long R = (long)k->n * b->res * b->res, rows = R * k->steps;
-    mst_backend *be = &e->be;
+    long R = (long)k->n * b->res * b->res;
     /* site indices: sc1 q k v attn av proj sc2 fc1 fc2 from b->site; q, k, v and
        attn are counted by the attention op, so the qkv synapse counts nothing */
     int i = b->site;
     TIMED(e, MST_FAMILY_IF, "sc1", site(e, k, i, s->sc1, e->x, R * C, D(b->sc1_scale), D(b->sc1_shift), C, e->bufA, 1.0f, e->sA, R * C, err));
-    TIMED(e, MST_FAMILY_SYNAPSE, "qkv", synapse(e, k, -1, e->bufA, e->sA, &b->qkv, s->qkv, R, e->bufH, 1.0f, e->sH, err));
+    const mst_residual_fold none = {0};
+    TIMED(e, MST_FAMILY_SYNAPSE, "qkv", synapse(e, k, -1, e->bufA, e->sA, &b->qkv, s->qkv, R, e->bufH, 1.0f, e->sH, none, err));
     TIMED(e, MST_FAMILY_ATTENTION, "window_attention", attention(e, k, b, s, err));
     TIMED(e, MST_FAMILY_IF, "attn_v_if", site(e, k, i + 5, s->av, e->bufA, R * C, NULL, NULL, C, e->bufA, 1.0f, e->sA, R * C, err));
-    TIMED(e, MST_FAMILY_SYNAPSE, "proj", synapse(e, k, i + 6, e->bufA, e->sA, &b->proj, s->proj, R, e->bufH, 1.0f, NULL, err));
-    TIMED(e, MST_FAMILY_OTHER, "residual1", be->residual(be->ctx, e->x, e->bufH, b->lam_proj, D(b->bn2_scale), D(b->bn2_shift), C, rows * C, err));
+    /* proj and fc2 end in the residual stream: folded into the synapse */
+    const mst_residual_fold res1 = {e->x, b->lam_proj, D(b->bn2_scale), D(b->bn2_shift)};
+    TIMED(e, MST_FAMILY_SYNAPSE, "proj", synapse(e, k, i + 6, e->bufA, e->sA, &b->proj, s->proj, R, e->bufH, 1.0f, NULL, res1, err));
     TIMED(e, MST_FAMILY_IF, "sc2", site(e, k, i + 7, s->sc2, e->x, R * C, D(b->sc2_scale), D(b->sc2_shift), C, e->bufA, 1.0f, e->sA, R * C, err));
     TIMED(e, MST_FAMILY_OTHER, "fc1_mask", mlp_mask(e, k, b, 0, err));
-    TIMED(e, MST_FAMILY_SYNAPSE, "fc1", synapse(e, k, i + 8, e->bufA, e->sA, &b->fc1, s->fc1, R, e->bufH, 1.0f, e->sH, err));
+    TIMED(e, MST_FAMILY_SYNAPSE, "fc1", synapse(e, k, i + 8, e->bufA, e->sA, &b->fc1, s->fc1, R, e->bufH, 1.0f, e->sH, none, err));
     TIMED(e, MST_FAMILY_OTHER, "fc2_mask", mlp_mask(e, k, b, 1, err));
-    TIMED(e, MST_FAMILY_SYNAPSE, "fc2", synapse(e, k, i + 9, e->bufH, e->sH, &b->fc2, s->fc2, R, e->bufA, 1.0f, NULL, err));
-    TIMED(e, MST_FAMILY_OTHER, "residual2", be->residual(be->ctx, e->x, e->bufA, b->lam_fc2, NULL, NULL, C, rows * C, err));
+    const mst_residual_fold res2 = {e->x, b->lam_fc2, NULL, NULL};
+    TIMED(e, MST_FAMILY_SYNAPSE, "fc2", synapse(e, k, i + 9, e->bufH, e->sH, &b->fc2, s->fc2, R, e->bufA, 1.0f, NULL, res2, err));
     return MST_OK;
 }
 

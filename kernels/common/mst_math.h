@@ -27,6 +27,15 @@ MST_HD static inline float mst_if_step(float *v, float z)
     return s;
 }
 
+/* The residual stream after a branch whose output is s: x + lam * s, then
+ * the BatchNorm that follows it where there is one (scale, shift of channel
+ * c; NULL where none). */
+MST_HD static inline float mst_residual(float x, float s, float lam, const float *scale, const float *shift, int c)
+{
+    float u = x + lam * s;
+    return scale ? u * scale[c] + shift[c] : u;
+}
+
 /* QCFS in threshold units: clamp(floor(z*L + 0.5)/L, 0, 1). */
 MST_HD static inline float mst_qcfs(float z)
 {

@@ -43,7 +43,7 @@ int mst_cpu_fire_row(float *v, float *z, int C, uint64_t *bits, float *out, floa
     }
     if (bits)
         pack_row(z, C, bits);
-    else
+    else if (out)
         for (int c = 0; c < C; c++) out[c] = z[c] * out_scale;
     return fired;
 }

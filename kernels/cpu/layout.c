@@ -3,6 +3,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "../common/mst_math.h"
 #include "cpu_ops.h"
 
 mst_status mst_cpu_patchify(void *ctx, const float *img, int B, int cin, int res, int P, float *out,
@@ -51,10 +52,7 @@ mst_status mst_cpu_residual(void *ctx, float *x, const float *s, float lam, cons
     (void)err;
 #pragma omp parallel for schedule(static)
     for (long r = 0; r < n / C; r++)
-        for (int c = 0; c < C; c++) {
-            float u = x[r * C + c] + lam * s[r * C + c];
-            x[r * C + c] = scale ? u * scale[c] + shift[c] : u;
-        }
+        for (int c = 0; c < C; c++) x[r * C + c] = mst_residual(x[r * C + c], s[r * C + c], lam, scale, shift, c);
     return MST_OK;
 }
 

@@ -8,6 +8,7 @@
 
 #include "../../host/error.h"
 #include "../common/mst_bits.h"
+#include "../common/mst_math.h"
 #include "cpu_backend.h"
 #include "cpu_ops.h"
 #include "cpu_vec.h"
@@ -98,47 +99,51 @@ MST_INLINE void spike_rows(const uint64_t *x, int rows, int K, const float *w, c
     }
 }
 
-/* One block of tokens over all steps: potentials into `tile`, then fired. */
-MST_CPU_CLONES static uint64_t synapse_block(const uint64_t *x, int steps, long R, long r0, int rows, int K, const float *w,
-                              const float *b, int N, float *v, uint64_t *bits, float *out, float out_scale,
-                              float *tile, int *act)
+/* The spikes of one row (left in z by the fire) into its residual stream. */
+static void fold_row(const float *z, int N, float out_scale, const mst_residual_fold *f, float *x)
 {
-    int WK = mst_spike_words(K), WN = mst_spike_words(N);
+    for (int n = 0; n < N; n++) x[n] = mst_residual(x[n], z[n] * out_scale, f->lam, f->scale, f->shift, n);
+}
+
+/* One block of tokens over all steps: potentials into `tile`, then fired. */
+MST_CPU_CLONES static uint64_t synapse_block(const mst_synapse_args *a, long r0, int rows, float *tile, int *act)
+{
+    int WK = mst_spike_words(a->K), WN = mst_spike_words(a->N), N = a->N;
     uint64_t fired = 0;
-    for (int t = 0; t < steps; t++) {
-        long first = (long)t * R + r0;
-        spike_rows(x + first * WK, rows, K, w, b, N, tile, act);
-        for (int r = 0; r < rows; r++)
-            fired += (uint64_t)mst_cpu_fire_row(v + (r0 + r) * N, tile + (long)r * N, N,
-                                                bits ? bits + (first + r) * WN : NULL, out ? out + (first + r) * N : NULL,
-                                                out_scale);
+    for (int t = 0; t < a->steps; t++) {
+        long first = (long)t * a->R + r0;
+        spike_rows(a->x + first * WK, rows, a->K, a->w, a->b, N, tile, act);
+        for (int r = 0; r < rows; r++) {
+            float *z = tile + (long)r * N;
+            fired += (uint64_t)mst_cpu_fire_row(a->v + (r0 + r) * N, z, N, a->bits ? a->bits + (first + r) * WN : NULL,
+                                                a->out ? a->out + (first + r) * N : NULL, a->out_scale);
+            if (!a->bits && !a->out && a->fold.x) fold_row(z, N, a->out_scale, &a->fold, a->fold.x + (first + r) * N);
+        }
     }
     return fired;
 }
 
-mst_status mst_cpu_synapse_if(void *ctx, const uint64_t *x, int steps, long R, int K, const float *w,
-                              const float *b, int N, float *v, uint64_t *bits, float *out, float out_scale,
-                              uint64_t *count, mst_error *err)
+mst_status mst_cpu_synapse_if(void *ctx, const mst_synapse_args *a, mst_error *err)
 {
     mst_cpu *cpu = ctx;
     int threads = omp_get_max_threads();
     /* enough token blocks to keep every thread busy; a block's potentials stay in cache */
-    long block = R / (4L * threads);
+    long block = a->R / (4L * threads);
     block = block < 8 ? 8 : (block > 64 ? 64 : block);
-    size_t per = (size_t)block * ((size_t)K + (size_t)N);
+    size_t per = (size_t)block * ((size_t)a->K + (size_t)a->N);
     mst_status r = mst_cpu_scratch(cpu, per * (size_t)threads, err);
     if (r != MST_OK) return r;
     uint64_t fired = 0;
 #pragma omp parallel reduction(+ : fired)
     {
         float *tile = cpu->scratch + per * (size_t)omp_get_thread_num();
-        int *act = (int *)(tile + (size_t)block * (size_t)N);
+        int *act = (int *)(tile + (size_t)block * (size_t)a->N);
 #pragma omp for schedule(dynamic, 1)
-        for (long r0 = 0; r0 < R; r0 += block) {
-            int rows = (int)(R - r0 < block ? R - r0 : block);
-            fired += synapse_block(x, steps, R, r0, rows, K, w, b, N, v, bits, out, out_scale, tile, act);
+        for (long r0 = 0; r0 < a->R; r0 += block) {
+            int rows = (int)(a->R - r0 < block ? a->R - r0 : block);
+            fired += synapse_block(a, r0, rows, tile, act);
         }
     }
-    if (count) *count += fired;
+    if (a->count) *a->count += fired;
     return MST_OK;
 }

@@ -132,15 +132,11 @@ mst_status mst_cuda_patchify(void *ctx, const float *img, int B, int cin, int re
 mst_status mst_cuda_linear(void *ctx, const float *x, long M, int K, const float *w, const float *b, int N, float *y,
                            mst_error *err);
 /* The synapse on wgmma (fp16/bf16, Hopper): the same contract as synapse_if. */
-mst_status mst_cuda_synapse_wgmma(mst_cuda *c, const uint64_t *x, int steps, long R, int K, const float *w,
-                                  const float *b, int N, float *v, uint64_t *bits, float *out, float out_scale,
-                                  uint64_t *count, mst_error *err);
+mst_status mst_cuda_synapse_wgmma(mst_cuda *c, const mst_synapse_args *a, mst_error *err);
 /* Once per context that uses it: the wgmma synapse's shared memory. */
 mst_status mst_cuda_wgmma_setup(mst_cuda *c, mst_error *err);
 size_t mst_cuda_wgmma_weight_bytes(int K, int N);
-mst_status mst_cuda_synapse_if(void *ctx, const uint64_t *x, int steps, long R, int K, const float *w, const float *b,
-                               int N, float *v, uint64_t *bits, float *out, float out_scale, uint64_t *count,
-                               mst_error *err);
+mst_status mst_cuda_synapse_if(void *ctx, const mst_synapse_args *a, mst_error *err);
 mst_status mst_cuda_if_scan(void *ctx, const mst_if_args *a, mst_error *err);
 mst_status mst_cuda_qcfs(void *ctx, const mst_if_args *a, mst_error *err);
 mst_status mst_cuda_window_attention(void *ctx, const mst_attn_args *a, mst_error *err);

@@ -16,6 +16,7 @@ typedef struct {
     float *v;
     float *out;
     float out_scale;
+    mst_residual_fold fold;     /* with bits and out NULL: spikes * out_scale into the residual stream */
     uint32_t *bits;             /* packed spikes as 32-bit halves, or NULL */
     unsigned long long *count;
     int steps;
@@ -61,6 +62,7 @@ template <bool BITS> __device__ __forceinline__ int mst_cuda_if_neuron(const mst
     const mst_cuda_if_channel ch = mst_cuda_if_channel_of(p, c, live);
     const float *__restrict__ in = p->in + (live ? r : 0);
     float *__restrict__ out = p->out ? p->out + r : NULL;
+    float *__restrict__ resid = !p->out && p->fold.x ? p->fold.x + r : NULL;
     float v = live ? p->v[r] : 0.0f;
     int fired = 0;
     for (int tb = 0; tb < steps; tb += 32) { /* 32 steps: one word per lane */
@@ -79,8 +81,12 @@ template <bool BITS> __device__ __forceinline__ int mst_cuda_if_neuron(const mst
                     unsigned m = __ballot_sync(0xffffffffu, s != 0.0f);
                     mine = lane == k0 + k ? m : mine;
                 } else if (live) {
+                    long at = (long)(tb + k0 + k) * p->R;
                     fired += s != 0.0f;
-                    out[(long)(tb + k0 + k) * p->R] = s * p->out_scale;
+                    if (out)
+                        out[at] = s * p->out_scale;
+                    else if (resid)
+                        resid[at] = mst_residual(resid[at], s * p->out_scale, p->fold.lam, p->fold.scale, p->fold.shift, c);
                 }
             }
         }

@@ -1,6 +1,7 @@
 /* Data movement and the small analog ops: fill, patches, patch merging,
  * residual adds with BatchNorm, and the final LayerNorm + token mean. Each
  * element is computed in the CPU backend's order of operations. */
+#include "../common/mst_math.h"
 #include "cuda_backend.h"
 
 #define FOR_EACH(i, n) for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < (n); i += (long)gridDim.x * blockDim.x)
@@ -70,9 +71,7 @@ __global__ void residual_kernel(float *x, const float *s, float lam, const float
 {
     FOR_EACH(i, n)
     {
-        float u = x[i] + lam * s[i];
-        int c = (int)(i % C);
-        x[i] = scale ? u * scale[c] + shift[c] : u;
+        x[i] = mst_residual(x[i], s[i], lam, scale, shift, (int)(i % C));
     }
 }
 

@@ -86,6 +86,7 @@ typedef struct {
     float *v;                   /* [R][N] membranes */
     uint64_t *bits;             /* [steps][R] rows of packed spikes out, or NULL */
     float *out;                 /* [steps][R][N] spikes x out_scale when bits is NULL */
+    mst_residual_fold fold;     /* or into the residual stream, when out is NULL too */
     unsigned long long *count;
     float out_scale;
     long R;
@@ -156,7 +157,14 @@ template <typename T> __global__ void synapse_fused_kernel(fused_args p)
                 if (p.bias) u = u + bias[h]; /* as the two-kernel scan adds it */
                 s[h] = c[h] < p.N ? mst_if_step(&v[h], u) : 0.0f;
                 fired += s[h] != 0.0f;
-                if (!p.bits && c[h] < p.N) p.out[row * p.N + c[h]] = s[h] * p.out_scale;
+                if (!p.bits && c[h] < p.N) {
+                    long at = row * p.N + c[h];
+                    if (p.out)
+                        p.out[at] = s[h] * p.out_scale;
+                    else if (p.fold.x)
+                        p.fold.x[at] = mst_residual(p.fold.x[at], s[h] * p.out_scale, p.fold.lam, p.fold.scale,
+                                                    p.fold.shift, c[h]);
+                }
             }
             if (p.bits) {
                 unsigned lo = __ballot_sync(0xffffffffu, s[0] != 0.0f), hi = __ballot_sync(0xffffffffu, s[1] != 0.0f);
@@ -186,27 +194,27 @@ static mst_status synapse_fused(mst_cuda *c, const fused_args *a, const float *w
     return MST_OK;
 }
 
-mst_status mst_cuda_synapse_if(void *ctx, const uint64_t *x, int steps, long R, int K, const float *w, const float *b,
-                               int N, float *v, uint64_t *bits, float *out, float out_scale, uint64_t *count,
-                               mst_error *err)
+mst_status mst_cuda_synapse_if(void *ctx, const mst_synapse_args *a, mst_error *err)
 {
     mst_cuda *c = (mst_cuda *)ctx;
-    if (c->wgmma_synapse && c->precision != MST_PRECISION_FP32)
-        return mst_cuda_synapse_wgmma(c, x, steps, R, K, w, b, N, v, bits, out, out_scale, count, err);
+    int K = a->K, N = a->N;
+    long R = a->R;
+    if (c->wgmma_synapse && c->precision != MST_PRECISION_FP32) return mst_cuda_synapse_wgmma(c, a, err);
     if (c->fused_synapse && c->precision != MST_PRECISION_FP32) {
-        fused_args p = {x, NULL, b, v, bits, out, mst_cuda_counter(count), out_scale, R, steps, K, (K + 15) / 16 * 16, N,
-                        (N + 63) / 64 * 64};
-        return synapse_fused(c, &p, w, err);
+        fused_args p = {a->x, NULL, a->b, a->v, a->bits, a->out, a->fold, mst_cuda_counter(a->count), a->out_scale, R,
+                        a->steps, K, (K + 15) / 16 * 16, N, (N + 63) / 64 * 64};
+        return synapse_fused(c, &p, a->w, err);
     }
-    long rows = (long)steps * R;
+    long rows = (long)a->steps * R;
     int ld = unpack_ld(K, c->precision == MST_PRECISION_FP32 ? sizeof(float) : sizeof(__half));
-    MST_TRY(unpack(c, x, rows, K, ld, err));
+    MST_TRY(unpack(c, a->x, rows, K, ld, err));
     MST_TRY(mst_cuda_scratch(c, (void **)&c->z, &c->z_bytes, sizeof(float) * (size_t)rows * N, err));
     /* z = spikes . w; the scan adds the bias as it reads z, which spares a
        pass that fills z with it and the GEMM's read of z (beta = 0) */
-    MST_TRY(mst_cuda_gemm(c, c->operand, c->precision != MST_PRECISION_FP32, rows, K, ld, w, N, c->z, 0, err));
+    MST_TRY(mst_cuda_gemm(c, c->operand, c->precision != MST_PRECISION_FP32, rows, K, ld, a->w, N, c->z, 0, err));
     mst_cuda_if p = {};
-    p.in = c->z, p.in_tstride = R * N, p.bias = b, p.C = N, p.v = v, p.out = out, p.out_scale = out_scale;
-    p.bits = (uint32_t *)bits, p.count = mst_cuda_counter(count), p.steps = steps, p.R = R * N;
+    p.in = c->z, p.in_tstride = R * N, p.bias = a->b, p.C = N, p.v = a->v, p.out = a->out, p.out_scale = a->out_scale;
+    p.fold = a->fold, p.bits = (uint32_t *)a->bits, p.count = mst_cuda_counter(a->count), p.steps = a->steps;
+    p.R = R * N;
     return mst_cuda_if_launch(c, &p, err);
 }

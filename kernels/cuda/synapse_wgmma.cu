@@ -52,6 +52,7 @@ typedef struct {
     float *v;          /* [R][N] membranes */
     uint32_t *bits;    /* [steps][R] rows of packed spikes out (32-bit halves), or NULL */
     float *out;        /* [steps][R][N] spikes x out_scale when bits is NULL */
+    mst_residual_fold fold; /* or into the residual stream, when out is NULL too */
     unsigned long long *count;
     float out_scale;
     uint64_t last_mask; /* the inputs of the last spike word (K % 64 of them, or all) */
@@ -363,7 +364,8 @@ __device__ void wg_epilogue(const wg_args *p, const wg_shared *s, long r0, int t
         bool live = live_c && r < p->R;
         const float *z = s->z + j * 16 * WG_ZLD + col;
         uint32_t mine = 0; /* lane st keeps step st's ballot: one store per lane after the walk */
-        float *out = !BITS && live ? p->out + ((long)t0 * p->R + r) * p->N + c : NULL;
+        float *out = !BITS && live && p->out ? p->out + ((long)t0 * p->R + r) * p->N + c : NULL;
+        float *resid = !BITS && live && !p->out && p->fold.x ? p->fold.x + ((long)t0 * p->R + r) * p->N + c : NULL;
         const long ostep = p->R * p->N;
         int st = 0;
         for (; st < 16 && t0 + st < p->steps; st++) {
@@ -376,6 +378,10 @@ __device__ void wg_epilogue(const wg_args *p, const wg_shared *s, long r0, int t
             } else {
                 *fired += spike != 0.0f;
                 if (out) *out = spike * p->out_scale, out += ostep;
+                if (resid) {
+                    *resid = mst_residual(*resid, spike * p->out_scale, p->fold.lam, p->fold.scale, p->fold.shift, c);
+                    resid += ostep;
+                }
             }
         }
         if (BITS && lane < st && r < p->R) {
@@ -442,23 +448,24 @@ mst_status mst_cuda_wgmma_setup(mst_cuda *c, mst_error *err)
     return MST_OK;
 }
 
-mst_status mst_cuda_synapse_wgmma(mst_cuda *c, const uint64_t *x, int steps, long R, int K, const float *w,
-                                  const float *b, int N, float *v, uint64_t *bits, float *out, float out_scale,
-                                  uint64_t *count, mst_error *err)
+mst_status mst_cuda_synapse_wgmma(mst_cuda *c, const mst_synapse_args *a, mst_error *err)
 {
+    const long R = a->R;
+    const int K = a->K, N = a->N, steps = a->steps;
     if (R == 0 || N == 0 || steps == 0) return MST_OK;
     int KS = mst_spike_words(K), NT = (N + WG_BN - 1) / WG_BN;
     const void *tiles = NULL;
-    MST_TRY(mst_cuda_half_weight_get(c, w, K, N, KS * WG_BK, NT * WG_BN, MST_WEIGHT_WGMMA_TILES, &tiles, err));
+    MST_TRY(mst_cuda_half_weight_get(c, a->w, K, N, KS * WG_BK, NT * WG_BN, MST_WEIGHT_WGMMA_TILES, &tiles, err));
     uint64_t last = K % 64 ? (1ull << (K % 64)) - 1ull : ~0ull;
-    wg_args p = {x, (const char *)tiles, b, v, (uint32_t *)bits, out, mst_cuda_counter(count), out_scale, last, R, steps, K,
-                 N, KS};
+    wg_args p = {a->x,     (const char *)tiles, a->b, a->v, (uint32_t *)a->bits, a->out, a->fold, mst_cuda_counter(a->count),
+                 a->out_scale, last, R, steps, K, N, KS};
     long groups = (R + WG_TOKENS - 1) / WG_TOKENS, want = (2L * c->sms + NT - 1) / NT; /* two blocks per SM */
     long gx = groups < want ? groups : want;
     if (NT > 65535) return mst_fail(err, MST_ERR_UNSUPPORTED, "wgmma synapse with %d output channels", N);
     dim3 grid((unsigned)(gx > 0 ? gx : 1), (unsigned)NT);
     size_t shared = wg_shared_bytes();
     bool fp16 = c->precision == MST_PRECISION_FP16;
+    bool bits = a->bits != NULL;
     if (fp16 && bits)
         MST_LAUNCH((synapse_wgmma_kernel<__half, true>), grid, WG_THREADS, shared, c->stream)(p);
     else if (fp16)
