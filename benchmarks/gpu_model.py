@@ -51,13 +51,17 @@ WINDOW = 7
 #            neuron-steps, inputs, scores, multiply-adds. The later choices
 #            read older kernels (the table before this model's changes).
 KERNELS = {
-    "if_scan": (r"if_scan_kernel(ILb1EEv|\d)", [("VOTE", 1, None)]),  # one ballot per neuron-step (bits out)
+    # IF kernels by <output, transform>: 0 = bits, 2 = residual fold; 1 = affine, 2 = bias (if_scan.cuh)
+    "if_scan": (r"if_scan_kernel(ILi0ELi2EE|\d)", [("VOTE", 1, None)]),  # after a GEMM: a ballot a neuron-step
+    "if_scan.affine": (r"if_scan_kernel(ILi0ELi1EE|\d)", [("VOTE", 1, None)]),  # sc1, sc2 (BatchNorm in)
+    "if_scan.fold": (r"if_scan_kernelILi2ELi2EE", [("STG", 1, None)]),  # into the residual stream: a store each
     "unpack": (r"unpack_kernelI13__nv_bfloat16", [("STG.E.128", 8, None), ("STG.E.U16", 1, None)]),
     "attention.scores": (r"window_attention_kernel", [("POPC", 1, None)]),  # one popcount per score at d = 32
     "attention.softmax_v": (r"window_attention_kernel", [("LDS.128", 8, None), ("FMUL", 1, "POPC")]),
     "residual": (r"residual_kernel", [("STG", 1, None)]),
-    "wgmma.epilogue": (r"synapse_wgmma_kernelI13__nv_bfloat16Lb1E", [("VOTE", 1, None)]),  # one neuron-step
-    "wgmma.mainloop": (r"synapse_wgmma_kernelI13__nv_bfloat16Lb1E", [("HGMMA", 1 / 8, None)]),  # 8 a 64-input slot
+    "wgmma.epilogue": (r"synapse_wgmma_kernelI13__nv_bfloat16Li0E", [("VOTE", 1, None)]),  # one neuron-step
+    "wgmma.mainloop": (r"synapse_wgmma_kernelI13__nv_bfloat16Li0E", [("HGMMA", 1 / 8, None)]),  # 8 a 64-input slot
+    "wgmma.epilogue_fold": (r"synapse_wgmma_kernelI13__nv_bfloat16Li2E", [("STG", 1, None)]),
 }
 
 
@@ -206,26 +210,30 @@ def model(ipe, B, steps, path):
     for M, C, heads, res in site_rows(B, steps):
         # IF sites on analog inputs: sc1, attn_v, sc2 (floats in, bits out)
         for _ in range(3):
-            add("if_scan (sc1, attn_v, sc2)", M * C * 4 + M * C / 8, 0, M * C * ifi)
-        # spike-fed synapses: qkv (3C, bits out), proj (C, floats out), fc1 (4C, bits), fc2 (C from 4C, floats)
+            add("if_scan (sc1, attn_v, sc2)", M * C * 4 + M * C / 8, 0, M * C * ipe["if_scan.affine"]["per_element"])
+        # spike-fed synapses: qkv (3C, bits out), proj (C, into the residual stream), fc1 (4C, bits), fc2 (C
+        # from 4C, into the residual stream). Older builds wrote proj and fc2 as floats, then a residual kernel.
+        fold = "if_scan.fold" in ipe
         for K, N, bits in [(C, 3 * C, True), (C, C, False), (C, 4 * C, True), (4 * C, C, False)]:
-            out = M * N / 8 if bits else M * N * 4
+            out = M * N / 8 if bits else M * N * (8 if fold else 4)
             if path == "wgmma":
-                epi = ipe["wgmma.epilogue"]["per_element"] * M * N
+                epi = ipe["wgmma.epilogue" if bits else "wgmma.epilogue_fold"]["per_element"] * M * N
                 slots = M / (8 * 16) * ((N + 63) // 64) * ((K + 63) // 64)  # tiles of 8 tokens x 16 steps
                 main = ipe["wgmma.mainloop"]["per_element"] * slots * 128
                 add("wgmma synapse", M * K / 8 + out, 2 * M * K * N, epi + main)
             else:
                 add("unpack", M * K / 8 + M * K * 2, 0, M * K * ipe["unpack"]["per_element"])
                 add("cuBLAS GEMM", M * K * 2 + M * N * 4 + K * N * 2, 2 * M * K * N, 0)
-                add("if_scan (after GEMM)", M * N * 4 + out, 0, M * N * ifi)
+                per = ifi if bits or not fold else ipe["if_scan.fold"]["per_element"]
+                add("if_scan (after GEMM)", M * N * 4 + out, 0, M * N * per)
+            if not bits and not fold:
+                add("residuals", M * C * 12, 0, M * C * ipe["residual"]["per_element"])
         # window attention: per (image-step, window, head) unit
         n, d = WINDOW * WINDOW, C // heads
         units = M / (res * res) * (res // WINDOW) ** 2 * heads
         score = ipe["attention.scores"]["per_element"] * n * n * ((d + 31) // 32)
         soft = ipe["attention.softmax_v"]["per_element"] * n * n * d
         add("window attention", M * 3 * C / 8 + M * C * 4, 0, units * (score + soft))
-        add("residuals", 2 * M * C * 12, 0, 2 * M * C * ipe["residual"]["per_element"])
     return t
 
 
@@ -250,8 +258,8 @@ def main():
         ipe = per_element(read_sass(objs, find_cuobjdump()))
     if args.write_sass:
         json.dump(ipe, open(args.write_sass, "w"), indent=1)
-    need = ["if_scan", "residual", "attention.scores", "attention.softmax_v"] + (
-        ["wgmma.epilogue", "wgmma.mainloop"] if args.path == "wgmma" else ["unpack"])
+    need = ["if_scan", "if_scan.affine", "residual", "attention.scores", "attention.softmax_v"] + (
+        ["wgmma.epilogue", "wgmma.mainloop", "wgmma.epilogue_fold"] if args.path == "wgmma" else ["unpack"])
     missing = [k for k in need if k not in ipe]
     if missing:
         sys.exit("gpu_model.py: no hot loop found for %s in the SASS" % ", ".join(missing))

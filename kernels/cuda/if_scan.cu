@@ -9,23 +9,23 @@
 
 /* A grid of one resident wave: each thread walks several neurons, and the
  * spike count costs one atomic per block. */
-template <bool BITS> __global__ void if_scan_kernel(mst_cuda_if p)
+template <int OUT, int XF> __global__ void if_scan_kernel(mst_cuda_if p)
 {
     const int Cpad = mst_spike_words(p.C) * 64;
     const long total = p.R / p.C * Cpad;
     unsigned long long fired = 0;
     for (long idx = blockIdx.x * (long)blockDim.x + threadIdx.x; idx < total; idx += (long)gridDim.x * blockDim.x)
-        fired += mst_cuda_if_neuron<BITS>(&p, idx / Cpad, (int)(idx % Cpad));
+        fired += mst_cuda_if_neuron<OUT, XF>(&p, idx / Cpad, (int)(idx % Cpad));
     mst_cuda_count_block(p.count, fired);
 }
 
-__global__ void qcfs_kernel(mst_cuda_if p)
+template <int XF> __global__ void qcfs_kernel(mst_cuda_if p)
 {
     for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < (long)p.steps * p.R;
          i += (long)gridDim.x * blockDim.x) {
         long t = i / p.R, r = i % p.R;
         mst_cuda_if_channel ch = mst_cuda_if_channel_of(&p, (int)(r % p.C), true);
-        p.out[i] = mst_qcfs(mst_cuda_if_transform(&ch, p.in[t * p.in_tstride + r])) * p.out_scale;
+        p.out[i] = mst_qcfs(mst_cuda_if_transform<XF>(&ch, p.in[t * p.in_tstride + r])) * p.out_scale;
     }
 }
 
@@ -35,10 +35,13 @@ mst_status mst_cuda_if_launch(mst_cuda *c, const mst_cuda_if *p, mst_error *err)
     long total = p->R / p->C * mst_spike_words(p->C) * 64L;
     unsigned blocks = mst_cuda_blocks(total, 256), wave = (unsigned)c->resident_blocks;
     blocks = blocks < wave ? blocks : wave;
-    if (p->bits)
-        MST_LAUNCH(if_scan_kernel<true>, blocks, 256, 0, c->stream)(*p);
-    else
-        MST_LAUNCH(if_scan_kernel<false>, blocks, 256, 0, c->stream)(*p);
+#define MST_IF_KERNELS(o) {if_scan_kernel<o, 0>, if_scan_kernel<o, 1>, if_scan_kernel<o, 2>, if_scan_kernel<o, 3>}
+    static void (*const kernels[3][4])(mst_cuda_if) = {MST_IF_KERNELS(MST_IF_BITS), MST_IF_KERNELS(MST_IF_FLOATS),
+                                                       MST_IF_KERNELS(MST_IF_FOLD)};
+#undef MST_IF_KERNELS
+    int out = p->bits ? MST_IF_BITS : p->out ? MST_IF_FLOATS : MST_IF_FOLD;
+    if (out == MST_IF_FOLD && !p->fold.x) return mst_fail(err, MST_ERR_ARG, "IF site with nowhere to put its spikes");
+    MST_LAUNCH(kernels[out][mst_cuda_if_xform(p)], blocks, 256, 0, c->stream)(*p);
     LAUNCH_TRY("if_scan_kernel", err);
     return MST_OK;
 }
@@ -64,7 +67,8 @@ mst_status mst_cuda_qcfs(void *ctx, const mst_if_args *a, mst_error *err)
     mst_cuda_if p = from_args(a);
     long n = (long)a->steps * a->R;
     unsigned blocks = mst_cuda_blocks(n, 256);
-    MST_LAUNCH(qcfs_kernel, blocks < 65535 * 16 ? blocks : 65535 * 16, 256, 0, c->stream)(p);
+    static void (*const kernels[4])(mst_cuda_if) = {qcfs_kernel<0>, qcfs_kernel<1>, qcfs_kernel<2>, qcfs_kernel<3>};
+    MST_LAUNCH(kernels[mst_cuda_if_xform(&p)], blocks < 65535 * 16 ? blocks : 65535 * 16, 256, 0, c->stream)(p);
     LAUNCH_TRY("qcfs_kernel", err);
     return MST_OK;
 }

@@ -23,27 +23,35 @@ typedef struct {
     long R;
 } mst_cuda_if;
 
+/* What an IF kernel is compiled for, so that its step loop holds no branch
+ * on its arguments: where the spikes go, and the input transform. */
+enum { MST_IF_BITS, MST_IF_FLOATS, MST_IF_FOLD };
+#define MST_IF_AFFINE 1 /* per-channel scale and shift (BatchNorm folded) */
+#define MST_IF_BIAS 2   /* per-channel bias after a matmul */
+
 /* A channel's input transform, read once per neuron rather than once per
  * step; applied in the CPU's order of operations (affine, then bias). */
 typedef struct {
     float scale, shift, bias;
-    bool affine, biased;
 } mst_cuda_if_channel;
 
 __device__ __forceinline__ mst_cuda_if_channel mst_cuda_if_channel_of(const mst_cuda_if *p, int c, bool live)
 {
-    mst_cuda_if_channel ch = {1.0f, 0.0f, 0.0f, p->scale != NULL, p->bias != NULL};
-    if (live && ch.affine) ch.scale = p->scale[c], ch.shift = p->shift[c];
-    if (live && ch.biased) ch.bias = p->bias[c];
+    mst_cuda_if_channel ch = {1.0f, 0.0f, 0.0f};
+    if (live && p->scale) ch.scale = p->scale[c], ch.shift = p->shift[c];
+    if (live && p->bias) ch.bias = p->bias[c];
     return ch;
 }
 
-__device__ __forceinline__ float mst_cuda_if_transform(const mst_cuda_if_channel *ch, float u)
+template <int XF> __device__ __forceinline__ float mst_cuda_if_transform(const mst_cuda_if_channel *ch, float u)
 {
-    if (ch->affine) u = u * ch->scale + ch->shift;
-    if (ch->biased) u = u + ch->bias;
+    if (XF & MST_IF_AFFINE) u = u * ch->scale + ch->shift;
+    if (XF & MST_IF_BIAS) u = u + ch->bias;
     return u;
 }
+
+/* The transform bits of an IF site's arguments. */
+static inline int mst_cuda_if_xform(const mst_cuda_if *p) { return (p->scale ? MST_IF_AFFINE : 0) | (p->bias ? MST_IF_BIAS : 0); }
 
 /* Steps taken per batch of loads: the inputs of the next steps are in flight
  * while the membrane walks the current ones. */
@@ -53,16 +61,16 @@ __device__ __forceinline__ float mst_cuda_if_transform(const mst_cuda_if_channel
  * of the warp reaches the ballot. Lane t % 32 keeps step t's ballot, and the
  * warp stores 32 steps' words at once: no per-step branch to lane 0.
  * Returns the spikes it fired (for packed output: the spikes of the words
- * this lane stored, so the warp's sum is the same). BITS: p->bits is set. */
-template <bool BITS> __device__ __forceinline__ int mst_cuda_if_neuron(const mst_cuda_if *p, long row, int c)
+ * this lane stored, so the warp's sum is the same). OUT and XF: as p says
+ * (mst_cuda_if_xform). */
+template <int OUT, int XF> __device__ __forceinline__ int mst_cuda_if_neuron(const mst_cuda_if *p, long row, int c)
 {
     const bool live = c < p->C;
     const int W32 = 2 * mst_spike_words(p->C), steps = p->steps, lane = threadIdx.x & 31;
     const long r = row * p->C + c, rows = p->R / p->C, tstride = p->in_tstride;
     const mst_cuda_if_channel ch = mst_cuda_if_channel_of(p, c, live);
     const float *__restrict__ in = p->in + (live ? r : 0);
-    float *__restrict__ out = p->out ? p->out + r : NULL;
-    float *__restrict__ resid = !p->out && p->fold.x ? p->fold.x + r : NULL;
+    float *__restrict__ out = OUT == MST_IF_FLOATS ? p->out + r : OUT == MST_IF_FOLD ? p->fold.x + r : NULL;
     float v = live ? p->v[r] : 0.0f;
     int fired = 0;
     for (int tb = 0; tb < steps; tb += 32) { /* 32 steps: one word per lane */
@@ -76,21 +84,21 @@ template <bool BITS> __device__ __forceinline__ int mst_cuda_if_neuron(const mst
 #pragma unroll
             for (int k = 0; k < MST_IF_BATCH; k++) {
                 if (k0 + k >= tn) break; /* uniform across the warp: every lane has the same steps */
-                float s = live ? mst_if_step(&v, mst_cuda_if_transform(&ch, u[k])) : 0.0f;
-                if (BITS) {
+                float s = live ? mst_if_step(&v, mst_cuda_if_transform<XF>(&ch, u[k])) : 0.0f;
+                if (OUT == MST_IF_BITS) {
                     unsigned m = __ballot_sync(0xffffffffu, s != 0.0f);
                     mine = lane == k0 + k ? m : mine;
                 } else if (live) {
                     long at = (long)(tb + k0 + k) * p->R;
                     fired += s != 0.0f;
-                    if (out)
+                    if (OUT == MST_IF_FLOATS)
                         out[at] = s * p->out_scale;
-                    else if (resid)
-                        resid[at] = mst_residual(resid[at], s * p->out_scale, p->fold.lam, p->fold.scale, p->fold.shift, c);
+                    else
+                        out[at] = mst_residual(out[at], s * p->out_scale, p->fold.lam, p->fold.scale, p->fold.shift, c);
                 }
             }
         }
-        if (BITS && lane < tn) {
+        if (OUT == MST_IF_BITS && lane < tn) {
             p->bits[((long)(tb + lane) * rows + row) * W32 + c / 32] = mine;
             fired += __popc(mine);
         }

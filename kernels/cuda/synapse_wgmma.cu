@@ -180,15 +180,28 @@ __device__ __forceinline__ void wg_commit_wait(void)
 }
 
 #ifdef MST_WGMMA_PTX
-#define WG_D8(i) "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), "+f"(d[i + 6]), "+f"(d[i + 7])
-#define WG_MMA(type)                                                                                                  \
-    asm volatile("{\n.reg .pred accumulate;\nsetp.ne.b32 accumulate, %37, 0;\n"                                      \
-                 "wgmma.mma_async.sync.aligned.m64n64k16.f32." type "." type " "                                     \
-                 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "                           \
-                 "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "                 \
-                 "{%32, %33, %34, %35}, %36, accumulate, 1, 1, 0;\n}"                                                 \
-                 : WG_D8(0), WG_D8(8), WG_D8(16), WG_D8(24)                                                           \
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(1)                                      \
+#define WG_D8(m, i)                                                                                                   \
+    "+f"(d[m][i]), "+f"(d[m][i + 1]), "+f"(d[m][i + 2]), "+f"(d[m][i + 3]), "+f"(d[m][i + 4]), "+f"(d[m][i + 5]),       \
+        "+f"(d[m][i + 6]), "+f"(d[m][i + 7])
+#define WG_A4(m, kk) "r"(a[m][kk][0]), "r"(a[m][kk][1]), "r"(a[m][kk][2]), "r"(a[m][kk][3])
+/* The slot's eight MMAs (2 tiles x 4 groups of 16 inputs) in one asm
+ * statement: all 32 A registers stay live until the last one issues, so
+ * ptxas need not wait for each MMA before reusing its inputs. */
+#define WG_SLOT(type)                                                                                                 \
+    asm volatile("{\n.reg .pred acc;\nsetp.ne.b32 acc, %100, 0;\n"                                                   \
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32." type "." type " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, {%64, %65, %66, %67}, %96, acc, 1, 1, 0;\n" \
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32." type "." type " {%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, {%80, %81, %82, %83}, %96, acc, 1, 1, 0;\n" \
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32." type "." type " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, {%68, %69, %70, %71}, %97, acc, 1, 1, 0;\n" \
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32." type "." type " {%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, {%84, %85, %86, %87}, %97, acc, 1, 1, 0;\n" \
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32." type "." type " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, {%72, %73, %74, %75}, %98, acc, 1, 1, 0;\n" \
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32." type "." type " {%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, {%88, %89, %90, %91}, %98, acc, 1, 1, 0;\n" \
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32." type "." type " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, {%76, %77, %78, %79}, %99, acc, 1, 1, 0;\n" \
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32." type "." type " {%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, {%92, %93, %94, %95}, %99, acc, 1, 1, 0;\n" \
+                 "}"                                                                                                  \
+                 : WG_D8(0, 0), WG_D8(0, 8), WG_D8(0, 16), WG_D8(0, 24), WG_D8(1, 0), WG_D8(1, 8), WG_D8(1, 16),   \
+                   WG_D8(1, 24)                                                                                       \
+                 : WG_A4(0, 0), WG_A4(0, 1), WG_A4(0, 2), WG_A4(0, 3), WG_A4(1, 0), WG_A4(1, 1), WG_A4(1, 2),       \
+                   WG_A4(1, 3), "l"(desc[0]), "l"(desc[1]), "l"(desc[2]), "l"(desc[3]), "r"(1)                        \
                  : "memory")
 #endif
 
@@ -204,38 +217,43 @@ __device__ __forceinline__ int wg_a_col(int lane, int q, int e) { return 2 * (la
 __device__ __forceinline__ int wg_d_row(int lane, int i) { return lane / 4 + 8 * ((i >> 1) & 1); }
 __device__ __forceinline__ int wg_d_col(int lane, int i) { return 8 * (i >> 2) + 2 * (lane & 3) + (i & 1); }
 
-/* d[64 x 64] += A[64 x 16] B[16 x 64]: A from each warp's registers, B
- * through the descriptor. Every thread of the warpgroup calls it. */
+/* d[tile m][64 x 64] += A[m][64 x 64 inputs] B[64 x 64]: A from each warp's
+ * registers, B through desc[kk] for inputs 16 kk... Every thread of the
+ * warpgroup calls it. */
 template <typename T>
-__device__ __forceinline__ void wg_mma(float (&d)[32], const uint32_t (&a)[4], uint64_t desc, const wg_shared *s,
-                                       const char *base)
+__device__ __forceinline__ void wg_mma_slot(float (&d)[2][32], const uint32_t (&a)[2][4][4], const uint64_t (&desc)[4],
+                                            const wg_shared *s, const char *base)
 {
 #ifdef MST_WGMMA_PTX
     (void)s, (void)base;
-    if (sizeof(T) == 2 && wg_one<T>::bits == 0x3f80u)
-        WG_MMA("bf16");
+    if (wg_one<T>::bits == 0x3f80u)
+        WG_SLOT("bf16");
     else
-        WG_MMA("f16");
+        WG_SLOT("f16");
 #else
     int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
-    for (int q = 0; q < 4; q++)
-        for (int e = 0; e < 2; e++) {
-            uint32_t raw = a[q] >> (16 * e) & 0xffffu;
-            s->a[(16 * warp + wg_a_row(lane, q)) * 16 + wg_a_col(lane, q, e)] = raw ? 1.0f : 0.0f; /* spikes: 0 or 1 */
+    for (int kk = 0; kk < 4; kk++)
+        for (int m = 0; m < 2; m++) {
+            for (int q = 0; q < 4; q++)
+                for (int e = 0; e < 2; e++) {
+                    uint32_t raw = a[m][kk][q] >> (16 * e) & 0xffffu;
+                    s->a[(16 * warp + wg_a_row(lane, q)) * 16 + wg_a_col(lane, q, e)] = raw ? 1.0f : 0.0f; /* 0 or 1 */
+                }
+            __syncthreads();
+            uint32_t start = (uint32_t)(desc[kk] & 0x3fffu) << 4, lbo = (uint32_t)(desc[kk] >> 16 & 0x3fffu) << 4,
+                     sbo = (uint32_t)(desc[kk] >> 32 & 0x3fffu) << 4;
+            for (int i = 0; i < 32; i++) {
+                int row = 16 * warp + wg_d_row(lane, i), n = wg_d_col(lane, i);
+                float acc = d[m][i];
+                for (int k = 0; k < 16; k++) {
+                    uint32_t at = start + (uint32_t)(n / 8) * sbo + (uint32_t)(n % 8) * 16 + (uint32_t)(k / 8) * lbo +
+                                  (k % 8) * 2;
+                    acc += s->a[row * 16 + k] * wg_value(*(const T *)(base + at));
+                }
+                d[m][i] = acc;
+            }
+            __syncthreads(); /* s->a is rewritten next */
         }
-    __syncthreads();
-    uint32_t start = (uint32_t)(desc & 0x3fffu) << 4, lbo = (uint32_t)(desc >> 16 & 0x3fffu) << 4,
-             sbo = (uint32_t)(desc >> 32 & 0x3fffu) << 4;
-    for (int i = 0; i < 32; i++) {
-        int row = 16 * warp + wg_d_row(lane, i), n = wg_d_col(lane, i);
-        float acc = d[i];
-        for (int k = 0; k < 16; k++) {
-            uint32_t at = start + (uint32_t)(n / 8) * sbo + (uint32_t)(n % 8) * 16 + (uint32_t)(k / 8) * lbo + (k % 8) * 2;
-            acc += s->a[row * 16 + k] * wg_value(*(const T *)(base + at));
-        }
-        d[i] = acc;
-    }
-    __syncthreads(); /* s->a is rewritten next */
 #endif
 }
 
@@ -290,10 +308,9 @@ __device__ __forceinline__ uint64_t wg_word(const wg_args *p, const uint64_t *ro
     return ks == p->KS - 1 ? w & p->last_mask : w;
 }
 
-/* Slot ks of the weights, or load L of the ring. */
-__device__ __forceinline__ void wg_issue(const wg_args *p, const wg_shared *s, long L, int stationary, const char *base)
+/* Weight tile ks of this block's channels into a slot. */
+__device__ __forceinline__ void wg_issue(const wg_args *p, const wg_shared *s, int ks, int slot, const char *base)
 {
-    int ks = (int)(L % p->KS), slot = stationary ? ks : (int)(L % WG_SLOTS);
     const char *src = p->w + ((size_t)blockIdx.y * p->KS + ks) * WG_TILE_BYTES;
     wg_copy(s->slots + (size_t)slot * WG_TILE_BYTES, src, WG_TILE_BYTES, &s->bar[slot], base);
 }
@@ -333,19 +350,20 @@ __device__ void wg_tile_sums(const wg_args *p, const wg_shared *s, long r0, int 
         wg_wait(&s->bar[slot], phase, base);
         wg_fence();
         const char *tile = s->slots + (size_t)slot * WG_TILE_BYTES;
-        for (int kk = 0; kk < 4; kk++) /* inputs 16 kk..: core matrices 2 kk and 2 kk + 1 */
-            for (int m = 0; m < 2; m++) wg_mma<T>(d[m], a[m][kk], wg_desc(wg_smem(tile + 2 * kk * 128, base)), s, base);
+        uint64_t desc[4]; /* inputs 16 kk..: core matrices 2 kk and 2 kk + 1 */
+        for (int kk = 0; kk < 4; kk++) desc[kk] = wg_desc(wg_smem(tile + 2 * kk * 128, base));
+        wg_mma_slot<T>(d, a, desc, s, base);
         wg_commit_wait();
         if (!stationary) { /* the slot is read: refill it with the load WG_SLOTS on */
             __syncthreads();
-            if (threadIdx.x == 0 && *L + WG_SLOTS < loads) wg_issue(p, s, *L + WG_SLOTS, 0, base);
+            if (threadIdx.x == 0 && *L + WG_SLOTS < loads) wg_issue(p, s, (ks + WG_SLOTS) % p->KS, slot, base);
         }
     }
 }
 
 /* IF over the tile's 16 steps: thread -> channel 32 (warp % 2) + lane of
  * tokens 2q + warp / 2, so that a warp's ballot is one 32-bit half word. */
-template <bool BITS>
+template <int OUT>
 __device__ void wg_epilogue(const wg_args *p, const wg_shared *s, long r0, int t0, const float (&d)[2][32],
                             float (&v)[4], float bias, unsigned long long *fired)
 {
@@ -364,27 +382,30 @@ __device__ void wg_epilogue(const wg_args *p, const wg_shared *s, long r0, int t
         bool live = live_c && r < p->R;
         const float *z = s->z + j * 16 * WG_ZLD + col;
         uint32_t mine = 0; /* lane st keeps step st's ballot: one store per lane after the walk */
-        float *out = !BITS && live && p->out ? p->out + ((long)t0 * p->R + r) * p->N + c : NULL;
-        float *resid = !BITS && live && !p->out && p->fold.x ? p->fold.x + ((long)t0 * p->R + r) * p->N + c : NULL;
+        float *out = OUT != MST_IF_BITS && live ? (OUT == MST_IF_FLOATS ? p->out : p->fold.x) + ((long)t0 * p->R + r) * p->N + c
+                                                : NULL;
+        /* the BatchNorm after the residual add, of this thread's channel */
+        float fsc = p->fold.scale && live_c ? p->fold.scale[c] : 1.0f, fsh = p->fold.shift && live_c ? p->fold.shift[c] : 0.0f;
+        const float *fs = p->fold.scale ? &fsc : NULL, *fh = p->fold.scale ? &fsh : NULL;
         const long ostep = p->R * p->N;
         int st = 0;
         for (; st < 16 && t0 + st < p->steps; st++) {
             float u = z[st * WG_ZLD];
             if (p->bias) u = u + bias; /* as the two-kernel scan adds it */
             float spike = live ? mst_if_step(&v[q], u) : 0.0f;
-            if (BITS) {
+            if (OUT == MST_IF_BITS) {
                 unsigned word = __ballot_sync(0xffffffffu, spike != 0.0f);
                 mine = lane == st ? word : mine;
             } else {
                 *fired += spike != 0.0f;
-                if (out) *out = spike * p->out_scale, out += ostep;
-                if (resid) {
-                    *resid = mst_residual(*resid, spike * p->out_scale, p->fold.lam, p->fold.scale, p->fold.shift, c);
-                    resid += ostep;
+                if (out) {
+                    *out = OUT == MST_IF_FLOATS ? spike * p->out_scale
+                                                : mst_residual(*out, spike * p->out_scale, p->fold.lam, fs, fh, 0);
+                    out += ostep;
                 }
             }
         }
-        if (BITS && lane < st && r < p->R) {
+        if (OUT == MST_IF_BITS && lane < st && r < p->R) {
             p->bits[((long)(t0 + lane) * p->R + r) * W32 + blockIdx.y * 2 + (warp & 1)] = mine;
             *fired += __popc(mine);
         }
@@ -392,7 +413,7 @@ __device__ void wg_epilogue(const wg_args *p, const wg_shared *s, long r0, int t
     __syncthreads(); /* z is rewritten next */
 }
 
-template <typename T, bool BITS> __global__ void __launch_bounds__(WG_THREADS) synapse_wgmma_kernel(wg_args p)
+template <typename T, int OUT> __global__ void __launch_bounds__(WG_THREADS) synapse_wgmma_kernel(wg_args p)
 {
     MST_DYNAMIC_SHARED(char, mem);
     const wg_shared s = wg_carve(mem);
@@ -406,7 +427,7 @@ template <typename T, bool BITS> __global__ void __launch_bounds__(WG_THREADS) s
     }
     __syncthreads();
     if (threadIdx.x == 0)
-        for (long L = 0; L < loads && L < WG_SLOTS; L++) wg_issue(&p, &s, L, stationary, mem);
+        for (int L = 0; L < loads && L < WG_SLOTS; L++) wg_issue(&p, &s, L % p.KS, L, mem);
     const int warp = threadIdx.x / 32, c = blockIdx.y * WG_BN + 32 * (warp & 1) + (threadIdx.x & 31);
     const float bias = p.bias && c < p.N ? p.bias[c] : 0.0f;
     unsigned long long fired = 0;
@@ -421,7 +442,7 @@ template <typename T, bool BITS> __global__ void __launch_bounds__(WG_THREADS) s
         }
         for (int t0 = 0; t0 < p.steps; t0 += 16) {
             wg_tile_sums<T>(&p, &s, r0, t0, &L, loads, stationary, mem, d);
-            wg_epilogue<BITS>(&p, &s, r0, t0, d, v, bias, &fired);
+            wg_epilogue<OUT>(&p, &s, r0, t0, d, v, bias, &fired);
         }
 #pragma unroll
         for (int q = 0; q < 4; q++) {
@@ -432,6 +453,11 @@ template <typename T, bool BITS> __global__ void __launch_bounds__(WG_THREADS) s
     mst_cuda_count_block(p.count, fired);
 }
 
+/* [fp16, bf16][where the spikes go: MST_IF_BITS, _FLOATS, _FOLD] */
+#define WG_KERNELS(T) {synapse_wgmma_kernel<T, MST_IF_BITS>, synapse_wgmma_kernel<T, MST_IF_FLOATS>, synapse_wgmma_kernel<T, MST_IF_FOLD>}
+static void (*const wg_kernels[2][3])(wg_args) = {WG_KERNELS(__half), WG_KERNELS(__nv_bfloat16)};
+#undef WG_KERNELS
+
 size_t mst_cuda_wgmma_weight_bytes(int K, int N) { return 2 * (size_t)((K + 63) / 64 * 64) * ((N + 63) / 64 * 64); }
 
 mst_status mst_cuda_wgmma_setup(mst_cuda *c, mst_error *err)
@@ -441,10 +467,8 @@ mst_status mst_cuda_wgmma_setup(mst_cuda *c, mst_error *err)
     if (need > (size_t)c->shared_optin)
         return mst_fail(err, MST_ERR_UNSUPPORTED, "the wgmma synapse needs %zu bytes of shared memory per block; %s has %d",
                         need, c->name, c->shared_optin);
-    void (*kernels[])(wg_args) = {synapse_wgmma_kernel<__half, true>, synapse_wgmma_kernel<__half, false>,
-                                  synapse_wgmma_kernel<__nv_bfloat16, true>, synapse_wgmma_kernel<__nv_bfloat16, false>};
-    for (int i = 0; i < 4; i++)
-        CUDA_TRY(cudaFuncSetAttribute(kernels[i], cudaFuncAttributeMaxDynamicSharedMemorySize, (int)need), err);
+    for (int i = 0; i < 6; i++)
+        CUDA_TRY(cudaFuncSetAttribute(wg_kernels[i / 3][i % 3], cudaFuncAttributeMaxDynamicSharedMemorySize, (int)need), err);
     return MST_OK;
 }
 
@@ -463,17 +487,9 @@ mst_status mst_cuda_synapse_wgmma(mst_cuda *c, const mst_synapse_args *a, mst_er
     long gx = groups < want ? groups : want;
     if (NT > 65535) return mst_fail(err, MST_ERR_UNSUPPORTED, "wgmma synapse with %d output channels", N);
     dim3 grid((unsigned)(gx > 0 ? gx : 1), (unsigned)NT);
-    size_t shared = wg_shared_bytes();
-    bool fp16 = c->precision == MST_PRECISION_FP16;
-    bool bits = a->bits != NULL;
-    if (fp16 && bits)
-        MST_LAUNCH((synapse_wgmma_kernel<__half, true>), grid, WG_THREADS, shared, c->stream)(p);
-    else if (fp16)
-        MST_LAUNCH((synapse_wgmma_kernel<__half, false>), grid, WG_THREADS, shared, c->stream)(p);
-    else if (bits)
-        MST_LAUNCH((synapse_wgmma_kernel<__nv_bfloat16, true>), grid, WG_THREADS, shared, c->stream)(p);
-    else
-        MST_LAUNCH((synapse_wgmma_kernel<__nv_bfloat16, false>), grid, WG_THREADS, shared, c->stream)(p);
+    int out = a->bits ? MST_IF_BITS : a->out ? MST_IF_FLOATS : MST_IF_FOLD;
+    if (out == MST_IF_FOLD && !a->fold.x) return mst_fail(err, MST_ERR_ARG, "synapse with nowhere to put its spikes");
+    MST_LAUNCH(wg_kernels[c->precision == MST_PRECISION_BF16][out], grid, WG_THREADS, wg_shared_bytes(), c->stream)(p);
     LAUNCH_TRY("synapse_wgmma_kernel", err);
     return MST_OK;
 }
