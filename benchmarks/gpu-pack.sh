@@ -32,6 +32,14 @@ done | sort -u | grep -v -E '/(libc|libm|libdl|libpthread|librt|libresolv|libstd
 # Fashion-MNIST test set the shipped models were evaluated on (4.4 MB)
 mkdir -p build-gpu/data/fashion-mnist
 cp /usr/share/datasets/fashion-mnist/t10k-*-ubyte.gz build-gpu/data/fashion-mnist/
+# the performance model's instruction counts, read here from this build's
+# SASS (the GPU machine may have no disassembler): gpu-check.sh prints its
+# prediction beside the measurement
+if python3 benchmarks/gpu_model.py --build build-gpu --write-sass build-gpu/sass.json >/dev/null 2>build-gpu/sass.err; then
+    rm -f build-gpu/sass.err
+else
+    echo "gpu-pack.sh: no SASS counts for the model ($(tail -n 1 build-gpu/sass.err)); gpu-check.sh will try there"
+fi
 # the tests find their data and the mst binary by absolute paths baked in at
 # configure time; gpu-check.sh links this checkout's path on the device to them
 echo "$root" > build-gpu/source-dir

@@ -9,7 +9,7 @@ model follows the code), then a table by kernel and the images/s it implies.
                                   [--path two-kernel|wgmma] [--batch 64] [--timesteps 128]
 
 SASS comes from `cuobjdump -sass` over the build's CUDA objects ($CUOBJDUMP,
-PATH, /usr/local/cuda/bin, or the nvidia-cuda-cuobjdump wheel pinned in
+PATH, /usr/local/cuda/bin, or the nvidia-cuda-cuobjdump and -nvdisasm wheels pinned in
 tools/requirements.txt), or from a JSON that an earlier run wrote with
 --write-sass (benchmarks/gpu-pack.sh writes one beside the GPU build, so the
 GPU machine needs no disassembler). benchmarks/gpu-check.sh prints this
