@@ -89,13 +89,25 @@ typedef struct {
     int K, N, spikes;
 } mst_gemm_op;
 
+/* The IF site that reads the residual stream right after a fold (sc2, or
+ * the next block's sc1): an if_scan with input affine over the new x, run
+ * in the same pass. */
+typedef struct {
+    float *v;                   /* [R][N] membranes, or NULL: none */
+    const float *scale, *shift; /* [N] input affine (BatchNorm folded), or NULL */
+    uint64_t *bits;             /* [steps][R][mst_spike_words(N)] */
+    uint64_t *count;            /* += its spikes, or NULL */
+} mst_fold_site;
+
 /* Where a synapse's spikes go when they feed the residual stream rather
  * than an IF site: x = mst_residual(x, spike * out_scale, lam, scale,
- * shift), the residual op folded into the synapse's last pass. */
+ * shift), the residual op folded into the synapse's last pass; then, where
+ * next.v is set, the IF site that reads x. */
 typedef struct {
     float *x;                   /* [steps][R][N], or NULL: no fold */
     float lam;
     const float *scale, *shift; /* [N] or NULL */
+    mst_fold_site next;
 } mst_residual_fold;
 
 /* A synapse fed by packed spikes and the IF site it feeds (synapse_if). */

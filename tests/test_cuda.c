@@ -436,7 +436,7 @@ Test(cuda, out_of_memory_names_the_size_and_recovers)
  * scaled float spikes out, and spikes folded into a residual stream (with
  * and without the BatchNorm after it). Emulated, the wgmma kernel runs its twin of the
  * MMA, bulk copies and barriers (synapse_wgmma.cu). */
-enum { FLOATS, PACKED, FOLD, FOLD_BN }; /* where the spikes go */
+enum { FLOATS, PACKED, FOLD, FOLD_BN, FOLD_NEXT }; /* where the spikes go */
 
 typedef struct {
     long R;
@@ -446,58 +446,79 @@ typedef struct {
 static const fused_case fused_cases[] = {
     {1, 1, 1, 1, PACKED},       {7, 13, 5, 2, PACKED},    {9, 96, 384, 16, PACKED}, {5, 130, 67, 33, PACKED},
     {6, 48, 70, 20, FLOATS},    {3, 64, 64, 17, FLOATS},  {20, 600, 70, 18, PACKED}, {17, 520, 65, 3, FLOATS},
-    {11, 96, 96, 19, FOLD_BN},  {9, 200, 67, 5, FOLD},
+    {11, 96, 96, 19, FOLD_BN},  {9, 200, 67, 5, FOLD},    {10, 96, 70, 35, FOLD_NEXT}, {5, 64, 33, 3, FOLD_NEXT},
 };
 
-static void fused_run(mst_backend *be, const fused_case *c, const uint64_t *x, const float *w, const float *b,
-                      const float *v, uint64_t **bits, float **out, float **vout, uint64_t *count)
+/* What one run left: its spikes (packed or floats or the residual stream),
+ * membranes and count; with FOLD_NEXT also the next site's. */
+typedef struct {
+    uint64_t *bits, *next_bits, count, next_count;
+    float *out, *v, *next_v;
+} fused_result;
+
+static void *dev_copy(mst_backend *be, const void *host, size_t bytes)
+{
+    void *d = NULL;
+    mst_error err = {0};
+    cr_assert_eq(be->alloc(be->ctx, bytes, &d, &err), MST_OK);
+    if (host) cr_assert_eq(be->upload(be->ctx, d, host, bytes, &err), MST_OK);
+    return d;
+}
+
+static void *host_copy(mst_backend *be, const void *dev, size_t bytes)
+{
+    void *h = malloc(bytes);
+    mst_error err = {0};
+    cr_assert_eq(be->download(be->ctx, h, dev, bytes, &err), MST_OK);
+    return h;
+}
+
+static fused_result fused_run(mst_backend *be, const fused_case *c, const uint64_t *x, const float *w, const float *b,
+                              const float *v)
 {
     long rows = c->R * c->steps;
-    int WK = mst_spike_words(c->K), WN = mst_spike_words(c->N);
+    int WK = mst_spike_words(c->K), WN = mst_spike_words(c->N), fold = c->packed >= FOLD;
     size_t nbits = sizeof(uint64_t) * (size_t)(rows * WN), nout = sizeof(float) * (size_t)(rows * c->N);
+    size_t nv = sizeof(float) * (size_t)(c->R * c->N);
     mst_error err = {0};
-    void *xd, *wd, *bd, *vd, *od = NULL, *cd;
     uint64_t zero = 0;
-    cr_assert_eq(be->alloc(be->ctx, sizeof(uint64_t) * (size_t)(rows * WK), &xd, &err), MST_OK);
-    cr_assert_eq(be->alloc(be->ctx, sizeof(float) * (size_t)(c->K * c->N), &wd, &err), MST_OK);
-    cr_assert_eq(be->alloc(be->ctx, sizeof(float) * (size_t)c->N, &bd, &err), MST_OK);
-    cr_assert_eq(be->alloc(be->ctx, sizeof(float) * (size_t)(c->R * c->N), &vd, &err), MST_OK);
-    cr_assert_eq(be->alloc(be->ctx, c->packed == PACKED ? nbits : nout, &od, &err), MST_OK);
-    cr_assert_eq(be->alloc(be->ctx, sizeof zero, &cd, &err), MST_OK);
-    be->upload(be->ctx, xd, x, sizeof(uint64_t) * (size_t)(rows * WK), &err);
-    be->upload(be->ctx, wd, w, sizeof(float) * (size_t)(c->K * c->N), &err);
-    be->upload(be->ctx, bd, b, sizeof(float) * (size_t)c->N, &err);
-    be->upload(be->ctx, vd, v, sizeof(float) * (size_t)(c->R * c->N), &err);
-    be->upload(be->ctx, cd, &zero, sizeof zero, &err);
+    float *x0 = malloc(nout), *sc = malloc(sizeof(float) * 2 * (size_t)c->N);
+    /* a residual stream of known values; a BatchNorm after it, and one into the next site */
+    for (long i = 0; i < rows * c->N; i++) x0[i] = 0.25f * (float)(i % 7) - 0.5f;
+    for (int n = 0; n < c->N; n++) sc[n] = 1.0f + 0.01f * (float)n, sc[c->N + n] = 0.1f - 0.003f * (float)n;
+    void *xd = dev_copy(be, x, sizeof(uint64_t) * (size_t)(rows * WK));
+    void *wd = dev_copy(be, w, sizeof(float) * (size_t)(c->K * c->N)), *bd = dev_copy(be, b, sizeof(float) * (size_t)c->N);
+    void *vd = dev_copy(be, v, nv), *cd = dev_copy(be, &zero, sizeof zero);
+    void *od = dev_copy(be, fold ? x0 : NULL, c->packed == PACKED ? nbits : nout);
+    void *bn = c->packed == FOLD_BN || c->packed == FOLD_NEXT ? dev_copy(be, sc, sizeof(float) * 2 * (size_t)c->N) : NULL;
+    void *nvd = NULL, *nbd = NULL, *ncd = NULL;
     mst_synapse_args a = {.x = xd, .steps = c->steps, .R = c->R, .K = c->K, .N = c->N, .w = wd, .b = bd, .v = vd,
                           .bits = c->packed == PACKED ? od : NULL, .out = c->packed == FLOATS ? od : NULL,
                           .out_scale = 0.5f, .count = cd};
-    void *bn = NULL;
-    if (c->packed == FOLD || c->packed == FOLD_BN) { /* a residual stream of known values; BatchNorm after it or not */
-        float *x0 = malloc(nout), *sc = malloc(sizeof(float) * 2 * (size_t)c->N);
-        for (long i = 0; i < rows * c->N; i++) x0[i] = 0.25f * (float)(i % 7) - 0.5f;
-        for (int n = 0; n < c->N; n++) sc[n] = 1.0f + 0.01f * (float)n, sc[c->N + n] = 0.1f - 0.003f * (float)n;
-        be->upload(be->ctx, od, x0, nout, &err);
-        if (c->packed == FOLD_BN) {
-            cr_assert_eq(be->alloc(be->ctx, sizeof(float) * 2 * (size_t)c->N, &bn, &err), MST_OK);
-            be->upload(be->ctx, bn, sc, sizeof(float) * 2 * (size_t)c->N, &err);
-        }
-        a.fold = (mst_residual_fold){od, 1.5f, bn, bn ? (float *)bn + c->N : NULL};
-        free(x0), free(sc);
+    if (fold) a.fold = (mst_residual_fold){od, 1.5f, c->packed == FOLD_BN ? bn : NULL, c->packed == FOLD_BN ? (float *)bn + c->N : NULL,
+                                           {0}};
+    if (c->packed == FOLD_NEXT) {
+        nvd = dev_copy(be, v, nv), nbd = dev_copy(be, NULL, nbits), ncd = dev_copy(be, &zero, sizeof zero);
+        a.fold.next = (mst_fold_site){nvd, bn, (float *)bn + c->N, nbd, ncd};
     }
     cr_assert_eq(be->synapse_if(be->ctx, &a, &err), MST_OK, "%s", err.msg);
-    if (bn) be->release(be->ctx, bn);
-    *bits = c->packed == PACKED ? malloc(nbits) : NULL;
-    *out = c->packed == PACKED ? NULL : malloc(nout);
-    *vout = malloc(sizeof(float) * (size_t)(c->R * c->N));
-    cr_assert_eq(be->download(be->ctx, c->packed == PACKED ? (void *)*bits : (void *)*out, od,
-                              c->packed == PACKED ? nbits : nout, &err),
-                 MST_OK);
-    cr_assert_eq(be->download(be->ctx, *vout, vd, sizeof(float) * (size_t)(c->R * c->N), &err), MST_OK);
-    cr_assert_eq(be->download(be->ctx, count, cd, sizeof zero, &err), MST_OK);
-    void *all[] = {xd, wd, bd, vd, od, cd};
-    for (int i = 0; i < 6; i++) be->release(be->ctx, all[i]);
+    fused_result r = {0};
+    r.bits = c->packed == PACKED ? host_copy(be, od, nbits) : NULL;
+    r.out = c->packed == PACKED ? NULL : host_copy(be, od, nout);
+    r.v = host_copy(be, vd, nv);
+    cr_assert_eq(be->download(be->ctx, &r.count, cd, sizeof zero, &err), MST_OK);
+    if (nvd) {
+        r.next_v = host_copy(be, nvd, nv), r.next_bits = host_copy(be, nbd, nbits);
+        cr_assert_eq(be->download(be->ctx, &r.next_count, ncd, sizeof zero, &err), MST_OK);
+    }
+    void *all[] = {xd, wd, bd, vd, od, cd, bn, nvd, nbd, ncd};
+    for (int i = 0; i < 10; i++)
+        if (all[i]) be->release(be->ctx, all[i]);
+    free(x0), free(sc);
+    return r;
 }
+
+static void fused_free(fused_result *r) { free(r->bits), free(r->next_bits), free(r->out), free(r->v), free(r->next_v); }
 
 Test(cuda, fused_synapse_equals_two_kernels)
 {
@@ -524,24 +545,32 @@ Test(cuda, fused_synapse_equals_two_kernels)
             uint64_t *x = random_spikes(&seed, rows, c->K);
             float *w = randf(&seed, (long)c->K * c->N, -0.3f, 0.4f), *b = randf(&seed, c->N, -0.2f, 0.3f);
             float *v = randf(&seed, c->R * c->N, 0, 1);
-            uint64_t *b1, *b2, n1, n2;
-            float *o1, *o2, *v1, *v2;
-            fused_run(&plain, c, x, w, b, v, &b1, &o1, &v1, &n1);
-            fused_run(&fused, c, x, w, b, v, &b2, &o2, &v2, &n2);
+            fused_result r1 = fused_run(&plain, c, x, w, b, v), r2 = fused_run(&fused, c, x, w, b, v);
             long differ = 0;
             for (long r = 0; r < rows; r++)
                 for (int j = 0; j < c->N; j++)
-                    differ += c->packed == PACKED ? mst_bit(b1 + r * WN, j) != mst_bit(b2 + r * WN, j)
-                                        : o1[r * c->N + j] != o2[r * c->N + j];
-            if (c->packed == PACKED) /* nothing set past N */
-                for (long r = 0; r < rows; r++)
-                    for (int j = c->N; j < WN * 64; j++) cr_expect(!mst_bit(b2 + r * WN, j), "case %zu: bit %d set", k, j);
+                    differ += c->packed == PACKED ? mst_bit(r1.bits + r * WN, j) != mst_bit(r2.bits + r * WN, j)
+                                                  : r1.out[r * c->N + j] != r2.out[r * c->N + j];
+            for (long r = 0; r < rows; r++) /* nothing set past N */
+                for (int j = c->N; j < WN * 64; j++) {
+                    if (r2.bits) cr_expect(!mst_bit(r2.bits + r * WN, j), "case %zu: bit %d set", k, j);
+                    if (r2.next_bits) cr_expect(!mst_bit(r2.next_bits + r * WN, j), "case %zu: next bit %d set", k, j);
+                }
             cr_expect(differ <= n / 1000, "kernel %u precision %d case %zu: %ld of %ld spikes differ", kernel, p, k, differ, n);
-            cr_expect(llabs((long long)n1 - (long long)n2) <= differ, "case %zu: counts %llu vs %llu", k,
-                      (unsigned long long)n1, (unsigned long long)n2);
-            if (!differ) expect_same_floats("fused membranes", v1, v2, c->R * c->N, 1e-5 * sqrt((double)c->K));
-            if (n1 == 0 && rows * c->N > 100) cr_expect(0, "case %zu: no spikes at all: the test would prove nothing", k);
-            free(x), free(w), free(b), free(v), free(b1), free(b2), free(o1), free(o2), free(v1), free(v2);
+            cr_expect(llabs((long long)r1.count - (long long)r2.count) <= differ, "case %zu: counts %llu vs %llu", k,
+                      (unsigned long long)r1.count, (unsigned long long)r2.count);
+            if (!differ) expect_same_floats("fused membranes", r1.v, r2.v, c->R * c->N, 1e-5 * sqrt((double)c->K));
+            if (r1.count == 0 && rows * c->N > 100) cr_expect(0, "case %zu: no spikes at all: the test would prove nothing", k);
+            if (c->packed == FOLD_NEXT && !differ) { /* the same residual stream: the next site must agree exactly */
+                cr_expect(memcmp(r1.next_bits, r2.next_bits, sizeof(uint64_t) * (size_t)(rows * WN)) == 0,
+                          "kernel %u case %zu: the next site's spikes differ", kernel, k);
+                cr_expect(memcmp(r1.next_v, r2.next_v, sizeof(float) * (size_t)(c->R * c->N)) == 0,
+                          "kernel %u case %zu: the next site's membranes differ", kernel, k);
+                cr_expect_eq(r1.next_count, r2.next_count, "case %zu: next counts", k);
+                cr_expect(r1.next_count > 0, "case %zu: the next site never fired: the test would prove nothing", k);
+            }
+            free(x), free(w), free(b), free(v);
+            fused_free(&r1), fused_free(&r2);
         }
         plain.destroy(&plain);
         fused.destroy(&fused);

@@ -482,6 +482,7 @@ static void expect_buffer_sizes(const mst_model *m, mst_mode mode, int B, int Tc
     cr_expect_eq(z.bufH, rows * (snn ? NC : NH), "%s: bufH %zu floats, holds %zu", snn ? "SNN" : "ANN", z.bufH,
                  rows * (snn ? NC : NH));
     cr_expect_eq(z.sA, snn ? rows * WA : 0);
+    cr_expect_eq(z.sB, snn ? rows * WA : 0);
     cr_expect_eq(z.sH, snn ? rows * WH : 0);
 }
 

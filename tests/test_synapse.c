@@ -120,7 +120,9 @@ Test(synapse_if, grouping_of_tokens_and_steps_does_not_matter)
 
 /* Folded into the residual stream (proj and fc2): the same x as the float
  * output followed by the residual op, bit for bit, with and without the
- * BatchNorm that follows. */
+ * BatchNorm that follows; and, where the fold runs the IF site that reads x
+ * next (sc2, the next block's sc1), the same spikes, membranes and count as
+ * if_scan run after it. */
 Test(synapse_if, residual_fold_equals_output_then_residual)
 {
     mst_backend be;
@@ -143,8 +145,22 @@ Test(synapse_if, residual_fold_equals_output_then_residual)
         cr_assert_eq(be.synapse_if(be.ctx, &a1, NULL), MST_OK);
         cr_assert_eq(be.residual(be.ctx, x1, out, 1.3f, bn ? sc : NULL, bn ? sf : NULL, sh->N, xn, NULL), MST_OK);
         mst_synapse_args a2 = args(in.xb, sh->steps, R, sh->K, in.w, in.b, sh->N, v2, NULL, NULL, 0.75f, &n2);
-        a2.fold = (mst_residual_fold){x2, 1.3f, bn ? sc : NULL, bn ? sf : NULL};
+        a2.fold = (mst_residual_fold){x2, 1.3f, bn ? sc : NULL, bn ? sf : NULL, {0}};
+        int WN = mst_spike_words(sh->N), next = i % 3 != 1;
+        float *w1 = malloc(sizeof(float) * (size_t)vn), *w2 = malloc(sizeof(float) * (size_t)vn);
+        uint64_t *s1 = calloc((size_t)(sh->steps * R * WN), 8), *s2 = calloc((size_t)(sh->steps * R * WN), 8), m1 = 0, m2 = 0;
+        for (long j = 0; j < vn; j++) w1[j] = w2[j] = 0.25f + 0.5f * (float)(j % 3);
+        if (next) a2.fold.next = (mst_fold_site){w2, sf, sc, s2, &m2}; /* any affine: shift as scale and back */
         cr_assert_eq(be.synapse_if(be.ctx, &a2, NULL), MST_OK);
+        if (next) {
+            mst_if_args f = {.in = x1, .in_tstride = vn, .scale = sf, .shift = sc, .channels = sh->N, .v = w1,
+                             .bits = s1, .count = &m1, .steps = sh->steps, .R = vn};
+            cr_assert_eq(be.if_scan(be.ctx, &f, NULL), MST_OK);
+            cr_expect(memcmp(s1, s2, sizeof(uint64_t) * (size_t)(sh->steps * R * WN)) == 0, "shape %zu: next spikes", i);
+            cr_expect(memcmp(w1, w2, sizeof(float) * (size_t)vn) == 0, "shape %zu: next membranes", i);
+            cr_expect_eq(m1, m2, "shape %zu: next counts", i);
+        }
+        free(w1), free(w2), free(s1), free(s2);
         cr_expect(memcmp(x1, x2, sizeof(float) * (size_t)xn) == 0, "shape %zu: residual stream", i);
         cr_expect(memcmp(v1, v2, sizeof(float) * (size_t)vn) == 0, "shape %zu: membranes", i);
         cr_expect_eq(n1, n2, "shape %zu: spike counts", i);

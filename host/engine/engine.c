@@ -169,7 +169,9 @@ static mst_status plan_membranes(mst_engine *e, mst_error *err)
  *         merge's gathered N/4 x 4C patches: N x C;
  *   bufH  SNN: proj's output (N x C) and the merge reduction's (N/4 x 2C);
  *         ANN also the qkv and fc1 levels, N x 3C and N x hidden;
- *   sA/sH packed spikes into synapses, C wide and 3C or hidden wide (SNN only). */
+ *   sA/sH packed spikes into synapses, C wide and 3C or hidden wide (SNN only);
+ *   sB    the C-wide spikes of sc1 and sc2, which the folds of proj and fc2
+ *         write while their inputs (sA, sH) are still being read. */
 void mst_engine_buffer_sizes(const mst_model *m, mst_mode mode, int B, int Tc, mst_buffer_sizes *z)
 {
     const mst_arch *a = &m->arch;
@@ -193,6 +195,7 @@ void mst_engine_buffer_sizes(const mst_model *m, mst_mode mode, int B, int Tc, m
                             .bufH = rows * (snn ? maxNC : maxH),
                             .pooled = rows * (size_t)m->head.n_in,
                             .sA = snn ? rows * bitsA : 0,
+                            .sB = snn ? rows * bitsA : 0,
                             .sH = snn ? rows * bitsH : 0,
                             .logits = rows * (size_t)a->num_classes};
 }
@@ -209,6 +212,7 @@ static mst_status plan_buffers(mst_engine *e, mst_error *err)
     TRY(buffer(e, &e->bufH, z.bufH, err));
     TRY(buffer(e, &e->pooled, z.pooled, err));
     TRY(words(e, &e->sA, z.sA, err));
+    TRY(words(e, &e->sB, z.sB, err));
     TRY(words(e, &e->sH, z.sH, err));
     TRY(buffer(e, &e->logits, z.logits, err));
     TRY(words(e, &e->keys, 2, err));
@@ -459,6 +463,7 @@ void mst_engine_free(mst_engine *e)
         for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
             if (bufs[i]) e->be.release(ctx, bufs[i]);
         if (e->sA) e->be.release(ctx, e->sA);
+        if (e->sB) e->be.release(ctx, e->sB);
         if (e->sH) e->be.release(ctx, e->sH);
         if (e->dev_counts) e->be.release(ctx, e->dev_counts);
         if (e->keys) e->be.release(ctx, e->keys);

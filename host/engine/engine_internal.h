@@ -63,7 +63,7 @@ struct mst_engine {
     int in_graph;      /* chunk_layers is running inside graph_run (captured or run to be captured) */
     int T, Tc, B;
     float *img, *patches, *pe_z, *x, *bufA, *bufH, *pooled, *logits;
-    uint64_t *sA, *sH; /* packed spikes that feed synapses (SNN): C wide, and 3C or hidden wide */
+    uint64_t *sA, *sB, *sH; /* packed spikes that feed synapses (SNN): C wide (two), and 3C or hidden wide */
     uint64_t *keys;    /* {first image, first step} of the running chunk, for replayed graphs */
     float *logits_host;
     float *v_pe;
@@ -93,7 +93,7 @@ const float *mst_engine_dev(const mst_engine *e, const float *host);
 /* Elements of each activation buffer (floats; spike words for sA and sH)
  * for B images and a time chunk of Tc steps (engine.c says what each holds). */
 typedef struct {
-    size_t img, patches, pe_z, x, bufA, bufH, pooled, sA, sH, logits;
+    size_t img, patches, pe_z, x, bufA, bufH, pooled, sA, sB, sH, logits;
 } mst_buffer_sizes;
 void mst_engine_buffer_sizes(const mst_model *m, mst_mode mode, int B, int Tc, mst_buffer_sizes *z);
 

@@ -90,7 +90,7 @@ static mst_status mlp_mask(mst_engine *e, const chunk *k, const mst_block *b, in
     uint64_t th = threshold(e, j ? MST_MASK_FC2 : MST_MASK_FC1), *counts = block_counts(e, b);
     if (!th) return MST_OK;
     int snn = e->o.mode == MST_MODE_SNN;
-    mst_mask_args a = {.bits = snn ? (j ? e->sH : e->sA) : NULL, .levels = snn ? NULL : (j ? e->bufH : e->bufA),
+    mst_mask_args a = {.bits = snn ? (j ? e->sH : e->sB) : NULL, .levels = snn ? NULL : (j ? e->bufH : e->bufA),
                        .steps = k->steps, .t0 = k->t0, .batch = k->n, .tokens = b->res * b->res,
                        .channels = j ? b->mlp_hidden : b->dim, .seed = e->o.seed, .first_image = k->first_image,
                        .site = (uint32_t)(b->mlp_mask_site + j), .threshold = th,
@@ -99,27 +99,42 @@ static mst_status mlp_mask(mst_engine *e, const chunk *k, const mst_block *b, in
     return e->be.mask_spikes(e->be.ctx, &a, err);
 }
 
-static mst_status block(mst_engine *e, const chunk *k, const mst_block *b, const block_state *s,
-                        mst_error *err)
+/* The IF site that reads x right after a fold, run inside it (SNN). */
+static mst_fold_site fold_site(mst_engine *e, int idx, float *v, const float *scale, const float *shift)
 {
-    int C = b->dim;
+    return (mst_fold_site){v, scale, shift, e->sB, e->o.count_spikes ? e->dev_counts + idx : NULL};
+}
+
+/* One Swin block. SNN: sc1's and sc2's spikes go to sB, written by the
+ * folds of the previous block's fc2 (sc1 then arrives done) and of proj,
+ * while those synapses still read their inputs from sA and sH. next: the
+ * block after this one in the stage, whose sc1 fc2's fold runs, or NULL. */
+static mst_status block(mst_engine *e, const chunk *k, const mst_block *b, const block_state *s, const mst_block *next,
+                        const block_state *next_s, int sc1_done, mst_error *err)
+{
+    int C = b->dim, snn = e->o.mode == MST_MODE_SNN;
     long R = (long)k->n * b->res * b->res;
     /* site indices: sc1 q k v attn av proj sc2 fc1 fc2 from b->site; q, k, v and
        attn are counted by the attention op, so the qkv synapse counts nothing */
     int i = b->site;
-    TIMED(e, MST_FAMILY_IF, "sc1", site(e, k, i, s->sc1, e->x, R * C, D(b->sc1_scale), D(b->sc1_shift), C, e->bufA, 1.0f, e->sA, R * C, err));
     const mst_residual_fold none = {0};
-    TIMED(e, MST_FAMILY_SYNAPSE, "qkv", synapse(e, k, -1, e->bufA, e->sA, &b->qkv, s->qkv, R, e->bufH, 1.0f, e->sH, none, err));
+    if (!sc1_done)
+        TIMED(e, MST_FAMILY_IF, "sc1", site(e, k, i, s->sc1, e->x, R * C, D(b->sc1_scale), D(b->sc1_shift), C, e->bufA, 1.0f, e->sB, R * C, err));
+    TIMED(e, MST_FAMILY_SYNAPSE, "qkv", synapse(e, k, -1, e->bufA, e->sB, &b->qkv, s->qkv, R, e->bufH, 1.0f, e->sH, none, err));
     TIMED(e, MST_FAMILY_ATTENTION, "window_attention", attention(e, k, b, s, err));
     TIMED(e, MST_FAMILY_IF, "attn_v_if", site(e, k, i + 5, s->av, e->bufA, R * C, NULL, NULL, C, e->bufA, 1.0f, e->sA, R * C, err));
-    /* proj and fc2 end in the residual stream: folded into the synapse */
-    const mst_residual_fold res1 = {e->x, b->lam_proj, D(b->bn2_scale), D(b->bn2_shift)};
+    /* proj and fc2 end in the residual stream: folded into the synapse, with
+       the IF site that reads it next (SNN) */
+    mst_residual_fold res1 = {e->x, b->lam_proj, D(b->bn2_scale), D(b->bn2_shift), {0}};
+    if (snn) res1.next = fold_site(e, i + 7, s->sc2, D(b->sc2_scale), D(b->sc2_shift));
     TIMED(e, MST_FAMILY_SYNAPSE, "proj", synapse(e, k, i + 6, e->bufA, e->sA, &b->proj, s->proj, R, e->bufH, 1.0f, NULL, res1, err));
-    TIMED(e, MST_FAMILY_IF, "sc2", site(e, k, i + 7, s->sc2, e->x, R * C, D(b->sc2_scale), D(b->sc2_shift), C, e->bufA, 1.0f, e->sA, R * C, err));
+    if (!snn)
+        TIMED(e, MST_FAMILY_IF, "sc2", site(e, k, i + 7, s->sc2, e->x, R * C, D(b->sc2_scale), D(b->sc2_shift), C, e->bufA, 1.0f, e->sB, R * C, err));
     TIMED(e, MST_FAMILY_OTHER, "fc1_mask", mlp_mask(e, k, b, 0, err));
-    TIMED(e, MST_FAMILY_SYNAPSE, "fc1", synapse(e, k, i + 8, e->bufA, e->sA, &b->fc1, s->fc1, R, e->bufH, 1.0f, e->sH, none, err));
+    TIMED(e, MST_FAMILY_SYNAPSE, "fc1", synapse(e, k, i + 8, e->bufA, e->sB, &b->fc1, s->fc1, R, e->bufH, 1.0f, e->sH, none, err));
     TIMED(e, MST_FAMILY_OTHER, "fc2_mask", mlp_mask(e, k, b, 1, err));
-    const mst_residual_fold res2 = {e->x, b->lam_fc2, NULL, NULL};
+    mst_residual_fold res2 = {e->x, b->lam_fc2, NULL, NULL, {0}};
+    if (snn && next) res2.next = fold_site(e, next->site, next_s->sc1, D(next->sc1_scale), D(next->sc1_shift));
     TIMED(e, MST_FAMILY_SYNAPSE, "fc2", synapse(e, k, i + 9, e->bufH, e->sH, &b->fc2, s->fc2, R, e->bufA, 1.0f, NULL, res2, err));
     return MST_OK;
 }
@@ -175,7 +190,11 @@ static mst_status chunk_layers(void *arg, mst_error *err)
     TIMED(e, MST_FAMILY_IF, "patch_embed.proj_if", site(e, k, 0, e->v_pe, e->pe_z, 0, NULL, NULL, m->arch.embed_dim, e->x, m->lam_pe, NULL, R0, err));
     for (int s = 0; s < m->arch.num_stages; s++) {
         const mst_stage *sg = &m->stages[s];
-        for (int b = 0; b < sg->info.depth; b++) TRACED(e, sg->blocks[b].name, block(e, k, &sg->blocks[b], &e->bs[s][b], err));
+        for (int b = 0; b < sg->info.depth; b++) {
+            int more = b + 1 < sg->info.depth, folded = e->o.mode == MST_MODE_SNN && b > 0;
+            TRACED(e, sg->blocks[b].name, block(e, k, &sg->blocks[b], &e->bs[s][b], more ? &sg->blocks[b + 1] : NULL,
+                                                more ? &e->bs[s][b + 1] : NULL, folded, err));
+        }
         if (sg->info.has_downsample) TIMED(e, MST_FAMILY_OTHER, "patch_merge", merge(e, k, sg, e->v_red[s], err));
     }
     TIMED(e, MST_FAMILY_OTHER, "head", head(e, k, err));

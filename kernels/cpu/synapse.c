@@ -99,16 +99,25 @@ MST_INLINE void spike_rows(const uint64_t *x, int rows, int K, const float *w, c
     }
 }
 
-/* The spikes of one row (left in z by the fire) into its residual stream. */
-static void fold_row(const float *z, int N, float out_scale, const mst_residual_fold *f, float *x)
+/* The spikes of one row (left in z by the fire) into its residual stream
+ * x, then the IF site that reads x where there is one, as if_scan runs it
+ * (z for its inputs; v and bits: its row). Returns that site's spikes. */
+static int fold_row(float *z, int N, float out_scale, const mst_residual_fold *f, float *x, float *v, uint64_t *bits)
 {
+    const mst_fold_site *s = &f->next;
     for (int n = 0; n < N; n++) x[n] = mst_residual(x[n], z[n] * out_scale, f->lam, f->scale, f->shift, n);
+    if (!s->v) return 0;
+    for (int n = 0; n < N; n++) z[n] = s->scale ? x[n] * s->scale[n] + s->shift[n] : x[n];
+    return mst_cpu_fire_row(v, z, N, bits, NULL, 1.0f);
 }
 
-/* One block of tokens over all steps: potentials into `tile`, then fired. */
-MST_CPU_CLONES static uint64_t synapse_block(const mst_synapse_args *a, long r0, int rows, float *tile, int *act)
+/* One block of tokens over all steps: potentials into `tile`, then fired;
+ * *next_fired: the spikes of the fold's next site. */
+MST_CPU_CLONES static uint64_t synapse_block(const mst_synapse_args *a, long r0, int rows, float *tile, int *act,
+                                             uint64_t *next_fired)
 {
     int WK = mst_spike_words(a->K), WN = mst_spike_words(a->N), N = a->N;
+    const mst_fold_site *s = &a->fold.next;
     uint64_t fired = 0;
     for (int t = 0; t < a->steps; t++) {
         long first = (long)t * a->R + r0;
@@ -117,7 +126,9 @@ MST_CPU_CLONES static uint64_t synapse_block(const mst_synapse_args *a, long r0,
             float *z = tile + (long)r * N;
             fired += (uint64_t)mst_cpu_fire_row(a->v + (r0 + r) * N, z, N, a->bits ? a->bits + (first + r) * WN : NULL,
                                                 a->out ? a->out + (first + r) * N : NULL, a->out_scale);
-            if (!a->bits && !a->out && a->fold.x) fold_row(z, N, a->out_scale, &a->fold, a->fold.x + (first + r) * N);
+            if (!a->bits && !a->out && a->fold.x)
+                *next_fired += (uint64_t)fold_row(z, N, a->out_scale, &a->fold, a->fold.x + (first + r) * N,
+                                                  s->v ? s->v + (r0 + r) * N : NULL, s->v ? s->bits + (first + r) * WN : NULL);
         }
     }
     return fired;
@@ -133,17 +144,18 @@ mst_status mst_cpu_synapse_if(void *ctx, const mst_synapse_args *a, mst_error *e
     size_t per = (size_t)block * ((size_t)a->K + (size_t)a->N);
     mst_status r = mst_cpu_scratch(cpu, per * (size_t)threads, err);
     if (r != MST_OK) return r;
-    uint64_t fired = 0;
-#pragma omp parallel reduction(+ : fired)
+    uint64_t fired = 0, next_fired = 0;
+#pragma omp parallel reduction(+ : fired, next_fired)
     {
         float *tile = cpu->scratch + per * (size_t)omp_get_thread_num();
         int *act = (int *)(tile + (size_t)block * (size_t)a->N);
 #pragma omp for schedule(dynamic, 1)
         for (long r0 = 0; r0 < a->R; r0 += block) {
             int rows = (int)(a->R - r0 < block ? a->R - r0 : block);
-            fired += synapse_block(a, r0, rows, tile, act);
+            fired += synapse_block(a, r0, rows, tile, act, &next_fired);
         }
     }
     if (a->count) *a->count += fired;
+    if (a->fold.next.count) *a->fold.next.count += next_fired;
     return MST_OK;
 }

@@ -126,7 +126,7 @@ mst_status mst_cuda_half_weight_get(mst_cuda *c, const float *w, int K, int N, i
                                     const void **out, mst_error *err);
 /* Spike counters live in device memory (the engine allocates them through
  * the table), so counting never waits for the stream. */
-static inline unsigned long long *mst_cuda_counter(uint64_t *p) { return (unsigned long long *)p; }
+__host__ __device__ static inline unsigned long long *mst_cuda_counter(uint64_t *p) { return (unsigned long long *)p; }
 
 mst_status mst_cuda_patchify(void *ctx, const float *img, int B, int cin, int res, int P, float *out, mst_error *err);
 mst_status mst_cuda_linear(void *ctx, const float *x, long M, int K, const float *w, const float *b, int N, float *y,

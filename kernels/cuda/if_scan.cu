@@ -14,9 +14,14 @@ template <int OUT, int XF> __global__ void if_scan_kernel(mst_cuda_if p)
     const int Cpad = mst_spike_words(p.C) * 64;
     const long total = p.R / p.C * Cpad;
     unsigned long long fired = 0;
+    int next_fired = 0;
     for (long idx = blockIdx.x * (long)blockDim.x + threadIdx.x; idx < total; idx += (long)gridDim.x * blockDim.x)
-        fired += mst_cuda_if_neuron<OUT, XF>(&p, idx / Cpad, (int)(idx % Cpad));
+        fired += mst_cuda_if_neuron<OUT, XF>(&p, idx / Cpad, (int)(idx % Cpad), &next_fired);
     mst_cuda_count_block(p.count, fired);
+    if (OUT == MST_IF_FOLD_NEXT) {
+        __syncthreads(); /* the block sum's shared words are reused */
+        mst_cuda_count_block(mst_cuda_counter(p.fold.next.count), (unsigned long long)next_fired);
+    }
 }
 
 template <int XF> __global__ void qcfs_kernel(mst_cuda_if p)
@@ -36,11 +41,11 @@ mst_status mst_cuda_if_launch(mst_cuda *c, const mst_cuda_if *p, mst_error *err)
     unsigned blocks = mst_cuda_blocks(total, 256), wave = (unsigned)c->resident_blocks;
     blocks = blocks < wave ? blocks : wave;
 #define MST_IF_KERNELS(o) {if_scan_kernel<o, 0>, if_scan_kernel<o, 1>, if_scan_kernel<o, 2>, if_scan_kernel<o, 3>}
-    static void (*const kernels[3][4])(mst_cuda_if) = {MST_IF_KERNELS(MST_IF_BITS), MST_IF_KERNELS(MST_IF_FLOATS),
-                                                       MST_IF_KERNELS(MST_IF_FOLD)};
+    static void (*const kernels[4][4])(mst_cuda_if) = {MST_IF_KERNELS(MST_IF_BITS), MST_IF_KERNELS(MST_IF_FLOATS),
+                                                       MST_IF_KERNELS(MST_IF_FOLD), MST_IF_KERNELS(MST_IF_FOLD_NEXT)};
 #undef MST_IF_KERNELS
-    int out = p->bits ? MST_IF_BITS : p->out ? MST_IF_FLOATS : MST_IF_FOLD;
-    if (out == MST_IF_FOLD && !p->fold.x) return mst_fail(err, MST_ERR_ARG, "IF site with nowhere to put its spikes");
+    int out = mst_cuda_if_output((const uint64_t *)p->bits, p->out, &p->fold);
+    if (out >= MST_IF_FOLD && !p->fold.x) return mst_fail(err, MST_ERR_ARG, "IF site with nowhere to put its spikes");
     MST_LAUNCH(kernels[out][mst_cuda_if_xform(p)], blocks, 256, 0, c->stream)(*p);
     LAUNCH_TRY("if_scan_kernel", err);
     return MST_OK;

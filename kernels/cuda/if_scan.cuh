@@ -25,7 +25,13 @@ typedef struct {
 
 /* What an IF kernel is compiled for, so that its step loop holds no branch
  * on its arguments: where the spikes go, and the input transform. */
-enum { MST_IF_BITS, MST_IF_FLOATS, MST_IF_FOLD };
+enum { MST_IF_BITS, MST_IF_FLOATS, MST_IF_FOLD, MST_IF_FOLD_NEXT };
+
+/* Where an IF site's spikes go (p->bits, p->out, p->fold). */
+static inline int mst_cuda_if_output(const uint64_t *bits, const float *out, const mst_residual_fold *fold)
+{
+    return bits ? MST_IF_BITS : out ? MST_IF_FLOATS : fold->next.v ? MST_IF_FOLD_NEXT : MST_IF_FOLD;
+}
 #define MST_IF_AFFINE 1 /* per-channel scale and shift (BatchNorm folded) */
 #define MST_IF_BIAS 2   /* per-channel bias after a matmul */
 
@@ -57,21 +63,45 @@ static inline int mst_cuda_if_xform(const mst_cuda_if *p) { return (p->scale ? M
  * while the membrane walks the current ones. */
 #define MST_IF_BATCH 4
 
+/* The IF site after a fold, for one channel: its input affine read once. */
+typedef struct {
+    float scale, shift;
+    bool affine;
+} mst_cuda_fold_channel;
+
+__device__ __forceinline__ mst_cuda_fold_channel mst_cuda_fold_channel_of(const mst_fold_site *f, int c, bool live)
+{
+    mst_cuda_fold_channel ch = {1.0f, 0.0f, f->scale != NULL};
+    if (live && ch.affine) ch.scale = f->scale[c], ch.shift = f->shift[c];
+    return ch;
+}
+
+/* The fold's next IF site reading the new x, as if_scan would (CPU order). */
+__device__ __forceinline__ float mst_cuda_fold_fire(float *v, const mst_cuda_fold_channel *ch, float x)
+{
+    return mst_if_step(v, ch->affine ? x * ch->scale + ch->shift : x);
+}
+
 /* Neuron (row, c) over the steps; c may be padding (>= C) so that every lane
  * of the warp reaches the ballot. Lane t % 32 keeps step t's ballot, and the
  * warp stores 32 steps' words at once: no per-step branch to lane 0.
  * Returns the spikes it fired (for packed output: the spikes of the words
- * this lane stored, so the warp's sum is the same). OUT and XF: as p says
- * (mst_cuda_if_xform). */
-template <int OUT, int XF> __device__ __forceinline__ int mst_cuda_if_neuron(const mst_cuda_if *p, long row, int c)
+ * this lane stored, so the warp's sum is the same); *next_fired, those of
+ * the fold's next site. OUT and XF: as p says (mst_cuda_if_output,
+ * mst_cuda_if_xform). */
+template <int OUT, int XF>
+__device__ __forceinline__ int mst_cuda_if_neuron(const mst_cuda_if *p, long row, int c, int *next_fired)
 {
-    const bool live = c < p->C;
+    const bool live = c < p->C, fold = OUT == MST_IF_FOLD || OUT == MST_IF_FOLD_NEXT;
+    const bool ballots = OUT == MST_IF_BITS || OUT == MST_IF_FOLD_NEXT;
     const int W32 = 2 * mst_spike_words(p->C), steps = p->steps, lane = threadIdx.x & 31;
     const long r = row * p->C + c, rows = p->R / p->C, tstride = p->in_tstride;
     const mst_cuda_if_channel ch = mst_cuda_if_channel_of(p, c, live);
+    const mst_cuda_fold_channel nch = mst_cuda_fold_channel_of(&p->fold.next, c, live);
     const float *__restrict__ in = p->in + (live ? r : 0);
-    float *__restrict__ out = OUT == MST_IF_FLOATS ? p->out + r : OUT == MST_IF_FOLD ? p->fold.x + r : NULL;
-    float v = live ? p->v[r] : 0.0f;
+    float *__restrict__ out = OUT == MST_IF_FLOATS ? p->out + r : fold ? p->fold.x + r : NULL;
+    uint32_t *__restrict__ words = OUT == MST_IF_BITS ? p->bits : OUT == MST_IF_FOLD_NEXT ? (uint32_t *)p->fold.next.bits : NULL;
+    float v = live ? p->v[r] : 0.0f, v2 = OUT == MST_IF_FOLD_NEXT && live ? p->fold.next.v[r] : 0.0f;
     int fired = 0;
     for (int tb = 0; tb < steps; tb += 32) { /* 32 steps: one word per lane */
         const int tn = steps - tb < 32 ? steps - tb : 32;
@@ -84,26 +114,32 @@ template <int OUT, int XF> __device__ __forceinline__ int mst_cuda_if_neuron(con
 #pragma unroll
             for (int k = 0; k < MST_IF_BATCH; k++) {
                 if (k0 + k >= tn) break; /* uniform across the warp: every lane has the same steps */
-                float s = live ? mst_if_step(&v, mst_cuda_if_transform<XF>(&ch, u[k])) : 0.0f;
-                if (OUT == MST_IF_BITS) {
-                    unsigned m = __ballot_sync(0xffffffffu, s != 0.0f);
-                    mine = lane == k0 + k ? m : mine;
-                } else if (live) {
+                float s = live ? mst_if_step(&v, mst_cuda_if_transform<XF>(&ch, u[k])) : 0.0f, x = 0.0f;
+                if (OUT != MST_IF_BITS && live) {
                     long at = (long)(tb + k0 + k) * p->R;
                     fired += s != 0.0f;
                     if (OUT == MST_IF_FLOATS)
                         out[at] = s * p->out_scale;
                     else
-                        out[at] = mst_residual(out[at], s * p->out_scale, p->fold.lam, p->fold.scale, p->fold.shift, c);
+                        out[at] = x = mst_residual(out[at], s * p->out_scale, p->fold.lam, p->fold.scale, p->fold.shift, c);
+                }
+                if (OUT == MST_IF_FOLD_NEXT) s = live ? mst_cuda_fold_fire(&v2, &nch, x) : 0.0f;
+                if (ballots) {
+                    unsigned m = __ballot_sync(0xffffffffu, s != 0.0f);
+                    mine = lane == k0 + k ? m : mine;
                 }
             }
         }
-        if (OUT == MST_IF_BITS && lane < tn) {
-            p->bits[((long)(tb + lane) * rows + row) * W32 + c / 32] = mine;
-            fired += __popc(mine);
+        if (ballots && lane < tn) {
+            words[((long)(tb + lane) * rows + row) * W32 + c / 32] = mine;
+            if (OUT == MST_IF_BITS)
+                fired += __popc(mine);
+            else
+                *next_fired += __popc(mine);
         }
     }
     if (live) p->v[r] = v;
+    if (OUT == MST_IF_FOLD_NEXT && live) p->fold.next.v[r] = v2;
     return fired;
 }
 

@@ -138,19 +138,23 @@ template <typename T> __global__ void synapse_fused_kernel(fused_args p)
     long r = (long)blockIdx.x * FUSED_WARPS + warp;
     if (r >= p.R) return; /* the whole warp */
     int c[2] = {n0 + lane, n0 + 32 + lane}, WN = mst_spike_words(p.N);
-    float v[2], bias[2]; /* registers: the loops over h unroll */
+    const mst_fold_site *next = p.fold.x && !p.bits && !p.out && p.fold.next.v ? &p.fold.next : NULL;
+    float v[2], bias[2], v2[2]; /* registers: the loops over h unroll */
+    mst_cuda_fold_channel nch[2];
 #pragma unroll
     for (int h = 0; h < 2; h++) {
         v[h] = c[h] < p.N ? p.v[r * p.N + c[h]] : 0.0f;
         bias[h] = p.bias && c[h] < p.N ? p.bias[c[h]] : 0.0f;
+        v2[h] = next && c[h] < p.N ? next->v[r * p.N + c[h]] : 0.0f;
+        nch[h] = mst_cuda_fold_channel_of(&p.fold.next, c[h], next && c[h] < p.N);
     }
-    unsigned long long fired = 0;
+    unsigned long long fired = 0, next_fired = 0;
     float *Z = z_tiles[warp];
     for (int t0 = 0; t0 < p.steps; t0 += 16) {
         tile_sums<T>(&p, r, t0, n0, a_tiles[warp], Z);
         for (int m = 0; m < 16 && t0 + m < p.steps; m++) {
             long row = (long)(t0 + m) * p.R + r;
-            float s[2];
+            float s[2], s2[2] = {0.0f, 0.0f};
 #pragma unroll
             for (int h = 0; h < 2; h++) {
                 float u = Z[m * 64 + 32 * h + lane];
@@ -164,7 +168,12 @@ template <typename T> __global__ void synapse_fused_kernel(fused_args p)
                     else if (p.fold.x)
                         p.fold.x[at] = mst_residual(p.fold.x[at], s[h] * p.out_scale, p.fold.lam, p.fold.scale,
                                                     p.fold.shift, c[h]);
+                    if (next) s2[h] = mst_cuda_fold_fire(&v2[h], &nch[h], p.fold.x[at]);
                 }
+            }
+            if (next) { /* the IF site that reads the new x (sc2, the next block's sc1) */
+                unsigned lo = __ballot_sync(0xffffffffu, s2[0] != 0.0f), hi = __ballot_sync(0xffffffffu, s2[1] != 0.0f);
+                if (lane == 0) next->bits[row * WN + n0 / 64] = (uint64_t)hi << 32 | lo, next_fired += __popc(lo) + __popc(hi);
             }
             if (p.bits) {
                 unsigned lo = __ballot_sync(0xffffffffu, s[0] != 0.0f), hi = __ballot_sync(0xffffffffu, s[1] != 0.0f);
@@ -173,9 +182,12 @@ template <typename T> __global__ void synapse_fused_kernel(fused_args p)
         }
         __syncwarp(); /* Z is rewritten next */
     }
-    for (int h = 0; h < 2; h++)
+    for (int h = 0; h < 2; h++) {
         if (c[h] < p.N) p.v[r * p.N + c[h]] = v[h];
+        if (next && c[h] < p.N) next->v[r * p.N + c[h]] = v2[h];
+    }
     mst_cuda_count(p.count, fired);
+    if (next) mst_cuda_count(mst_cuda_counter(next->count), next_fired);
 }
 
 static mst_status synapse_fused(mst_cuda *c, const fused_args *a, const float *w, mst_error *err)

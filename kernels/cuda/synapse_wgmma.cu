@@ -363,14 +363,40 @@ __device__ void wg_tile_sums(const wg_args *p, const wg_shared *s, long r0, int 
 
 /* IF over the tile's 16 steps: thread -> channel 32 (warp % 2) + lane of
  * tokens 2q + warp / 2, so that a warp's ballot is one 32-bit half word. */
+/* The IF membranes of one token group: this synapse's and, folding, the
+ * next site's (thread -> channel 32 (warp % 2) + lane of tokens 2q + warp / 2). */
+typedef struct {
+    float v[4], v2[4];
+} wg_membranes;
+
+template <int OUT> __device__ void wg_membranes_move(const wg_args *p, long r0, wg_membranes *m, bool store)
+{
+    const int warp = threadIdx.x / 32, c = blockIdx.y * WG_BN + 32 * (warp & 1) + (threadIdx.x & 31);
+#pragma unroll
+    for (int q = 0; q < 4; q++) {
+        long r = r0 + 2 * q + warp / 2;
+        bool live = r < p->R && c < p->N;
+        float *v = live ? p->v + r * p->N + c : NULL, *v2 = live && OUT == MST_IF_FOLD_NEXT ? p->fold.next.v + r * p->N + c : NULL;
+        if (store) {
+            if (v) *v = m->v[q];
+            if (v2) *v2 = m->v2[q];
+        } else {
+            m->v[q] = v ? *v : 0.0f, m->v2[q] = v2 ? *v2 : 0.0f;
+        }
+    }
+}
+
 template <int OUT>
 __device__ void wg_epilogue(const wg_args *p, const wg_shared *s, long r0, int t0, const float (&d)[2][32],
-                            float (&v)[4], float bias, unsigned long long *fired)
+                            wg_membranes *mem, float bias, unsigned long long *fired, unsigned long long *next_fired)
 {
+    const bool ballots = OUT == MST_IF_BITS || OUT == MST_IF_FOLD_NEXT;
     const int warp = threadIdx.x / 32, lane = threadIdx.x & 31, col = 32 * (warp & 1) + lane;
     const int c = blockIdx.y * WG_BN + col;
     const long W32 = 2 * mst_spike_words(p->N);
     const bool live_c = c < p->N;
+    const mst_cuda_fold_channel nch = mst_cuda_fold_channel_of(&p->fold.next, c, OUT == MST_IF_FOLD_NEXT && live_c);
+    uint32_t *words = OUT == MST_IF_BITS ? p->bits : OUT == MST_IF_FOLD_NEXT ? (uint32_t *)p->fold.next.bits : NULL;
     for (int m = 0; m < 2; m++)
         for (int i = 0; i < 32; i++)
             s->z[((4 * m + warp) * 16 + wg_d_row(lane, i)) * WG_ZLD + wg_d_col(lane, i)] = d[m][i];
@@ -392,22 +418,29 @@ __device__ void wg_epilogue(const wg_args *p, const wg_shared *s, long r0, int t
         for (; st < 16 && t0 + st < p->steps; st++) {
             float u = z[st * WG_ZLD];
             if (p->bias) u = u + bias; /* as the two-kernel scan adds it */
-            float spike = live ? mst_if_step(&v[q], u) : 0.0f;
-            if (OUT == MST_IF_BITS) {
-                unsigned word = __ballot_sync(0xffffffffu, spike != 0.0f);
-                mine = lane == st ? word : mine;
-            } else {
+            float spike = live ? mst_if_step(&mem->v[q], u) : 0.0f;
+            if (OUT != MST_IF_BITS) {
                 *fired += spike != 0.0f;
                 if (out) {
-                    *out = OUT == MST_IF_FLOATS ? spike * p->out_scale
-                                                : mst_residual(*out, spike * p->out_scale, p->fold.lam, fs, fh, 0);
+                    float x = OUT == MST_IF_FLOATS ? spike * p->out_scale
+                                                   : mst_residual(*out, spike * p->out_scale, p->fold.lam, fs, fh, 0);
+                    *out = x;
                     out += ostep;
+                    /* the IF site that reads the new x (sc2, the next block's sc1) */
+                    if (OUT == MST_IF_FOLD_NEXT) spike = mst_cuda_fold_fire(&mem->v2[q], &nch, x);
                 }
             }
+            if (ballots) {
+                unsigned word = __ballot_sync(0xffffffffu, spike != 0.0f);
+                mine = lane == st ? word : mine;
+            }
         }
-        if (OUT == MST_IF_BITS && lane < st && r < p->R) {
-            p->bits[((long)(t0 + lane) * p->R + r) * W32 + blockIdx.y * 2 + (warp & 1)] = mine;
-            *fired += __popc(mine);
+        if (ballots && lane < st && r < p->R) {
+            words[((long)(t0 + lane) * p->R + r) * W32 + blockIdx.y * 2 + (warp & 1)] = mine;
+            if (OUT == MST_IF_BITS)
+                *fired += __popc(mine);
+            else
+                *next_fired += __popc(mine);
         }
     }
     __syncthreads(); /* z is rewritten next */
@@ -430,32 +463,31 @@ template <typename T, int OUT> __global__ void __launch_bounds__(WG_THREADS) syn
         for (int L = 0; L < loads && L < WG_SLOTS; L++) wg_issue(&p, &s, L % p.KS, L, mem);
     const int warp = threadIdx.x / 32, c = blockIdx.y * WG_BN + 32 * (warp & 1) + (threadIdx.x & 31);
     const float bias = p.bias && c < p.N ? p.bias[c] : 0.0f;
-    unsigned long long fired = 0;
+    unsigned long long fired = 0, next_fired = 0;
     long L = 0;
     for (long g = blockIdx.x; g < groups; g += gridDim.x) {
         long r0 = g * WG_TOKENS;
-        float v[4], d[2][32];
-#pragma unroll
-        for (int q = 0; q < 4; q++) {
-            long r = r0 + 2 * q + warp / 2;
-            v[q] = r < p.R && c < p.N ? p.v[r * p.N + c] : 0.0f;
-        }
+        wg_membranes m;
+        float d[2][32];
+        wg_membranes_move<OUT>(&p, r0, &m, false);
         for (int t0 = 0; t0 < p.steps; t0 += 16) {
             wg_tile_sums<T>(&p, &s, r0, t0, &L, loads, stationary, mem, d);
-            wg_epilogue<OUT>(&p, &s, r0, t0, d, v, bias, &fired);
+            wg_epilogue<OUT>(&p, &s, r0, t0, d, &m, bias, &fired, &next_fired);
         }
-#pragma unroll
-        for (int q = 0; q < 4; q++) {
-            long r = r0 + 2 * q + warp / 2;
-            if (r < p.R && c < p.N) p.v[r * p.N + c] = v[q];
-        }
+        wg_membranes_move<OUT>(&p, r0, &m, true);
     }
     mst_cuda_count_block(p.count, fired);
+    if (OUT == MST_IF_FOLD_NEXT) {
+        __syncthreads(); /* the block sum's shared words are reused */
+        mst_cuda_count_block(mst_cuda_counter(p.fold.next.count), next_fired);
+    }
 }
 
-/* [fp16, bf16][where the spikes go: MST_IF_BITS, _FLOATS, _FOLD] */
-#define WG_KERNELS(T) {synapse_wgmma_kernel<T, MST_IF_BITS>, synapse_wgmma_kernel<T, MST_IF_FLOATS>, synapse_wgmma_kernel<T, MST_IF_FOLD>}
-static void (*const wg_kernels[2][3])(wg_args) = {WG_KERNELS(__half), WG_KERNELS(__nv_bfloat16)};
+/* [fp16, bf16][where the spikes go: mst_cuda_if_output] */
+#define WG_KERNELS(T)                                                                                                 \
+    {synapse_wgmma_kernel<T, MST_IF_BITS>, synapse_wgmma_kernel<T, MST_IF_FLOATS>, synapse_wgmma_kernel<T, MST_IF_FOLD>, \
+     synapse_wgmma_kernel<T, MST_IF_FOLD_NEXT>}
+static void (*const wg_kernels[2][4])(wg_args) = {WG_KERNELS(__half), WG_KERNELS(__nv_bfloat16)};
 #undef WG_KERNELS
 
 size_t mst_cuda_wgmma_weight_bytes(int K, int N) { return 2 * (size_t)((K + 63) / 64 * 64) * ((N + 63) / 64 * 64); }
@@ -467,8 +499,8 @@ mst_status mst_cuda_wgmma_setup(mst_cuda *c, mst_error *err)
     if (need > (size_t)c->shared_optin)
         return mst_fail(err, MST_ERR_UNSUPPORTED, "the wgmma synapse needs %zu bytes of shared memory per block; %s has %d",
                         need, c->name, c->shared_optin);
-    for (int i = 0; i < 6; i++)
-        CUDA_TRY(cudaFuncSetAttribute(wg_kernels[i / 3][i % 3], cudaFuncAttributeMaxDynamicSharedMemorySize, (int)need), err);
+    for (int i = 0; i < 8; i++)
+        CUDA_TRY(cudaFuncSetAttribute(wg_kernels[i / 4][i % 4], cudaFuncAttributeMaxDynamicSharedMemorySize, (int)need), err);
     return MST_OK;
 }
 
@@ -487,8 +519,8 @@ mst_status mst_cuda_synapse_wgmma(mst_cuda *c, const mst_synapse_args *a, mst_er
     long gx = groups < want ? groups : want;
     if (NT > 65535) return mst_fail(err, MST_ERR_UNSUPPORTED, "wgmma synapse with %d output channels", N);
     dim3 grid((unsigned)(gx > 0 ? gx : 1), (unsigned)NT);
-    int out = a->bits ? MST_IF_BITS : a->out ? MST_IF_FLOATS : MST_IF_FOLD;
-    if (out == MST_IF_FOLD && !a->fold.x) return mst_fail(err, MST_ERR_ARG, "synapse with nowhere to put its spikes");
+    int out = mst_cuda_if_output(a->bits, a->out, &a->fold);
+    if (out >= MST_IF_FOLD && !a->fold.x) return mst_fail(err, MST_ERR_ARG, "synapse with nowhere to put its spikes");
     MST_LAUNCH(wg_kernels[c->precision == MST_PRECISION_BF16][out], grid, WG_THREADS, wg_shared_bytes(), c->stream)(p);
     LAUNCH_TRY("synapse_wgmma_kernel", err);
     return MST_OK;
