@@ -51,17 +51,21 @@ WINDOW = 7
 #            neuron-steps, inputs, scores, multiply-adds. The later choices
 #            read older kernels (the table before this model's changes).
 KERNELS = {
-    # IF kernels by <output, transform>: 0 = bits, 2 = residual fold; 1 = affine, 2 = bias (if_scan.cuh)
+    # IF kernels by <output, transform>: 0 = bits, 2 = residual fold, 3 = fold and the next site; 1 = affine,
+    # 2 = bias (if_scan.cuh)
     "if_scan": (r"if_scan_kernel(ILi0ELi2EE|\d)", [("VOTE", 1, None)]),  # after a GEMM: a ballot a neuron-step
     "if_scan.affine": (r"if_scan_kernel(ILi0ELi1EE|\d)", [("VOTE", 1, None)]),  # sc1, sc2 (BatchNorm in)
     "if_scan.fold": (r"if_scan_kernelILi2ELi2EE", [("STG", 1, None)]),  # into the residual stream: a store each
+    "if_scan.fold_next": (r"if_scan_kernelILi3ELi2EE", [("VOTE", 1, None)]),  # and the next site's ballot
     "unpack": (r"unpack_kernelI13__nv_bfloat16", [("STG.E.128", 8, None), ("STG.E.U16", 1, None)]),
-    "attention.scores": (r"window_attention_kernel", [("POPC", 1, None)]),  # one popcount per score at d = 32
-    "attention.softmax_v": (r"window_attention_kernel", [("LDS.128", 8, None), ("FMUL", 1, "POPC")]),
+    # window attention, per loop iteration (the model counts warp passes over a unit's work, attention_model)
+    "attention.scores": (r"window_attention_kernel", [("POPC", 1, None, "FSET")]),  # the IF_attn step inside
+    "attention.softmax_v": (r"window_attention_kernel", [("LDS.128", 1, None), ("FMUL", 1, "POPC")]),
     "residual": (r"residual_kernel", [("STG", 1, None)]),
     "wgmma.epilogue": (r"synapse_wgmma_kernelI13__nv_bfloat16Li0E", [("VOTE", 1, None)]),  # one neuron-step
     "wgmma.mainloop": (r"synapse_wgmma_kernelI13__nv_bfloat16Li0E", [("HGMMA", 1 / 8, None)]),  # 8 a 64-input slot
     "wgmma.epilogue_fold": (r"synapse_wgmma_kernelI13__nv_bfloat16Li2E", [("STG", 1, None)]),
+    "wgmma.epilogue_fold_next": (r"synapse_wgmma_kernelI13__nv_bfloat16Li3E", [("VOTE", 1, None)]),
 }
 
 
@@ -168,11 +172,14 @@ def per_element(funcs):
         if not names:
             continue
         code = funcs[names[0]]
-        for sig, per_sig, exclude in choices:
+        for choice in choices:
+            sig, per_sig, exclude = choice[:3]
+            also = choice[3] if len(choice) > 3 else None  # an instruction the loop must hold too
             cands = []
             for s, e in loops(code):
                 ops = [i[2] for i in code if s <= i[0] <= e]
-                if any(o.startswith(sig) for o in ops) and not (exclude and any(o.startswith(exclude) for o in ops)):
+                if any(o.startswith(sig) for o in ops) and not (exclude and any(o.startswith(exclude) for o in ops)) \
+                        and not (also and not any(o.startswith(also) for o in ops)):
                     cands.append((e - s, s, e))
             if not cands:
                 continue
@@ -187,10 +194,34 @@ def per_element(funcs):
 
 
 def site_rows(B, steps):
-    """Per block of each stage: (tokens, C, heads) with tokens over batch and steps."""
+    """Per block of each stage: (tokens over batch and steps, C, heads, side, last block of its stage)."""
     for res, C, depth, heads in STAGES:
-        for _ in range(depth):
-            yield res * res * B * steps, C, heads, res
+        for b in range(depth):
+            yield res * res * B * steps, C, heads, res, b == depth - 1
+
+
+def softmax_queries():
+    """Queries per thread in softmax . v (SOFTMAX_Q in kernels/cuda/attention.cu)."""
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "kernels", "cuda", "attention.cu")
+    m = re.search(r"#define SOFTMAX_Q (\d+)", open(src).read())
+    return int(m.group(1)) if m else 1
+
+
+def attention_warp_passes(ipe, d):
+    """Warp instructions of one (image-step, window, head) unit of 128
+    threads: each phase's loop iterations spread over warps of 32 (a warp
+    with one live lane costs a whole pass), times the iteration's longest
+    path. Scores: one iteration per 4 scores (a Philox group), a popcount
+    per 32 channels inside; softmax . v: an iteration per as many keys as
+    it loads float4 of v, for a block of queries x 4 channels."""
+    n, q = WINDOW * WINDOW, softmax_queries()
+    ceil = lambda a, b: -(-a // b)
+    per = ipe["attention.scores"]["signatures"]  # scores an iteration covers (one popcount each at d <= 32)
+    score = ceil(ceil(n * n, 4), 32) * ceil(4, per) * ipe["attention.scores"]["instructions"] * ceil(d, 32)
+    items = ceil(n, q) * ceil(d, 4) if ipe["attention.softmax_v"]["signature"] == "LDS.128" else n * d
+    keys = ipe["attention.softmax_v"]["signatures"]  # a float4 of v, or one multiply, per key
+    soft = ceil(items, 32) * ceil(n, keys) * ipe["attention.softmax_v"]["instructions"]
+    return score + soft
 
 
 def model(ipe, B, steps, path):
@@ -207,33 +238,33 @@ def model(ipe, B, steps, path):
         row[3] += instr
 
     ifi = ipe["if_scan"]["per_element"]
-    for M, C, heads, res in site_rows(B, steps):
-        # IF sites on analog inputs: sc1, attn_v, sc2 (floats in, bits out)
-        for _ in range(3):
+    fold = "if_scan.fold" in ipe  # proj and fc2 add into the residual stream themselves
+    nxt = "if_scan.fold_next" in ipe  # ... and fire sc2 / the next block's sc1 (not after a stage's last block)
+    for M, C, heads, res, last in site_rows(B, steps):
+        # IF sites on analog inputs (floats in, bits out): attn_v always; sc1 and sc2 where no fold runs them
+        sites = 1 + (0 if nxt else 2) + (1 if nxt and last else 0)
+        for _ in range(sites):
             add("if_scan (sc1, attn_v, sc2)", M * C * 4 + M * C / 8, 0, M * C * ipe["if_scan.affine"]["per_element"])
         # spike-fed synapses: qkv (3C, bits out), proj (C, into the residual stream), fc1 (4C, bits), fc2 (C
         # from 4C, into the residual stream). Older builds wrote proj and fc2 as floats, then a residual kernel.
-        fold = "if_scan.fold" in ipe
-        for K, N, bits in [(C, 3 * C, True), (C, C, False), (C, 4 * C, True), (4 * C, C, False)]:
-            out = M * N / 8 if bits else M * N * (8 if fold else 4)
+        for K, N, bits, next_site in [(C, 3 * C, True, False), (C, C, False, nxt), (C, 4 * C, True, False),
+                                      (4 * C, C, False, nxt and not last)]:
+            out = M * N / 8 if bits else M * N * (8 if fold else 4) + (M * N / 8 if next_site else 0)
             if path == "wgmma":
-                epi = ipe["wgmma.epilogue" if bits else "wgmma.epilogue_fold"]["per_element"] * M * N
+                kind = "wgmma.epilogue" if bits else "wgmma.epilogue_fold_next" if next_site else "wgmma.epilogue_fold"
+                epi = ipe[kind]["per_element"] * M * N
                 slots = M / (8 * 16) * ((N + 63) // 64) * ((K + 63) // 64)  # tiles of 8 tokens x 16 steps
                 main = ipe["wgmma.mainloop"]["per_element"] * slots * 128
                 add("wgmma synapse", M * K / 8 + out, 2 * M * K * N, epi + main)
             else:
                 add("unpack", M * K / 8 + M * K * 2, 0, M * K * ipe["unpack"]["per_element"])
                 add("cuBLAS GEMM", M * K * 2 + M * N * 4 + K * N * 2, 2 * M * K * N, 0)
-                per = ifi if bits or not fold else ipe["if_scan.fold"]["per_element"]
-                add("if_scan (after GEMM)", M * N * 4 + out, 0, M * N * per)
+                kind = "if_scan" if bits or not fold else "if_scan.fold_next" if next_site else "if_scan.fold"
+                add("if_scan (after GEMM)", M * N * 4 + out, 0, M * N * ipe[kind]["per_element"])
             if not bits and not fold:
                 add("residuals", M * C * 12, 0, M * C * ipe["residual"]["per_element"])
-        # window attention: per (image-step, window, head) unit
-        n, d = WINDOW * WINDOW, C // heads
         units = M / (res * res) * (res // WINDOW) ** 2 * heads
-        score = ipe["attention.scores"]["per_element"] * n * n * ((d + 31) // 32)
-        soft = ipe["attention.softmax_v"]["per_element"] * n * n * d
-        add("window attention", M * 3 * C / 8 + M * C * 4, 0, units * (score + soft))
+        add("window attention", M * 3 * C / 8 + M * C * 4, 0, units * 32 * attention_warp_passes(ipe, C // heads))
     return t
 
 
@@ -259,7 +290,8 @@ def main():
     if args.write_sass:
         json.dump(ipe, open(args.write_sass, "w"), indent=1)
     need = ["if_scan", "if_scan.affine", "residual", "attention.scores", "attention.softmax_v"] + (
-        ["wgmma.epilogue", "wgmma.mainloop", "wgmma.epilogue_fold"] if args.path == "wgmma" else ["unpack"])
+        ["wgmma.epilogue", "wgmma.mainloop", "wgmma.epilogue_fold", "wgmma.epilogue_fold_next"] if args.path == "wgmma"
+        else ["unpack"])
     missing = [k for k in need if k not in ipe]
     if missing:
         sys.exit("gpu_model.py: no hot loop found for %s in the SASS" % ", ".join(missing))

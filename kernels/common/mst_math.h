@@ -30,10 +30,15 @@ MST_HD static inline float mst_if_step(float *v, float z)
 /* The residual stream after a branch whose output is s: x + lam * s, then
  * the BatchNorm that follows it where there is one (scale, shift of channel
  * c; NULL where none). */
-MST_HD static inline float mst_residual(float x, float s, float lam, const float *scale, const float *shift, int c)
+MST_HD static inline float mst_residual_bn(float x, float s, float lam, int bn, float scale, float shift)
 {
     float u = x + lam * s;
-    return scale ? u * scale[c] + shift[c] : u;
+    return bn ? u * scale + shift : u;
+}
+
+MST_HD static inline float mst_residual(float x, float s, float lam, const float *scale, const float *shift, int c)
+{
+    return mst_residual_bn(x, s, lam, scale != NULL, scale ? scale[c] : 1.0f, scale ? shift[c] : 0.0f);
 }
 
 /* QCFS in threshold units: clamp(floor(z*L + 0.5)/L, 0, 1). */

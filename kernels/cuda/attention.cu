@@ -21,9 +21,10 @@ typedef struct {
     uint32_t *qb, *kb;
 } unit_shared;
 
-/* The spike counts of one thread, in registers (named, never indexed). */
+/* The spike counts of one thread over a chunk, in registers (named, never
+ * indexed; 32 bits: a thread sees at most a unit's elements per step). */
 typedef struct {
-    unsigned long long q, k, v, q_kept, k_kept, s, s_kept;
+    uint32_t q, k, v, q_kept, k_kept, s, s_kept;
 } attn_counts;
 
 __host__ __device__ static inline int padded_d(int d) { return (d + 3) / 4 * 4; }
@@ -132,12 +133,12 @@ __device__ static void mask_qk(const mst_attn_args *a, int b, int win, int h, in
     }
 }
 
-/* Element p of the score matrix: IF_attn (SNN) or QCFS (ANN) of q.k^T * scale. */
-__device__ __forceinline__ float score(const mst_attn_args *a, const unit_shared *s, int p, float *vm)
+/* Element p = (i, j) of the score matrix: IF_attn (SNN) or QCFS (ANN) of q.k^T * scale. */
+__device__ __forceinline__ float score(const mst_attn_args *a, const unit_shared *s, int i, int j, int p, float *vm)
 {
-    int i = p / s->n, j = p % s->n;
     if (a->mode == MST_MODE_SNN) {
         int c = 0;
+#pragma unroll 1 /* one word per 32 channels of a head: usually one or two */
         for (int w = 0; w < s->W32; w++) c += __popc(s->qb[i * s->W32 + w] & s->kb[j * s->W32 + w]);
         return mst_if_step(&vm[p], (float)c * a->qk_scale);
     }
@@ -158,10 +159,15 @@ __device__ static void scores(const mst_attn_args *a, int b, int win, int h, int
     uint64_t g0 = base / 4, g1 = (base + (uint64_t)nn + 3) / 4;
     for (uint64_t g = g0 + threadIdx.x; g < g1; g += blockDim.x) {
         uint4 r = masked ? draw4(a->seed, sub, g) : make_uint4(0, 0, 0, 0);
+        long p0 = (long)(4 * g) - (long)base; /* < 0 in the unit's first group when base is not 4-aligned */
+        int first = p0 < 0 ? 0 : (int)p0, i = first / s->n, j = first % s->n; /* one division per group */
+#pragma unroll
         for (int e = 0; e < 4; e++) {
-            long p = (long)(4 * g + e) - (long)base;
-            if (p < 0 || p >= nn) continue;
-            float sv = score(a, s, (int)p, vm);
+            long pe = p0 + e;
+            if (pe < 0 || pe >= nn) continue;
+            int p = (int)pe;
+            float sv = score(a, s, i, j, p, vm);
+            if (++j == s->n) j = 0, i++;
             int keep = masked ? mst_mask_keep(lane_of(r, e), threshold) : 1, fired = sv != 0.0f;
             int level = keep * (int)(sv * (float)MST_QCFS_LEVELS + 0.5f);
             cnt->s += fired;
@@ -173,7 +179,7 @@ __device__ static void scores(const mst_attn_args *a, int b, int win, int h, int
 
 /* Queries x channels per thread in softmax . v: each float4 of v serves
  * SOFTMAX_Q queries, each u serves 4 channels. */
-#define SOFTMAX_Q 2
+#define SOFTMAX_Q 4
 
 /* softmax . v in the CPU's order: row sums left to right; each output as
  * mst_attn_weighted sums it (even keys and odd keys apart, then added). */

@@ -390,7 +390,7 @@ template <int OUT>
 __device__ void wg_epilogue(const wg_args *p, const wg_shared *s, long r0, int t0, const float (&d)[2][32],
                             wg_membranes *mem, float bias, unsigned long long *fired, unsigned long long *next_fired)
 {
-    const bool ballots = OUT == MST_IF_BITS || OUT == MST_IF_FOLD_NEXT;
+    const bool ballots = OUT == MST_IF_BITS || OUT == MST_IF_FOLD_NEXT, biased = p->bias != NULL;
     const int warp = threadIdx.x / 32, lane = threadIdx.x & 31, col = 32 * (warp & 1) + lane;
     const int c = blockIdx.y * WG_BN + col;
     const long W32 = 2 * mst_spike_words(p->N);
@@ -411,19 +411,22 @@ __device__ void wg_epilogue(const wg_args *p, const wg_shared *s, long r0, int t
         float *out = OUT != MST_IF_BITS && live ? (OUT == MST_IF_FLOATS ? p->out : p->fold.x) + ((long)t0 * p->R + r) * p->N + c
                                                 : NULL;
         /* the BatchNorm after the residual add, of this thread's channel */
-        float fsc = p->fold.scale && live_c ? p->fold.scale[c] : 1.0f, fsh = p->fold.shift && live_c ? p->fold.shift[c] : 0.0f;
-        const float *fs = p->fold.scale ? &fsc : NULL, *fh = p->fold.scale ? &fsh : NULL;
+        const bool bn = p->fold.scale != NULL;
+        const float fsc = bn && live_c ? p->fold.scale[c] : 1.0f, fsh = bn && live_c ? p->fold.shift[c] : 0.0f;
         const long ostep = p->R * p->N;
         int st = 0;
+#pragma unroll 4 /* not 16: the tile loop stays small enough to keep its registers */
         for (; st < 16 && t0 + st < p->steps; st++) {
             float u = z[st * WG_ZLD];
-            if (p->bias) u = u + bias; /* as the two-kernel scan adds it */
-            float spike = live ? mst_if_step(&mem->v[q], u) : 0.0f;
+            if (biased) u = u + bias; /* as the two-kernel scan adds it */
+            /* every lane steps (padding lanes' membranes are never stored): no branch */
+            float spike = mst_if_step(&mem->v[q], u);
+            spike = live ? spike : 0.0f;
             if (OUT != MST_IF_BITS) {
                 *fired += spike != 0.0f;
                 if (out) {
                     float x = OUT == MST_IF_FLOATS ? spike * p->out_scale
-                                                   : mst_residual(*out, spike * p->out_scale, p->fold.lam, fs, fh, 0);
+                                                   : mst_residual_bn(*out, spike * p->out_scale, p->fold.lam, bn, fsc, fsh);
                     *out = x;
                     out += ostep;
                     /* the IF site that reads the new x (sc2, the next block's sc1) */
