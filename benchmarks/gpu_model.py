@@ -59,8 +59,10 @@ KERNELS = {
     "if_scan.fold_next": (r"if_scan_kernelILi3ELi2EE", [("VOTE", 1, None)]),  # and the next site's ballot
     "unpack": (r"unpack_kernelI13__nv_bfloat16", [("STG.E.128", 8, None), ("STG.E.U16", 1, None)]),
     # window attention, per loop iteration (the model counts warp passes over a unit's work, attention_model)
-    "attention.scores": (r"window_attention_kernel", [("POPC", 1, None, "FSET")]),  # the IF_attn step inside
-    "attention.softmax_v": (r"window_attention_kernel", [("LDS.128", 1, None), ("FMUL", 1, "POPC")]),
+    "attention.scores": (r"window_attention_kernel(ILb1E|\d)", [("POPC", 1, None, "FSET")]),  # the IF_attn step inside
+    # softmax . v: the SNN loop (fused multiply-adds: v is 0 or 1), else any
+    "attention.softmax_v": (r"window_attention_kernel(ILb1E|\d)", [("LDS.128", 1, None, "FFMA"), ("LDS.128", 1, None),
+                                                         ("FMUL", 1, "POPC")]),
     "residual": (r"residual_kernel", [("STG", 1, None)]),
     "wgmma.epilogue": (r"synapse_wgmma_kernelI13__nv_bfloat16Li0E", [("VOTE", 1, None)]),  # one neuron-step
     "wgmma.mainloop": (r"synapse_wgmma_kernelI13__nv_bfloat16Li0E", [("HGMMA", 1 / 8, None)]),  # 8 a 64-input slot

@@ -179,13 +179,59 @@ __device__ static void scores(const mst_attn_args *a, int b, int win, int h, int
 
 /* Queries x channels per thread in softmax . v: each float4 of v serves
  * SOFTMAX_Q queries, each u serves 4 channels. */
-#define SOFTMAX_Q 4
+#define SOFTMAX_Q 2
+
+/* acc += x * v, each product rounded and then added, as the CPU does; with
+ * EXACT (SNN: v is 0 or 1, so x * v is exact and the rounding of the add
+ * is the only one) as one fused multiply-add, which rounds the same way. */
+template <bool EXACT> __device__ __forceinline__ void mac4(float4 *acc, float x, float4 v)
+{
+    if (EXACT) {
+        acc->x = __fmaf_rn(x, v.x, acc->x), acc->y = __fmaf_rn(x, v.y, acc->y);
+        acc->z = __fmaf_rn(x, v.z, acc->z), acc->w = __fmaf_rn(x, v.w, acc->w);
+    } else {
+        acc->x += x * v.x, acc->y += x * v.y, acc->z += x * v.z, acc->w += x * v.w;
+    }
+}
+
+/* Outputs of SOFTMAX_Q queries from i0 x channels c0..c0+3, each summed as
+ * mst_attn_weighted sums it (even keys and odd keys apart, then added). */
+template <bool EXACT>
+__device__ void weighted_block(const mst_attn_args *a, long row0, int h, const unit_shared *s, int i0, int c0)
+{
+    const int n = s->n, d = s->d, dp = s->dp, C = a->dim;
+    const float *u[SOFTMAX_Q];
+#pragma unroll
+    for (int q = 0; q < SOFTMAX_Q; q++) u[q] = s->u + (i0 + q < n ? i0 + q : n - 1) * n; /* the tail repeats a row */
+    float4 ev[SOFTMAX_Q], od[SOFTMAX_Q];
+#pragma unroll
+    for (int q = 0; q < SOFTMAX_Q; q++) ev[q] = od[q] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    int j = 0;
+    for (; j + 1 < n; j += 2) {
+        float4 v0 = *(const float4 *)(s->v + j * dp + c0), v1 = *(const float4 *)(s->v + (j + 1) * dp + c0);
+#pragma unroll
+        for (int q = 0; q < SOFTMAX_Q; q++) mac4<EXACT>(&ev[q], u[q][j], v0), mac4<EXACT>(&od[q], u[q][j + 1], v1);
+    }
+    if (j < n) {
+        float4 v0 = *(const float4 *)(s->v + j * dp + c0);
+#pragma unroll
+        for (int q = 0; q < SOFTMAX_Q; q++) mac4<EXACT>(&ev[q], u[q][j], v0);
+    }
+#pragma unroll
+    for (int q = 0; q < SOFTMAX_Q; q++) {
+        if (i0 + q >= n) break;
+        float o[4] = {ev[q].x + od[q].x, ev[q].y + od[q].y, ev[q].z + od[q].z, ev[q].w + od[q].w};
+        float k = a->v_scale / s->rowsum[i0 + q];
+        float *dst = a->out + (row0 + s->tok[i0 + q]) * C + h * d + c0;
+        for (int e = 0; e < 4 && c0 + e < d; e++) dst[e] = o[e] * k;
+    }
+}
 
 /* softmax . v in the CPU's order: row sums left to right; each output as
- * mst_attn_weighted sums it (even keys and odd keys apart, then added). */
+ * mst_attn_weighted sums it. */
 __device__ static void softmax_v(const mst_attn_args *a, long row0, int h, unit_shared *s)
 {
-    const int n = s->n, d = s->d, dp = s->dp, C = a->dim, qblocks = (n + SOFTMAX_Q - 1) / SOFTMAX_Q;
+    const int n = s->n, dp = s->dp, qblocks = (n + SOFTMAX_Q - 1) / SOFTMAX_Q;
     for (int i = threadIdx.x; i < n; i += blockDim.x) {
         float sum = 0.0f;
         for (int j = 0; j < n; j++) sum += s->u[i * n + j];
@@ -194,38 +240,10 @@ __device__ static void softmax_v(const mst_attn_args *a, long row0, int h, unit_
     __syncthreads();
     for (int idx = threadIdx.x; idx < qblocks * (dp / 4); idx += blockDim.x) {
         int i0 = idx / (dp / 4) * SOFTMAX_Q, c0 = idx % (dp / 4) * 4;
-        const float *u[SOFTMAX_Q];
-#pragma unroll
-        for (int q = 0; q < SOFTMAX_Q; q++) u[q] = s->u + (i0 + q < n ? i0 + q : n - 1) * n; /* the tail repeats a row */
-        float4 ev[SOFTMAX_Q], od[SOFTMAX_Q];
-#pragma unroll
-        for (int q = 0; q < SOFTMAX_Q; q++) ev[q] = od[q] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-        int j = 0;
-        for (; j + 1 < n; j += 2) {
-            float4 v0 = *(const float4 *)(s->v + j * dp + c0), v1 = *(const float4 *)(s->v + (j + 1) * dp + c0);
-#pragma unroll
-            for (int q = 0; q < SOFTMAX_Q; q++) {
-                float x = u[q][j], y = u[q][j + 1];
-                ev[q].x += x * v0.x, ev[q].y += x * v0.y, ev[q].z += x * v0.z, ev[q].w += x * v0.w;
-                od[q].x += y * v1.x, od[q].y += y * v1.y, od[q].z += y * v1.z, od[q].w += y * v1.w;
-            }
-        }
-        if (j < n) {
-            float4 v0 = *(const float4 *)(s->v + j * dp + c0);
-#pragma unroll
-            for (int q = 0; q < SOFTMAX_Q; q++) {
-                float x = u[q][j];
-                ev[q].x += x * v0.x, ev[q].y += x * v0.y, ev[q].z += x * v0.z, ev[q].w += x * v0.w;
-            }
-        }
-#pragma unroll
-        for (int q = 0; q < SOFTMAX_Q; q++) {
-            if (i0 + q >= n) break;
-            float o[4] = {ev[q].x + od[q].x, ev[q].y + od[q].y, ev[q].z + od[q].z, ev[q].w + od[q].w};
-            float k = a->v_scale / s->rowsum[i0 + q];
-            float *dst = a->out + (row0 + s->tok[i0 + q]) * C + h * d + c0;
-            for (int e = 0; e < 4 && c0 + e < d; e++) dst[e] = o[e] * k;
-        }
+        if (a->mode == MST_MODE_SNN)
+            weighted_block<true>(a, row0, h, s, i0, c0);
+        else
+            weighted_block<false>(a, row0, h, s, i0, c0);
     }
 }
 
@@ -249,8 +267,11 @@ __device__ static void move_membranes(float *to, const float *from, int nn)
     for (int p = threadIdx.x; p < nn; p += blockDim.x) to[p] = from[p];
 }
 
-__global__ void window_attention_kernel(mst_attn_args a, int nw, int resident)
+/* RESIDENT: the IF_attn membranes in shared memory (known so at compile
+ * time, the score loop addresses them as shared, not generic, memory). */
+template <bool RESIDENT> __global__ void window_attention_kernel(mst_attn_args a, int nw)
 {
+    const int resident = RESIDENT;
     MST_DYNAMIC_SHARED(char, mem);
     int n = a.window * a.window, d = a.dim / a.heads;
     long unit = blockIdx.x;
@@ -308,17 +329,24 @@ mst_status mst_cuda_window_attention(void *ctx, const mst_attn_args *a, mst_erro
         return mst_fail(err, MST_ERR_UNSUPPORTED, "window attention with window %d and head dim %d needs %zu bytes of "
                         "shared memory; %s has %d", a->window, d, shared, c->name, c->shared_optin);
     if (units > 0x7fffffffL) return mst_fail(err, MST_ERR_UNSUPPORTED, "%ld attention units in one launch", units);
-    MST_LAUNCH(window_attention_kernel, (unsigned)units, 128, shared, c->stream)(*a, nw, resident);
+    if (resident)
+        MST_LAUNCH(window_attention_kernel<true>, (unsigned)units, 128, shared, c->stream)(*a, nw);
+    else
+        MST_LAUNCH(window_attention_kernel<false>, (unsigned)units, 128, shared, c->stream)(*a, nw);
     LAUNCH_TRY("window_attention_kernel", err);
     return MST_OK;
 }
 
 mst_status mst_cuda_attention_setup(mst_cuda *c, mst_error *err)
 {
-    if (c->shared_optin > 48 * 1024)
-        CUDA_TRY(cudaFuncSetAttribute(window_attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    if (c->shared_optin > 48 * 1024) {
+        CUDA_TRY(cudaFuncSetAttribute(window_attention_kernel<true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                       c->shared_optin),
                  err);
+        CUDA_TRY(cudaFuncSetAttribute(window_attention_kernel<false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                      c->shared_optin),
+                 err);
+    }
     return MST_OK;
 }
 

@@ -390,12 +390,14 @@ template <int OUT>
 __device__ void wg_epilogue(const wg_args *p, const wg_shared *s, long r0, int t0, const float (&d)[2][32],
                             wg_membranes *mem, float bias, unsigned long long *fired, unsigned long long *next_fired)
 {
-    const bool ballots = OUT == MST_IF_BITS || OUT == MST_IF_FOLD_NEXT, biased = p->bias != NULL;
+    const bool ballots = OUT == MST_IF_BITS || OUT == MST_IF_FOLD_NEXT;
+    uint32_t nf = 0, nnf = 0; /* this tile's spikes: 32 bits, added to the totals once */
     const int warp = threadIdx.x / 32, lane = threadIdx.x & 31, col = 32 * (warp & 1) + lane;
     const int c = blockIdx.y * WG_BN + col;
     const long W32 = 2 * mst_spike_words(p->N);
     const bool live_c = c < p->N;
     const mst_cuda_fold_channel nch = mst_cuda_fold_channel_of(&p->fold.next, c, OUT == MST_IF_FOLD_NEXT && live_c);
+    const float nsc = nch.scale, nsh = nch.shift; /* 1 and 0 where the next site has no affine */
     uint32_t *words = OUT == MST_IF_BITS ? p->bits : OUT == MST_IF_FOLD_NEXT ? (uint32_t *)p->fold.next.bits : NULL;
     for (int m = 0; m < 2; m++)
         for (int i = 0; i < 32; i++)
@@ -411,26 +413,28 @@ __device__ void wg_epilogue(const wg_args *p, const wg_shared *s, long r0, int t
         float *out = OUT != MST_IF_BITS && live ? (OUT == MST_IF_FLOATS ? p->out : p->fold.x) + ((long)t0 * p->R + r) * p->N + c
                                                 : NULL;
         /* the BatchNorm after the residual add, of this thread's channel */
-        const bool bn = p->fold.scale != NULL;
-        const float fsc = bn && live_c ? p->fold.scale[c] : 1.0f, fsh = bn && live_c ? p->fold.shift[c] : 0.0f;
+        /* (an identity affine where there is none: this path is bf16 only, held
+           to top-1 agreement, and needs no branch per step on its arguments) */
+        const float fsc = p->fold.scale && live_c ? p->fold.scale[c] : 1.0f;
+        const float fsh = p->fold.scale && live_c ? p->fold.shift[c] : 0.0f;
         const long ostep = p->R * p->N;
         int st = 0;
 #pragma unroll 4 /* not 16: the tile loop stays small enough to keep its registers */
         for (; st < 16 && t0 + st < p->steps; st++) {
             float u = z[st * WG_ZLD];
-            if (biased) u = u + bias; /* as the two-kernel scan adds it */
+            u = u + bias; /* 0 where the layer has none */
             /* every lane steps (padding lanes' membranes are never stored): no branch */
             float spike = mst_if_step(&mem->v[q], u);
             spike = live ? spike : 0.0f;
             if (OUT != MST_IF_BITS) {
-                *fired += spike != 0.0f;
+                nf += spike != 0.0f;
                 if (out) {
                     float x = OUT == MST_IF_FLOATS ? spike * p->out_scale
-                                                   : mst_residual_bn(*out, spike * p->out_scale, p->fold.lam, bn, fsc, fsh);
+                                                   : mst_residual_bn(*out, spike * p->out_scale, p->fold.lam, 1, fsc, fsh);
                     *out = x;
                     out += ostep;
                     /* the IF site that reads the new x (sc2, the next block's sc1) */
-                    if (OUT == MST_IF_FOLD_NEXT) spike = mst_cuda_fold_fire(&mem->v2[q], &nch, x);
+                    if (OUT == MST_IF_FOLD_NEXT) spike = mst_if_step(&mem->v2[q], x * nsc + nsh);
                 }
             }
             if (ballots) {
@@ -441,11 +445,12 @@ __device__ void wg_epilogue(const wg_args *p, const wg_shared *s, long r0, int t
         if (ballots && lane < st && r < p->R) {
             words[((long)(t0 + lane) * p->R + r) * W32 + blockIdx.y * 2 + (warp & 1)] = mine;
             if (OUT == MST_IF_BITS)
-                *fired += __popc(mine);
+                nf += __popc(mine);
             else
-                *next_fired += __popc(mine);
+                nnf += __popc(mine);
         }
     }
+    *fired += nf, *next_fired += nnf;
     __syncthreads(); /* z is rewritten next */
 }
 

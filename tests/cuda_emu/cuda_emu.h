@@ -111,6 +111,8 @@ template <class... P> static inline cudaError_t cudaFuncSetAttribute(void (*kern
 }
 
 static inline void __syncthreads() { mst_emu::sync_block(); }
+/* one rounding, as the GPU's fused multiply-add (C's fmaf is exact) */
+static inline float __fmaf_rn(float a, float b, float c) { return __builtin_fmaf(a, b, c); }
 static inline int __popc(unsigned x) { return __builtin_popcount(x); }
 static inline int __popcll(unsigned long long x) { return __builtin_popcountll(x); }
 static inline int __ffsll(long long x) { return __builtin_ffsll(x); }
