@@ -267,6 +267,20 @@ def model(ipe, B, steps, path):
                 add("residuals", M * C * 12, 0, M * C * ipe["residual"]["per_element"])
         units = M / (res * res) * (res // WINDOW) ** 2 * heads
         add("window attention", M * 3 * C / 8 + M * C * 4, 0, units * 32 * attention_warp_passes(ipe, C // heads))
+    # the rest, memory-bound: the patch embedding's IF site (its input is the same every step, float
+    # spikes out into the residual stream), each patch merging (a gather of 2x2 tokens, the reduction
+    # from floats converted to bf16, its IF site writing the next stage's x), the final LayerNorm + mean
+    first = STAGES[0]
+    M0 = first[0] ** 2 * B * steps
+    add("patch embedding, merging, head", M0 * first[1] * 8, 0, 0)
+    for (res, C, _, _), nxt in zip(STAGES[:-1], STAGES[1:]):
+        Mm = (res // 2) ** 2 * B * steps
+        gather = Mm * 4 * C * 8  # read x, write the 4C patches
+        reduce_ = Mm * 4 * C * (4 + 2 + 2) + Mm * 2 * C * 4  # convert to bf16, read it, write the 2C floats
+        site = Mm * 2 * C * 8  # the IF site: floats in, scaled spikes out as the new x
+        add("patch embedding, merging, head", gather + reduce_ + site, 2 * Mm * 4 * C * 2 * C, 0)
+    last = STAGES[-1]
+    add("patch embedding, merging, head", last[0] ** 2 * B * steps * last[1] * 4, 0, 0)
     return t
 
 
