@@ -520,7 +520,8 @@ static fused_result fused_run(mst_backend *be, const fused_case *c, const uint64
 
 static void fused_free(fused_result *r) { free(r->bits), free(r->next_bits), free(r->out), free(r->v), free(r->next_v); }
 
-Test(cuda, fused_synapse_equals_two_kernels)
+/* (a timeout of its own: a fused kernel that hangs on a GPU must not take the suite with it) */
+Test(cuda, fused_synapse_equals_two_kernels, .timeout = 120)
 {
     NEED_GPU();
     unsigned seed = 31;
