@@ -450,3 +450,73 @@ Test(cli, stats_by_module_and_mask_sites)
     json_decref(o);
     unlink(p);
 }
+
+/* Whether two results files agree in every field but the timing. */
+static void expect_same_but_timing(json_t *a, json_t *b, const char *what)
+{
+    json_t *x = json_deep_copy(a), *y = json_deep_copy(b);
+    json_object_del(x, "images_per_second"), json_object_del(y, "images_per_second");
+    char *sx = json_dumps(x, JSON_SORT_KEYS | JSON_COMPACT), *sy = json_dumps(y, JSON_SORT_KEYS | JSON_COMPACT);
+    cr_expect(json_equal(x, y), "%s:\n%s\nvs\n%s", what, sx, sy);
+    free(sx), free(sy);
+    json_decref(x), json_decref(y);
+}
+
+/* mst merge: three --shard results (with spike counts, p = 0.75, masks keyed
+ * by dataset position) combine into the file of one run over the shipped
+ * samples, in any order, energy figures included; parts that overlap, leave
+ * images out, come from another seed, or counted spikes where the others
+ * did not are refused, each with its own line. */
+Test(cli, merge_adds_shards_up_to_the_single_run, .timeout = 300)
+{
+    char cmd[4096], out[16384];
+    const char *dir = tmp_path("merge");
+    snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s", dir, dir);
+    cr_assert_eq(system(cmd), 0);
+    const char *run = "eval --model " MST_WEIGHTS "/fmnist_p75.safetensors --data " MST_WEIGHTS
+                      "/samples --timesteps 8 --mask-ratio 0.75 --report-steps 2,8";
+    snprintf(cmd, sizeof cmd, "%s --stats --results-file %s/whole.json", run, dir);
+    cr_assert_eq(mst(cmd, out, sizeof out), 0, "%s", out);
+    for (int k = 0; k < 3; k++) {
+        snprintf(cmd, sizeof cmd, "%s --stats --shard %d/3 --results-file %s/part%d.json", run, k, dir, k);
+        cr_assert_eq(mst(cmd, out, sizeof out), 0, "%s", out);
+    }
+    snprintf(cmd, sizeof cmd, "%s --stats --seed 9 --shard 1/3 --results-file %s/seed9.json", run, dir);
+    cr_assert_eq(mst(cmd, out, sizeof out), 0, "%s", out);
+    snprintf(cmd, sizeof cmd, "%s --shard 1/3 --results-file %s/nostats.json", run, dir);
+    cr_assert_eq(mst(cmd, out, sizeof out), 0, "%s", out);
+    snprintf(cmd, sizeof cmd, "merge %s/merged.json %s/part2.json %s/part0.json %s/part1.json", dir, dir, dir, dir);
+    cr_assert_eq(mst(cmd, out, sizeof out), 0, "%s", out);
+    cr_expect(contains(out, "3 parts merged"), "%s", out);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/whole.json", dir);
+    json_t *whole = load_json(path);
+    snprintf(path, sizeof path, "%s/merged.json", dir);
+    json_t *merged = load_json(path);
+    cr_expect(json_object_get(merged, "energy") != NULL, "no energy figures in the merged file");
+    expect_same_but_timing(whole, merged, "merged shards vs one run");
+    json_decref(whole), json_decref(merged);
+    static const struct {
+        const char *parts, *says;
+    } refused[] = {
+        {"part0 part1 part1 part2", "overlap"},
+        {"part0 part2", "images 33-65 are in no part"},
+        {"part0 part1", "images 66-99 are in no part"},
+        {"part0 seed9 part2", "differ in seed"},
+        {"part0 nostats part2", "one counted spikes"},
+        {"part0 missing", "missing.json"},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        char list[512] = "", name[64];
+        const char *p = refused[i].parts;
+        while (sscanf(p, "%63s", name) == 1) {
+            snprintf(list + strlen(list), sizeof list - strlen(list), " %s/%s.json", dir, name);
+            p = strstr(p, name) + strlen(name);
+        }
+        snprintf(cmd, sizeof cmd, "merge %s/out.json%s", dir, list);
+        cr_expect_eq(mst(cmd, out, sizeof out), 2, "merge%s: %s", list, out);
+        cr_expect(contains(out, refused[i].says) && lines(out) == 1, "merge%s: said \"%s\"", list, out);
+    }
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_expect_eq(system(cmd), 0);
+}

@@ -41,6 +41,7 @@ const char *cli_usage_text =
     "          [--mask-sites LIST]\n"
     "          [--device D] [--precision P] [--time-chunk C] [--stats] [--warmup N] [--iters N] [--json OUT]\n"
     "  mst info --model FILE [--img-size N]\n"
+    "  mst merge OUT.json|OUT.csv PART.json... [--model FILE]\n"
     "--mask-sites: where RSM drops spikes, from q, k, attn (the released code's sites, the default\n"
     "  unless the checkpoint names its own), fc1, fc2 (the MLP's inputs), or all\n";
 
@@ -167,12 +168,17 @@ static void option(cli_args *a, int c, char **argv)
     }
 }
 
-void cli_parse(int argc, char **argv, cli_args *a)
+void cli_parse_options(int argc, char **argv, cli_args *a)
 {
     *a = (cli_args){.eo = {.mode = MST_MODE_SNN, .timesteps = 64, .max_batch = 8}, .shards = 1, .workers = 2};
     int c;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "", options, NULL)) != -1) option(a, c, argv);
+}
+
+void cli_parse(int argc, char **argv, cli_args *a)
+{
+    cli_parse_options(argc, argv, a);
     if (!a->model) cli_die("missing --model FILE");
 }
 

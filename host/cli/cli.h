@@ -26,7 +26,9 @@ __attribute__((noreturn)) void cli_fail(const mst_error *err);
 __attribute__((noreturn)) void cli_usage(void);
 extern const char *cli_usage_text;
 
-/* Parses every option of every command; commands check which they need. */
+/* Parses every option of every command; commands check which they need.
+ * cli_parse also insists on --model. */
+void cli_parse_options(int argc, char **argv, cli_args *a);
 void cli_parse(int argc, char **argv, cli_args *a);
 mst_model *cli_load(const char *path, int img_size);
 /* The engine for these options, or the one-line error; says on stderr when
@@ -38,6 +40,7 @@ const char *cli_precision_name(mst_precision p);
 
 int cli_eval(int argc, char **argv);
 int cli_bench(int argc, char **argv);
+int cli_merge(int argc, char **argv);
 
 /* Image i decoded, converted to the model's channels and transformed into x;
  * a file that cannot be read is reported on stderr and skipped (returns 0). */

@@ -174,6 +174,7 @@ int cli_eval(int argc, char **argv)
     if (skipped == hi - lo) cli_die("%s: none of the %ld images could be read", a.data, hi - lo);
     if (skipped) printf("%ld of %ld images could not be read and were skipped\n", skipped, hi - lo);
     rp.images = hi - lo - skipped;
+    rp.lo = lo, rp.hi = hi, rp.total = N, rp.skipped = skipped;
     rp.device = mst_engine_device(e);
     char sites[64];
     rp.mask_sites = mst_mask_sites_name(mst_engine_mask_sites(e), sites, sizeof sites);
@@ -183,7 +184,15 @@ int cli_eval(int argc, char **argv)
     mst_error err = {0};
     if (a.stats && mst_engine_stats(e, &st, &err) != MST_OK) cli_fail(&err);
     if (a.stats) cli_print_stats(&st), rp.st = &st;
+    uint64_t *counts = NULL;
+    if (a.stats) {
+        rp.num_counts = mst_engine_num_counts(e);
+        rp.counts = counts = malloc(sizeof(uint64_t) * rp.num_counts);
+        if (!counts) cli_die("out of memory");
+        if (mst_engine_get_counts(e, counts, &rp.counted, &err) != MST_OK) cli_fail(&err);
+    }
     if (a.results_file) write_results(&r, &rp);
+    free(counts);
     mst_engine_free(e);
     tally_free(&r);
     for (int k = 0; rp.names && k < arch->num_classes; k++) free(rp.names[k]);

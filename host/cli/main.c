@@ -192,6 +192,7 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "run") == 0) return cmd_run(argc - 1, argv + 1);
     if (strcmp(argv[1], "eval") == 0) return cli_eval(argc - 1, argv + 1);
     if (strcmp(argv[1], "bench") == 0) return cli_bench(argc - 1, argv + 1);
+    if (strcmp(argv[1], "merge") == 0) return cli_merge(argc - 1, argv + 1);
     if (strcmp(argv[1], "info") == 0) return cmd_info(argc - 1, argv + 1);
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         fputs(cli_usage_text, stdout);

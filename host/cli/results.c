@@ -165,11 +165,41 @@ static json_t *summary_json(const tally *r, const report *rp)
     return o;
 }
 
+/* The raw counts behind the percentages and the energy figures, so that
+ * parts of one evaluation (--shard, or ranks) add up to the file a single
+ * run writes (mst merge). */
+static json_t *tallies_json(const tally *r, const report *rp)
+{
+    json_t *t1 = json_array(), *t5 = json_array(), *classes = json_array(), *counts = json_array();
+    for (int i = 0; i < r->n; i++) {
+        json_array_append_new(t1, json_integer(r->top1[i]));
+        json_array_append_new(t5, json_integer(r->top5[i]));
+    }
+    for (int k = 0; k < r->K; k++) {
+        if (!r->seen[k]) continue;
+        json_t *row = json_pack("[i, I]", k, (json_int_t)r->seen[k]);
+        for (int i = 0; i < r->n; i++) json_array_append_new(row, json_integer(r->hit[(long)k * r->n + i]));
+        json_array_append_new(classes, row);
+    }
+    json_t *o = json_pack("{s:[I, I], s:I, s:I, s:o, s:o, s:o}", "range", (json_int_t)rp->lo, (json_int_t)rp->hi,
+                          "dataset_images", (json_int_t)rp->total, "skipped", (json_int_t)rp->skipped, "top1", t1, "top5",
+                          t5, "classes", classes);
+    if (rp->counts) {
+        for (size_t i = 0; i < rp->num_counts; i++) json_array_append_new(counts, json_integer((json_int_t)rp->counts[i]));
+        json_object_set_new(o, "spike_counters", counts);
+        json_object_set_new(o, "counted_images", json_integer((json_int_t)rp->counted));
+    } else {
+        json_decref(counts);
+    }
+    return o;
+}
+
 static void write_json(FILE *f, const tally *r, const report *rp)
 {
     json_t *o = summary_json(r, rp);
     json_object_set_new(o, "per_class", per_class_json(r, rp));
     if (rp->st) json_object_set_new(o, "energy", cli_stats_json(rp->st));
+    json_object_set_new(o, "tallies", tallies_json(r, rp));
     json_dumpf(o, f, JSON_INDENT(2));
     fputc('\n', f);
     json_decref(o);

@@ -28,6 +28,13 @@ typedef struct {
     long images;         /* images counted */
     double rate;         /* images per second */
     const mst_stats *st; /* --stats, or NULL */
+    /* what mst merge adds up (the results file's "tallies"): the dataset
+       positions [lo, hi) of `total`, images that could not be read, and the
+       raw spike counters behind st with the images they cover */
+    long lo, hi, total, skipped;
+    const uint64_t *counts;
+    size_t num_counts;
+    uint64_t counted;
 } report;
 
 void print_table(const tally *r, const report *rp);

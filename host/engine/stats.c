@@ -152,3 +152,22 @@ mst_status mst_engine_reset_stats(mst_engine *e, mst_error *err)
     e->images = 0;
     return e->be.upload(e->be.ctx, e->dev_counts, e->spikes, sizeof(uint64_t) * e->num_counts, err);
 }
+
+size_t mst_engine_num_counts(const mst_engine *e) { return e->o.count_spikes ? e->num_counts : 0; }
+
+mst_status mst_engine_get_counts(mst_engine *e, uint64_t *counts, uint64_t *images, mst_error *err)
+{
+    if (!e->o.count_spikes) return mst_fail(err, MST_ERR_ARG, "this engine does not count spikes (count_spikes)");
+    TRY(e->be.download(e->be.ctx, e->spikes, e->dev_counts, sizeof(uint64_t) * e->num_counts, err));
+    memcpy(counts, e->spikes, sizeof(uint64_t) * e->num_counts);
+    *images = e->images;
+    return MST_OK;
+}
+
+mst_status mst_engine_set_counts(mst_engine *e, const uint64_t *counts, uint64_t images, mst_error *err)
+{
+    if (!e->o.count_spikes) return mst_fail(err, MST_ERR_ARG, "this engine does not count spikes (count_spikes)");
+    memcpy(e->spikes, counts, sizeof(uint64_t) * e->num_counts);
+    e->images = images;
+    return e->be.upload(e->be.ctx, e->dev_counts, e->spikes, sizeof(uint64_t) * e->num_counts, err);
+}

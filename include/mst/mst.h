@@ -248,6 +248,13 @@ typedef struct {
  * reset (SNN mode only). The arrays stay valid until the next call. */
 mst_status mst_engine_stats(mst_engine *e, mst_stats *out, mst_error *err);
 mst_status mst_engine_reset_stats(mst_engine *e, mst_error *err);
+/* The raw spike counters behind mst_engine_stats (an engine that counts
+ * spikes) and the images they cover. A run split over files or processes
+ * adds its parts' counters up and sets the sum into one engine of the same
+ * model and options: its stats are then those of a single run. */
+size_t mst_engine_num_counts(const mst_engine *e);
+mst_status mst_engine_get_counts(mst_engine *e, uint64_t *counts, uint64_t *images, mst_error *err);
+mst_status mst_engine_set_counts(mst_engine *e, const uint64_t *counts, uint64_t images, mst_error *err);
 
 #ifdef __cplusplus
 }
