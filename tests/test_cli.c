@@ -520,3 +520,62 @@ Test(cli, merge_adds_shards_up_to_the_single_run, .timeout = 300)
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     cr_expect_eq(system(cmd), 0);
 }
+
+/* mpirun -n 1, 2 and 3 (oversubscribed on small machines) write the file
+ * one process writes, equal in every field but the timing: over the shipped
+ * samples with spike counts, and over a Fashion-MNIST IDX slice where the
+ * test set is installed. A rank that fails stops the job, naming itself. */
+Test(cli, mpi_ranks_write_the_single_run_file, .timeout = 300)
+{
+#ifndef MST_MPIEXEC
+    cr_skip_test("mst was built without MPI (MST_MPI; Debian: libopenmpi-dev)");
+#else
+    char cmd[4096], out[16384], path[1024];
+    const char *dir = tmp_path("mpi");
+    snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s", dir, dir);
+    cr_assert_eq(system(cmd), 0);
+    const char *sets[] = {"--data " MST_WEIGHTS "/samples --stats", "--data /usr/share/datasets/fashion-mnist --limit 50"};
+    for (size_t s = 0; s < 2; s++) {
+        if (s == 1 && access("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz", R_OK) != 0) {
+            cr_log_warn("no Fashion-MNIST test set installed: the IDX slice is not run");
+            continue;
+        }
+        char run[1024];
+        snprintf(run, sizeof run, "eval --model " MST_WEIGHTS "/fmnist_p75.safetensors %s --timesteps 8 --mask-ratio 0.75 "
+                 "--report-steps 2,8", sets[s]);
+        snprintf(cmd, sizeof cmd, "%s --results-file %s/one.json", run, dir);
+        cr_assert_eq(mst(cmd, out, sizeof out), 0, "%s", out);
+        snprintf(path, sizeof path, "%s/one.json", dir);
+        json_t *one = load_json(path);
+        for (int n = 1; n <= 3; n++) {
+            snprintf(cmd, sizeof cmd, "%s --allow-run-as-root --oversubscribe -n %d %s %s --results-file %s/ranks.json 2>&1",
+                     MST_MPIEXEC, n, MST_BIN, run, dir);
+            FILE *p = popen(cmd, "r");
+            size_t got = p ? fread(out, 1, sizeof out - 1, p) : 0;
+            out[got] = 0;
+            cr_assert(p && pclose(p) == 0, "%s:\n%s", cmd, out);
+            snprintf(path, sizeof path, "%s/ranks.json", dir);
+            json_t *ranks = load_json(path);
+            char what[64];
+            snprintf(what, sizeof what, "set %zu, %d ranks vs one process", s, n);
+            expect_same_but_timing(one, ranks, what);
+            json_decref(ranks);
+        }
+        json_decref(one);
+    }
+    /* rank 1 cannot open its checkpoint: the job ends, saying which rank */
+    snprintf(cmd, sizeof cmd,
+             "timeout 120 %s --allow-run-as-root --oversubscribe -n 2 sh -c 'if [ \"$OMPI_COMM_WORLD_RANK\" = 1 ]; then "
+             "m=%s/nonexistent.safetensors; else m=%s/fmnist_p75.safetensors; fi; exec %s eval --model $m --data "
+             "%s/samples --timesteps 8' 2>&1",
+             MST_MPIEXEC, dir, MST_WEIGHTS, MST_BIN, MST_WEIGHTS);
+    FILE *p = popen(cmd, "r");
+    size_t got = p ? fread(out, 1, sizeof out - 1, p) : 0;
+    out[got] = 0;
+    int status = p ? pclose(p) : -1;
+    cr_expect(WIFEXITED(status) && WEXITSTATUS(status) != 0 && WEXITSTATUS(status) != 124, "status %d:\n%s", status, out);
+    cr_expect(contains(out, "rank 1 of 2: ") && contains(out, "nonexistent.safetensors"), "%s", out);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_expect_eq(system(cmd), 0);
+#endif
+}

@@ -11,17 +11,21 @@
 void cli_die(const char *fmt, ...)
 {
     va_list ap;
+    char who[64];
     va_start(ap, fmt);
-    fprintf(stderr, "mst: ");
+    fprintf(stderr, "mst: %s", cli_mpi_who(who, sizeof who));
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
+    cli_mpi_abort(2); /* the other ranks would wait for this one forever */
     exit(2);
 }
 
 void cli_fail(const mst_error *err)
 {
-    fprintf(stderr, "mst: %s\n", err->msg[0] ? err->msg : mst_strerror(err->status));
+    char who[64];
+    fprintf(stderr, "mst: %s%s\n", cli_mpi_who(who, sizeof who), err->msg[0] ? err->msg : mst_strerror(err->status));
+    cli_mpi_abort(1);
     exit(1);
 }
 
@@ -89,8 +93,9 @@ static void shard_arg(const char *s, cli_args *a)
 }
 
 /* auto | cpu | cuda | cuda:N */
-static void device_arg(const char *s, mst_engine_opts *o)
+static void device_arg(const char *s, cli_args *a)
 {
+    mst_engine_opts *o = &a->eo;
     if (!strcmp(s, "auto") || !strcmp(s, "cpu")) {
         o->device = strcmp(s, "cpu") ? MST_DEVICE_AUTO : MST_DEVICE_CPU;
         return;
@@ -98,6 +103,7 @@ static void device_arg(const char *s, mst_engine_opts *o)
     if (strncmp(s, "cuda", 4) || (s[4] && s[4] != ':')) cli_die("--device must be auto, cpu, cuda or cuda:N, got \"%s\"", s);
     o->device = MST_DEVICE_CUDA;
     o->device_index = s[4] ? (int)int_arg("device", s + 5, 0, 1023) : 0;
+    a->device_indexed = s[4] != 0;
 }
 
 static const char *precision_names[] = {"fp32", "fp16", "bf16"};
@@ -132,7 +138,7 @@ static void option(cli_args *a, int c, char **argv)
     case 'u': a->mean = optarg; break;
     case 'v': a->std = optarg; break;
     case 'S': a->stats = a->eo.count_spikes = 1; break;
-    case 'D': device_arg(optarg, &a->eo); break;
+    case 'D': device_arg(optarg, a); break;
     case 'P': precision_arg(optarg, &a->eo); break;
     case 'I':
         if (strcmp(optarg, "bilinear") && strcmp(optarg, "bicubic"))

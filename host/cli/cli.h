@@ -16,6 +16,7 @@ typedef struct {
     int shard, shards;         /* --shard K/N: part K of N, 0-based */
     int workers;               /* decode threads */
     int img_size, stats;
+    int device_indexed;        /* --device cuda:N named its device */
     mst_engine_opts eo;
 } cli_args;
 
@@ -39,6 +40,19 @@ double cli_now(void);
 const char *cli_precision_name(mst_precision p);
 
 int cli_eval(int argc, char **argv);
+
+/* mst eval across MPI ranks (mpi.c): no-ops in a build without MPI or a
+ * process not started by a launcher. Sums are over all ranks, in place. */
+void cli_mpi_init(int *argc, char ***argv);
+void cli_mpi_finalize(void);
+int cli_mpi_rank(void);
+int cli_mpi_size(void);
+int cli_mpi_local_rank(void);
+void cli_mpi_abort(int status);
+const char *cli_mpi_who(char *buf, size_t n); /* "rank K of N: ", or "" */
+void cli_mpi_sum_long(long *v, int n);
+void cli_mpi_sum_u64(uint64_t *v, int n);
+double cli_mpi_max(double x);
 int cli_bench(int argc, char **argv);
 int cli_merge(int argc, char **argv);
 

@@ -29,9 +29,10 @@ float *cli_channel_values(const char *flag, const char *list, const float *meta,
     return v;
 }
 
+/* One progress line: rank 0's, for its part. */
 static void progress(long done, long total, double t0)
 {
-    if (!isatty(2)) return;
+    if (!isatty(2) || cli_mpi_rank() != 0) return;
     double dt = cli_now() - t0, rate = done / (dt > 0 ? dt : 1e-9);
     int bar = (int)(30 * done / total);
     fprintf(stderr, "\r[%.*s%*s] %ld/%ld images  %.1f images/s  ETA %.0f s ", bar, "==============================",
@@ -91,7 +92,7 @@ static void run_batch(mst_engine *e, tally *r, const mst_dataset *d, long first,
 
 /* Images [lo, hi) through the prefetching pipeline and the engine. */
 static mst_engine *run_eval(const cli_args *a, mst_model *m, const mst_dataset *d, long lo, long hi, tally *r,
-                            double *rate, long *skipped)
+                            double *seconds, long *skipped)
 {
     const mst_arch *arch = mst_model_arch(m);
     mst_transform tf;
@@ -110,7 +111,7 @@ static mst_engine *run_eval(const cli_args *a, mst_model *m, const mst_dataset *
         cli_pipeline_release(p);
         progress(first + n - lo, hi - lo, t0);
     }
-    *rate = (double)(hi - lo) / (cli_now() - t0);
+    *seconds = cli_now() - t0;
     cli_pipeline_stop(p, skipped);
     free(cum), free((float *)tf.mean), free((float *)tf.std);
     return e;
@@ -163,35 +164,57 @@ int cli_eval(int argc, char **argv)
     mst_dataset d;
     open_set(&a, arch, &d);
     long N = a.limit && a.limit < d.count ? a.limit : d.count;
+    int ranks = cli_mpi_size(), rank = cli_mpi_rank();
+    if (ranks > 1) { /* each rank its part, as --shard rank/ranks; its GPU by its rank on the node */
+        if (a.shards > 1) cli_die("--shard with mpirun: each rank evaluates its own part already");
+        a.shard = rank, a.shards = ranks;
+        int gpus = mst_cuda_devices();
+        if (a.eo.device != MST_DEVICE_CPU && !a.device_indexed && gpus > 0)
+            a.eo.device = MST_DEVICE_CUDA, a.eo.device_index = cli_mpi_local_rank() % gpus;
+    }
     long lo = N * a.shard / a.shards, hi = N * (a.shard + 1) / a.shards; /* images keep their dataset positions */
+    if (hi <= lo && ranks > 1) cli_die("%d ranks for %ld images: rank %d has none", ranks, N, rank);
     if (hi <= lo) cli_die("--shard %d/%d of %ld images is empty", a.shard, a.shards, N);
     tally r;
     tally_init(&r, a.eo.mode == MST_MODE_ANN ? "1" : a.report_steps, a.eo.mode == MST_MODE_ANN ? 1 : a.eo.timesteps,
                arch->num_classes);
     report rp = {.a = &a, .m = m, .names = a.labels ? class_names(a.labels, arch->num_classes) : NULL};
     long skipped;
-    mst_engine *e = run_eval(&a, m, &d, lo, hi, &r, &rp.rate, &skipped);
+    double seconds;
+    mst_engine *e = run_eval(&a, m, &d, lo, hi, &r, &seconds, &skipped);
+    if (ranks > 1) { /* rank 0 reports the whole set, as one process would */
+        cli_mpi_sum_long(r.top1, r.n), cli_mpi_sum_long(r.top5, r.n), cli_mpi_sum_long(r.seen, r.K);
+        cli_mpi_sum_long(r.hit, r.K * r.n), cli_mpi_sum_long(&skipped, 1);
+        seconds = cli_mpi_max(seconds);
+        lo = 0, hi = N, a.shard = 0, a.shards = 1;
+    }
+    int quiet = rank != 0;
     if (skipped == hi - lo) cli_die("%s: none of the %ld images could be read", a.data, hi - lo);
-    if (skipped) printf("%ld of %ld images could not be read and were skipped\n", skipped, hi - lo);
+    if (skipped && !quiet) printf("%ld of %ld images could not be read and were skipped\n", skipped, hi - lo);
     rp.images = hi - lo - skipped;
+    rp.rate = (double)(hi - lo) / seconds;
     rp.lo = lo, rp.hi = hi, rp.total = N, rp.skipped = skipped;
     rp.device = mst_engine_device(e);
     char sites[64];
     rp.mask_sites = mst_mask_sites_name(mst_engine_mask_sites(e), sites, sizeof sites);
-    print_table(&r, &rp);
-    if (arch->num_classes <= 20) print_per_class(&r, &rp); /* a short table helps on small sets */
+    if (!quiet) print_table(&r, &rp);
+    if (!quiet && arch->num_classes <= 20) print_per_class(&r, &rp); /* a short table helps on small sets */
     mst_stats st;
     mst_error err = {0};
-    if (a.stats && mst_engine_stats(e, &st, &err) != MST_OK) cli_fail(&err);
-    if (a.stats) cli_print_stats(&st), rp.st = &st;
     uint64_t *counts = NULL;
-    if (a.stats) {
+    if (a.stats) { /* the counters of every rank, summed into rank 0's engine */
         rp.num_counts = mst_engine_num_counts(e);
-        rp.counts = counts = malloc(sizeof(uint64_t) * rp.num_counts);
+        rp.counts = counts = malloc(sizeof(uint64_t) * (rp.num_counts + 1));
         if (!counts) cli_die("out of memory");
-        if (mst_engine_get_counts(e, counts, &rp.counted, &err) != MST_OK) cli_fail(&err);
+        if (mst_engine_get_counts(e, counts, &counts[rp.num_counts], &err) != MST_OK) cli_fail(&err);
+        cli_mpi_sum_u64(counts, (int)rp.num_counts + 1);
+        rp.counted = counts[rp.num_counts];
+        if (mst_engine_set_counts(e, counts, rp.counted, &err) != MST_OK) cli_fail(&err);
+        if (mst_engine_stats(e, &st, &err) != MST_OK) cli_fail(&err);
+        if (!quiet) cli_print_stats(&st);
+        rp.st = &st;
     }
-    if (a.results_file) write_results(&r, &rp);
+    if (a.results_file && !quiet) write_results(&r, &rp);
     free(counts);
     mst_engine_free(e);
     tally_free(&r);

@@ -188,6 +188,8 @@ static int cmd_info(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    cli_mpi_init(&argc, &argv);
+    atexit(cli_mpi_finalize);
     if (argc < 2) cli_usage();
     if (strcmp(argv[1], "run") == 0) return cmd_run(argc - 1, argv + 1);
     if (strcmp(argv[1], "eval") == 0) return cli_eval(argc - 1, argv + 1);

@@ -485,3 +485,12 @@ void mst_engine_free(mst_engine *e)
     mst_trace_close(e->trace);
     free(e);
 }
+
+int mst_cuda_devices(void)
+{
+#ifdef MST_HAVE_CUDA
+    return mst_cuda_device_count();
+#else
+    return 0;
+#endif
+}

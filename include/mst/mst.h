@@ -253,6 +253,8 @@ mst_status mst_engine_reset_stats(mst_engine *e, mst_error *err);
  * adds its parts' counters up and sets the sum into one engine of the same
  * model and options: its stats are then those of a single run. */
 size_t mst_engine_num_counts(const mst_engine *e);
+/* CUDA devices that answer: 0 without the CUDA backend, a driver or a GPU. */
+int mst_cuda_devices(void);
 mst_status mst_engine_get_counts(mst_engine *e, uint64_t *counts, uint64_t *images, mst_error *err);
 mst_status mst_engine_set_counts(mst_engine *e, const uint64_t *counts, uint64_t images, mst_error *err);
 
