@@ -104,7 +104,7 @@ standins() {
     mkdir -p "$ctx/cuda/lib64" "$ctx/cuda/targets/x86_64-linux"
     cp -a "$cuda/bin" "$cuda/nvvm" "$ctx/cuda/"
     cp -aL "$cuda/include" "$ctx/cuda/include"
-    for l in libcudart libcublas libcublasLt libcurand libcudadevrt libculibos; do cp -a "$cuda"/targets/x86_64-linux/lib/$l.* "$ctx/cuda/lib64/"; done
+    for l in libcudart libcudart_static libcublas libcublasLt libcurand libcudadevrt libculibos; do cp -a "$cuda"/targets/x86_64-linux/lib/$l.* "$ctx/cuda/lib64/"; done
     ln -s ../../include "$ctx/cuda/targets/x86_64-linux/include"
     ln -s ../../lib64 "$ctx/cuda/targets/x86_64-linux/lib"
     cat > "$ctx/Dockerfile.devel" <<'EOF'
@@ -135,7 +135,7 @@ check_cuda() {
         --data /usr/local/share/mst/weights/samples --timesteps 16 > "$OUT/run.log" 2>&1
     grep -q "100 images, SNN" "$OUT/run.log" || { cat "$OUT/run.log"; exit 1; }
     if docker run --rm mst-cuda run --device cuda --model /usr/local/share/mst/weights/fmnist_p75.safetensors \
-        /usr/local/share/mst/weights/samples/0_T-shirt > "$OUT/gpu.log" 2>&1; then
+        /usr/local/share/mst/weights/samples/0_T-shirt-top > "$OUT/gpu.log" 2>&1; then
         say "the CUDA image ran on a GPU: $(tail -n 1 "$OUT/gpu.log")"
     else
         say "no GPU here; the CUDA image says: $(grep -m1 'mst:' "$OUT/gpu.log")"
