@@ -35,6 +35,7 @@ base() {
     docker image inspect debian:12-slim > /dev/null 2>&1 && return
     local dir mirror=${MST_DEBIAN_MIRROR:-http://deb.debian.org/debian}
     dir=$(mktemp -d)
+    chmod 755 "$dir" # it becomes the image's /: mktemp's 0700 would lock every user but root out
     debootstrap --variant=minbase bookworm "$dir" "$mirror" > /tmp/mst-debootstrap.log 2>&1 ||
         { tail -n 5 /tmp/mst-debootstrap.log; exit 1; }
     tar -C "$dir" -c . | docker import - debian:12-slim > /dev/null
