@@ -153,8 +153,7 @@ static size_t cuda_scratch_bytes(void *ctx, const mst_gemm_op *ops, int n)
             continue;
         }
         if (ops[i].spikes) {
-            size_t per = 16 / elem; /* the unpacked rows are padded to 16-byte vectors (synapse.cu) */
-            need = elem * rows * ((K + per - 1) / per * per);
+            need = elem * rows * (size_t)mst_cuda_unpack_ld((int)K, elem);
             z = 4 * rows * N > z ? 4 * rows * N : z;
         } else if (half) {
             need = 2 * rows * K;

@@ -6,6 +6,8 @@
 #define MST_CUDA_BACKEND_H
 
 #include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include "../alloc_log.h"
@@ -102,6 +104,22 @@ typedef struct {
         mst_status r_ = (x);                 \
         if (r_ != MST_OK) return r_;         \
     } while (0)
+
+/* The bit pattern of 1.0 in each GEMM operand type: spike operands (0 or 1)
+ * are written as raw bits (synapse.cu's unpack, synapse_wgmma.cu's A
+ * fragments). */
+template <typename T> struct mst_operand_one;
+template <> struct mst_operand_one<float> { static constexpr uint32_t bits = 0x3f800000u; };
+template <> struct mst_operand_one<__half> { static constexpr uint32_t bits = 0x3c00u; };
+template <> struct mst_operand_one<__nv_bfloat16> { static constexpr uint32_t bits = 0x3f80u; };
+
+/* Row stride of an unpacked spike operand: K rounded up to whole 16-byte
+ * vectors of elem-byte elements (the unpack stores 16 bytes at a time). */
+static inline int mst_cuda_unpack_ld(int K, size_t elem)
+{
+    int per = (int)(16 / elem);
+    return (K + per - 1) / per * per;
+}
 
 /* Blocks for n items (grid-stride kernels): at least one, so that empty
  * work is a valid launch, and capped. */

@@ -17,21 +17,12 @@ template <> __device__ __forceinline__ __nv_bfloat16 spike_value<__nv_bfloat16>(
     return __float2bfloat16_rn(bit ? 1.0f : 0.0f);
 }
 
-/* The bit pattern of 1.0 in each operand type: the unpack writes raw bits. */
-template <typename T> struct operand_one;
-template <> struct operand_one<float> { static constexpr uint32_t bits = 0x3f800000u; };
-template <> struct operand_one<__half> { static constexpr uint32_t bits = 0x3c00u; };
-template <> struct operand_one<__nv_bfloat16> { static constexpr uint32_t bits = 0x3f80u; };
-
-/* Row stride of the unpacked operand: K rounded up to whole 16-byte vectors. */
-static inline int unpack_ld(int K, size_t elem) { int per = (int)(16 / elem); return (K + per - 1) / per * per; }
-
 /* One thread per 64-bit spike word: its 64 inputs (fewer at the end of a row,
  * up to the row stride ld) leave as 16-byte stores of 0 or 1. */
 template <typename T> __global__ void unpack_kernel(const uint64_t *__restrict__ x, long rows, int K, int ld, T *out)
 {
     constexpr int per = 16 / sizeof(T), lanes = 4 / sizeof(T) > 0 ? 4 / sizeof(T) : 1; /* elements per vector, per 32 bits */
-    const uint32_t one = operand_one<T>::bits;
+    const uint32_t one = mst_operand_one<T>::bits;
     const int W = mst_spike_words(K);
     for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < rows * W; i += (long)gridDim.x * blockDim.x) {
         long row = i / W;
@@ -218,7 +209,7 @@ mst_status mst_cuda_synapse_if(void *ctx, const mst_synapse_args *a, mst_error *
         return synapse_fused(c, &p, a->w, err);
     }
     long rows = (long)a->steps * R;
-    int ld = unpack_ld(K, c->precision == MST_PRECISION_FP32 ? sizeof(float) : sizeof(__half));
+    int ld = mst_cuda_unpack_ld(K, c->precision == MST_PRECISION_FP32 ? sizeof(float) : sizeof(__half));
     MST_TRY(unpack(c, a->x, rows, K, ld, err));
     MST_TRY(mst_cuda_scratch(c, (void **)&c->z, &c->z_bytes, sizeof(float) * (size_t)rows * N, err));
     /* z = spikes . w; the scan adds the bias as it reads z, which spares a

@@ -83,11 +83,6 @@ __device__ static wg_shared wg_carve(char *mem)
     return s;
 }
 
-/* 1.0 in the operand type, as raw bits */
-template <typename T> struct wg_one;
-template <> struct wg_one<__half> { static constexpr uint32_t bits = 0x3c00u; };
-template <> struct wg_one<__nv_bfloat16> { static constexpr uint32_t bits = 0x3f80u; };
-
 /* The shared-memory address an instruction takes: the real one on the GPU,
  * the offset from the block's shared memory in the twin. */
 __device__ __forceinline__ uint32_t wg_smem(const void *p, const char *base)
@@ -226,7 +221,7 @@ __device__ __forceinline__ void wg_mma_slot(float (&d)[2][32], const uint32_t (&
 {
 #ifdef MST_WGMMA_PTX
     (void)s, (void)base;
-    if (wg_one<T>::bits == 0x3f80u)
+    if (mst_operand_one<T>::bits == mst_operand_one<__nv_bfloat16>::bits)
         WG_SLOT("bf16");
     else
         WG_SLOT("f16");
@@ -321,7 +316,7 @@ __device__ void wg_tile_sums(const wg_args *p, const wg_shared *s, long r0, int 
                              const char *base, float (&d)[2][32])
 {
     const int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
-    const uint32_t one = wg_one<T>::bits;
+    const uint32_t one = mst_operand_one<T>::bits;
     for (int m = 0; m < 2; m++)
         for (int i = 0; i < 32; i++) d[m][i] = 0.0f;
     const uint64_t *rows[2][2]; /* [tile m][steps lane/4, +8]: warp w holds token 4m + w */
