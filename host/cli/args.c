@@ -110,14 +110,18 @@ static const char *precision_names[] = {"fp32", "fp16", "bf16"};
 
 const char *cli_precision_name(mst_precision p) { return precision_names[p]; }
 
-static void precision_arg(const char *s, mst_engine_opts *o)
+int cli_precision_of(const char *s)
 {
     for (int i = 0; i < 3; i++)
-        if (!strcmp(s, precision_names[i])) {
-            o->precision = (mst_precision)i;
-            return;
-        }
-    cli_die("--precision must be fp32, fp16 or bf16, got \"%s\"", s);
+        if (!strcmp(s, precision_names[i])) return i;
+    return -1;
+}
+
+static void precision_arg(const char *s, mst_engine_opts *o)
+{
+    int p = cli_precision_of(s);
+    if (p < 0) cli_die("--precision must be fp32, fp16 or bf16, got \"%s\"", s);
+    o->precision = (mst_precision)p;
 }
 
 static void option(cli_args *a, int c, char **argv)

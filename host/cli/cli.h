@@ -36,8 +36,9 @@ mst_model *cli_load(const char *path, int img_size);
  * it runs a shorter time chunk than asked for, to fit the device's memory. */
 mst_engine *cli_engine(const mst_model *m, const mst_engine_opts *o);
 double cli_now(void);
-/* "fp32", "fp16" or "bf16", as --precision takes it. */
+/* "fp32", "fp16" or "bf16", as --precision takes it; and back (-1: none). */
 const char *cli_precision_name(mst_precision p);
+int cli_precision_of(const char *s);
 
 int cli_eval(int argc, char **argv);
 

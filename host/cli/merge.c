@@ -138,9 +138,9 @@ static const char *string(const part *p, const char *key)
 static mst_precision precision_of(const part *p)
 {
     const char *s = string(p, "precision");
-    for (int i = 0; i < 3; i++)
-        if (!strcmp(s, cli_precision_name((mst_precision)i))) return (mst_precision)i;
-    cli_die("%s: unknown precision \"%s\"", p->path, s);
+    int i = cli_precision_of(s);
+    if (i < 0) cli_die("%s: unknown precision \"%s\"", p->path, s);
+    return (mst_precision)i;
 }
 
 /* The energy figures of the summed counters: an engine of the same model and

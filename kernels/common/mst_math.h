@@ -27,6 +27,13 @@ MST_HD static inline float mst_if_step(float *v, float z)
     return s;
 }
 
+/* An IF site's input through the BatchNorm folded before it (scale and
+ * shift of channel c; NULL where none), in the order both backends use. */
+MST_HD static inline float mst_if_affine(float u, const float *scale, const float *shift, int c)
+{
+    return scale ? u * scale[c] + shift[c] : u;
+}
+
 /* The residual stream after a branch whose output is s: x + lam * s, then
  * the BatchNorm that follows it where there is one (scale, shift of channel
  * c; NULL where none). */

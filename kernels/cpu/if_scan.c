@@ -13,8 +13,7 @@
 
 static inline float affine_in(const mst_if_args *a, long t, long r, int c)
 {
-    float u = a->in[t * a->in_tstride + r];
-    return a->scale ? u * a->scale[c] + a->shift[c] : u;
+    return mst_if_affine(a->in[t * a->in_tstride + r], a->scale, a->shift, c);
 }
 
 /* 0/1 floats -> bits. AVX-512 compares 16 at a time into a mask register;

@@ -107,7 +107,7 @@ static int fold_row(float *z, int N, float out_scale, const mst_residual_fold *f
     const mst_fold_site *s = &f->next;
     for (int n = 0; n < N; n++) x[n] = mst_residual(x[n], z[n] * out_scale, f->lam, f->scale, f->shift, n);
     if (!s->v) return 0;
-    for (int n = 0; n < N; n++) z[n] = s->scale ? x[n] * s->scale[n] + s->shift[n] : x[n];
+    for (int n = 0; n < N; n++) z[n] = mst_if_affine(x[n], s->scale, s->shift, n);
     return mst_cpu_fire_row(v, z, N, bits, NULL, 1.0f);
 }
 
