@@ -19,7 +19,8 @@ def write_safetensors(path, tensors, metadata=None, bf16=()):
     """tensors: name -> numpy array; names in `bf16` are stored as BF16."""
     header, blobs, offset = {}, [], 0
     for name in sorted(tensors):
-        a = np.ascontiguousarray(tensors[name])
+        a = np.asarray(tensors[name])  # not ascontiguousarray: it makes a 0-d tensor 1-d
+        a = a if a.flags.c_contiguous else np.ascontiguousarray(a)
         if name in bf16:
             blob, dtype = bf16_bytes(a), "BF16"
         else:

@@ -45,7 +45,11 @@ const char *cli_usage_text =
     "          [--mask-sites LIST]\n"
     "          [--device D] [--precision P] [--time-chunk C] [--stats] [--warmup N] [--iters N] [--json OUT]\n"
     "  mst info --model FILE [--img-size N]\n"
+    "  mst convert IN.pth OUT.safetensors [--dataset imagenet|cifar10|cifar100|NAME] [--img-size N]\n"
     "  mst merge OUT.json|OUT.csv PART.json... [--model FILE]\n"
+    "--model: a safetensors file, or the authors' .pth (torch.save) read directly; with a .pth,\n"
+    "  --dataset NAME sets mean/std, the eval transform and class names (else the file name's\n"
+    "  imagenet/cifar10/cifar100, else the --mean/--std/--interpolation/--crop-pct flags)\n"
     "--mask-sites: where RSM drops spikes, from q, k, attn (the released code's sites, the default\n"
     "  unless the checkpoint names its own), fc1, fc2 (the MLP's inputs), or all\n";
 
@@ -81,7 +85,7 @@ static const struct option options[] = {
     {"stats", 0, 0, 'S'},      {"device", 1, 0, 'D'},    {"precision", 1, 0, 'P'},
     {"interpolation", 1, 0, 'I'}, {"crop-pct", 1, 0, 'C'},   {"ground-truth", 1, 0, 'g'}, {"synsets", 1, 0, 'y'},
     {"labels", 1, 0, 'L'},     {"shard", 1, 0, 'k'},     {"workers", 1, 0, 'w'},      {"cuda-graphs", 0, 0, 'G'},
-    {"fused-synapse", 2, 0, 'F'}, {"mask-sites", 1, 0, 'x'}, {0, 0, 0, 0}};
+    {"fused-synapse", 2, 0, 'F'}, {"mask-sites", 1, 0, 'x'}, {"dataset", 1, 0, 'a'}, {0, 0, 0, 0}};
 
 /* K/N, 0 <= K < N */
 static void shard_arg(const char *s, cli_args *a)
@@ -156,6 +160,10 @@ static void option(cli_args *a, int c, char **argv)
     case 'k': shard_arg(optarg, a); break;
     case 'w': a->workers = (int)int_arg("workers", optarg, 0, 256); break;
     case 'G': a->eo.cuda_graphs = 1; break;
+    case 'a':
+        if (!*optarg) cli_die("--dataset needs a name (imagenet, cifar10, cifar100 or another)");
+        a->dataset = optarg;
+        break;
     case 'F':
         if (!optarg || !strcmp(optarg, "wmma"))
             a->eo.fused_synapse = MST_FUSED_WMMA;
@@ -192,11 +200,11 @@ void cli_parse(int argc, char **argv, cli_args *a)
     if (!a->model) cli_die("missing --model FILE");
 }
 
-mst_model *cli_load(const char *path, int img_size)
+mst_model *cli_load(const char *path, int img_size, const char *dataset)
 {
     mst_error err = {0};
     mst_model *m = NULL;
-    mst_load_opts lo = {.img_size = img_size};
+    mst_load_opts lo = {.img_size = img_size, .dataset = dataset};
     if (mst_model_load(path, &lo, &m, &err) != MST_OK) cli_fail(&err);
     return m;
 }

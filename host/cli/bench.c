@@ -80,7 +80,7 @@ static double offline(mst_engine *e, const float *x, int B, float *cum, int warm
 /* --arch NAME: weights from the seeded generator, through a temporary file. */
 static mst_model *bench_model(const cli_args *a, const char *arch, uint64_t seed)
 {
-    if (!arch) return cli_load(a->model, a->img_size);
+    if (!arch) return cli_load(a->model, a->img_size, a->dataset);
     const mst_synth_arch *sa = mst_synth_find(arch);
     if (!sa) cli_die("--arch must be one of %s, got \"%s\"", mst_synth_names(), arch);
     char path[4096];

@@ -9,6 +9,7 @@
 typedef struct {
     const char *model, *logits, *data, *results_file, *report_steps;
     const char *mean, *std;
+    const char *dataset;       /* --dataset: metadata of a .pth checkpoint */
     const char *interpolation; /* --interpolation, or NULL */
     double crop_pct;           /* --crop-pct, or 0 */
     const char *ground_truth, *synsets, *labels; /* devkit flat layout; class names */
@@ -31,7 +32,8 @@ extern const char *cli_usage_text;
  * cli_parse also insists on --model. */
 void cli_parse_options(int argc, char **argv, cli_args *a);
 void cli_parse(int argc, char **argv, cli_args *a);
-mst_model *cli_load(const char *path, int img_size);
+/* The model at path, or the one-line error; dataset: --dataset (.pth only). */
+mst_model *cli_load(const char *path, int img_size, const char *dataset);
 /* The engine for these options, or the one-line error; says on stderr when
  * it runs a shorter time chunk than asked for, to fit the device's memory. */
 mst_engine *cli_engine(const mst_model *m, const mst_engine_opts *o);

@@ -159,7 +159,7 @@ int cli_eval(int argc, char **argv)
     if (!a.data) cli_die("missing --data PATH");
     if (a.logits) cli_die("--logits is for mst run");
     if (a.stats && a.eo.mode != MST_MODE_SNN) cli_die("--stats counts spikes: it needs --mode snn");
-    mst_model *m = cli_load(a.model, a.img_size);
+    mst_model *m = cli_load(a.model, a.img_size, a.dataset);
     const mst_arch *arch = mst_model_arch(m);
     mst_dataset d;
     open_set(&a, arch, &d);

@@ -116,7 +116,7 @@ static int cmd_run(int argc, char **argv)
     if (optind != argc - 1) cli_die("run needs exactly one INPUT.npy");
     if (a.results_file && !a.stats) cli_die("run writes a results file of its energy accounting: add --stats");
     const char *input = argv[optind];
-    mst_model *m = cli_load(a.model, a.img_size);
+    mst_model *m = cli_load(a.model, a.img_size, a.dataset);
     const mst_arch *arch = mst_model_arch(m);
     mst_npy x;
     mst_error err = {0};
@@ -173,7 +173,7 @@ static int cmd_info(int argc, char **argv)
     cli_args a;
     cli_parse(argc, argv, &a);
     if (optind != argc) cli_die("info takes no positional arguments (got \"%s\")", argv[optind]);
-    mst_model *m = cli_load(a.model, a.img_size);
+    mst_model *m = cli_load(a.model, a.img_size, a.dataset);
     const mst_arch *arch = mst_model_arch(m);
     print_arch(arch);
     char sites[64];
@@ -183,6 +183,20 @@ static int cmd_info(int argc, char **argv)
     for (int i = 0; i < arch->num_if_sites; i++)
         printf("  %-44s %.6g\n", mst_model_site_name(m, i), (double)mst_model_site_threshold(m, i));
     mst_model_free(m);
+    return 0;
+}
+
+/* The C twin of tools/convert_pth.py: the same safetensors file, without Python. */
+static int cmd_convert(int argc, char **argv)
+{
+    cli_args a;
+    cli_parse_options(argc, argv, &a);
+    if (argc - optind != 2) cli_die("convert needs IN.pth and OUT.safetensors");
+    if (a.model) cli_die("convert takes IN.pth as its first argument, not --model");
+    mst_load_opts lo = {.img_size = a.img_size, .dataset = a.dataset};
+    mst_error err = {0};
+    if (mst_convert(argv[optind], argv[optind + 1], &lo, &err) != MST_OK) cli_fail(&err);
+    fprintf(stderr, "mst: wrote %s\n", argv[optind + 1]);
     return 0;
 }
 
@@ -196,6 +210,7 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "bench") == 0) return cli_bench(argc - 1, argv + 1);
     if (strcmp(argv[1], "merge") == 0) return cli_merge(argc - 1, argv + 1);
     if (strcmp(argv[1], "info") == 0) return cmd_info(argc - 1, argv + 1);
+    if (strcmp(argv[1], "convert") == 0) return cmd_convert(argc - 1, argv + 1);
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         fputs(cli_usage_text, stdout);
         return 0;

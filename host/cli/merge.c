@@ -205,7 +205,7 @@ int cli_merge(int argc, char **argv)
     /* the run's settings, as the parts ran them */
     int ann = !strcmp(string(&ps[0], "mode"), "ann");
     const char *model = a.model ? a.model : string(&ps[0], "model");
-    mst_model *m = cli_load(model, (int)integer(&ps[0], member(&ps[0], "img_size"), "img_size"));
+    mst_model *m = cli_load(model, (int)integer(&ps[0], member(&ps[0], "img_size"), "img_size"), a.dataset);
     a.model = string(&ps[0], "model");
     a.data = string(&ps[0], "data");
     a.eo.mode = ann ? MST_MODE_ANN : MST_MODE_SNN;

@@ -11,14 +11,14 @@
 
 #include "../error.h"
 #include "arch.h"
-#include "safetensors.h"
+#include "checkpoint.h"
 #include "../../kernels/backend.h"
 #include "../../kernels/common/mst_window.h"
 
 #define BN_EPS 1e-5f
 
 typedef struct {
-    mst_safetensors st;
+    mst_safetensors *st;
     mst_model *m;
     mst_error *err;
     int site;
@@ -31,7 +31,7 @@ static mst_status readf(loader *L, float **out, int ndim, const int64_t *shape, 
     va_start(ap, fmt);
     vsnprintf(name, sizeof name, fmt, ap);
     va_end(ap);
-    return mst_st_read_f32(&L->st, name, ndim, shape, out, L->err);
+    return mst_st_read_f32(L->st, name, ndim, shape, out, L->err);
 }
 
 static mst_status nomem(loader *L);
@@ -43,17 +43,17 @@ static mst_status lambda(loader *L, const char *prefix, float *out)
 {
     char name[256];
     snprintf(name, sizeof name, "%.250s.up", prefix);
-    const mst_st_tensor *t = mst_st_find(&L->st, name);
+    const mst_st_tensor *t = mst_st_find(L->st, name);
     if (t && mst_st_numel(t) != 1)
         return mst_fail(L->err, MST_ERR_SHAPE, "%s: threshold \"%s\" has %lld elements, expected 1",
-                        L->st.path, name, (long long)mst_st_numel(t));
+                        L->st->path, name, (long long)mst_st_numel(t));
     float *v;
-    mst_status r = mst_st_read_f32(&L->st, name, -1, NULL, &v, L->err);
+    mst_status r = mst_st_read_f32(L->st, name, -1, NULL, &v, L->err);
     if (r != MST_OK) return r;
     *out = v[0];
     free(v);
     if (!(*out > 0.0f))
-        return mst_fail(L->err, MST_ERR_VALUE, "%s: threshold \"%s\" is %g; it must be > 0", L->st.path,
+        return mst_fail(L->err, MST_ERR_VALUE, "%s: threshold \"%s\" is %g; it must be > 0", L->st->path,
                         name, (double)*out);
     if (!(L->m->site_names[L->site] = strdup(prefix))) return nomem(L);
     L->m->site_lams[L->site++] = *out;
@@ -71,7 +71,7 @@ static mst_status batchnorm(loader *L, const char *prefix, int c, float **scale,
     if (r == MST_OK) r = readf(L, &var, 1, shp, "%s.running_var", prefix);
     for (int i = 0; r == MST_OK && i < c; i++)
         if (var[i] < 0.0f)
-            r = mst_fail(L->err, MST_ERR_VALUE, "%s: %s.running_var[%d] = %g is negative", L->st.path,
+            r = mst_fail(L->err, MST_ERR_VALUE, "%s: %s.running_var[%d] = %g is negative", L->st->path,
                          prefix, i, (double)var[i]);
     if (r == MST_OK) {
         for (int i = 0; i < c; i++) {
@@ -163,7 +163,7 @@ static mst_status attention(loader *L, mst_block *bk, const char *p, float lam_s
     r = site(L, p, "attn.attn_if", &bk->lam_attn);
     if (r == MST_OK && bk->lam_attn >= MST_MAX_ATTN_THRESHOLD)
         r = mst_fail(L->err, MST_ERR_UNSUPPORTED, "%s: threshold \"%s.attn.attn_if.up\" is %g; mst supports < %g",
-                     L->st.path, p, (double)bk->lam_attn, (double)MST_MAX_ATTN_THRESHOLD);
+                     L->st->path, p, (double)bk->lam_attn, (double)MST_MAX_ATTN_THRESHOLD);
     if (r == MST_OK) r = site(L, p, "attn.attn_v_if", &lav);
     if (r == MST_OK) r = rel_bias(L, bk, p);
     snprintf(pre, sizeof pre, "%s.attn.proj", p);
@@ -266,7 +266,7 @@ static mst_status patch_embed(loader *L)
     m->pe.n_in = K;
     mst_status r = readf(L, &m->pe.w, 4, shp, "patch_embed.proj.weight");
     if (r != MST_OK) return r;
-    if (mst_st_find(&L->st, "patch_embed.proj.bias"))
+    if (mst_st_find(L->st, "patch_embed.proj.bias"))
         r = readf(L, &m->pe.b, 1, bshp, "patch_embed.proj.bias");
     else if (!(m->pe.b = zeros(C)))
         r = nomem(L);
@@ -321,7 +321,7 @@ static mst_status head(loader *L)
 /* A list stored as a JSON string in __metadata__ (mean, std, class_names). */
 static json_t *meta_list(loader *L, const char *key)
 {
-    const char *v = mst_st_meta(&L->st, key);
+    const char *v = mst_st_meta(L->st, key);
     json_t *j = v ? json_loads(v, 0, NULL) : NULL;
     if (j && !json_is_array(j)) {
         json_decref(j);
@@ -338,7 +338,7 @@ static mst_status meta_floats(loader *L, const char *key, float **out)
     if (!j) return MST_OK;
     if ((int)json_array_size(j) != n)
         r = mst_fail(L->err, MST_ERR_FORMAT, "%s: __metadata__ %s has %zu entries for %d input channels",
-                     L->st.path, key, json_array_size(j), n);
+                     L->st->path, key, json_array_size(j), n);
     else if (!(*out = malloc(sizeof(float) * (size_t)n)))
         r = nomem(L);
     for (int i = 0; r == MST_OK && i < n; i++) (*out)[i] = (float)json_number_value(json_array_get(j, (size_t)i));
@@ -349,17 +349,17 @@ static mst_status meta_floats(loader *L, const char *key, float **out)
 static mst_status metadata(loader *L)
 {
     mst_model *m = L->m;
-    const char *ds = mst_st_meta(&L->st, "dataset");
+    const char *ds = mst_st_meta(L->st, "dataset");
     m->dataset = strdup(ds ? ds : "");
     m->arch.dataset = m->dataset;
     mst_status r = meta_floats(L, "mean", &m->mean);
     if (r == MST_OK) r = meta_floats(L, "std", &m->std);
     m->arch.mean = m->mean;
     m->arch.std = m->std;
-    const char *ip = mst_st_meta(&L->st, "interpolation"), *cp = mst_st_meta(&L->st, "crop_pct");
+    const char *ip = mst_st_meta(L->st, "interpolation"), *cp = mst_st_meta(L->st, "crop_pct");
     if (r == MST_OK && ip && strcmp(ip, "bilinear") && strcmp(ip, "bicubic"))
         r = mst_fail(L->err, MST_ERR_FORMAT, "%s: __metadata__ interpolation \"%s\" is not bilinear or bicubic",
-                     L->st.path, ip);
+                     L->st->path, ip);
     m->interpolation = strdup(ip ? ip : "");
     m->arch.interpolation = m->interpolation;
     if (r == MST_OK && cp) {
@@ -367,7 +367,7 @@ static mst_status metadata(loader *L)
         m->arch.crop_pct = strtod(cp, &end);
         if (end == cp || *end || !(m->arch.crop_pct >= 0.05 && m->arch.crop_pct <= 1.0))
             r = mst_fail(L->err, MST_ERR_FORMAT, "%s: __metadata__ crop_pct \"%s\" is not a number in [0.05, 1]",
-                         L->st.path, cp);
+                         L->st->path, cp);
     }
     json_t *names = meta_list(L, "class_names");
     if (names && (int)json_array_size(names) == m->arch.num_classes) {
@@ -379,11 +379,11 @@ static mst_status metadata(loader *L)
         m->num_class_names = m->class_names ? m->arch.num_classes : 0;
     }
     json_decref(names);
-    const char *ms = mst_st_meta(&L->st, "mask_sites");
+    const char *ms = mst_st_meta(L->st, "mask_sites");
     mst_error why;
     m->arch.mask_sites = MST_MASK_RELEASED;
     if (r == MST_OK && ms && mst_mask_sites_parse(ms, &m->arch.mask_sites, &why) != MST_OK)
-        r = mst_fail(L->err, MST_ERR_FORMAT, "%s: __metadata__ mask_sites: %s", L->st.path, why.msg);
+        r = mst_fail(L->err, MST_ERR_FORMAT, "%s: __metadata__ mask_sites: %s", L->st->path, why.msg);
     return r;
 }
 
@@ -402,19 +402,19 @@ static int is_buffer(const char *name)
  * the inferred architecture is not the one the file describes. */
 static mst_status check_all_used(loader *L)
 {
-    for (int i = 0; i < L->st.num_tensors; i++)
-        if (!L->st.used[i] && !is_buffer(L->st.tensors[i].name))
+    for (int i = 0; i < L->st->num_tensors; i++)
+        if (!L->st->used[i] && !is_buffer(L->st->tensors[i].name))
             return mst_fail(L->err, MST_ERR_FORMAT,
                             "%s: unexpected tensor \"%s\": not part of the architecture inferred from the others",
-                            L->st.path, L->st.tensors[i].name);
+                            L->st->path, L->st->tensors[i].name);
     return MST_OK;
 }
 
 static void count_params(loader *L)
 {
     int64_t n = 0;
-    for (int i = 0; i < L->st.num_tensors; i++)
-        if (!is_buffer(L->st.tensors[i].name)) n += mst_st_numel(&L->st.tensors[i]);
+    for (int i = 0; i < L->st->num_tensors; i++)
+        if (!is_buffer(L->st->tensors[i].name)) n += mst_st_numel(&L->st->tensors[i]);
     L->m->arch.num_params = n;
 }
 
@@ -466,7 +466,7 @@ static mst_status transpose_all(loader *L)
 static mst_status load(loader *L, const mst_load_opts *opts)
 {
     mst_model *m = L->m;
-    mst_status r = mst_infer_arch(&L->st, opts ? opts->img_size : 0, &m->arch, &m->infos, L->err);
+    mst_status r = mst_infer_arch(L->st, opts ? opts->img_size : 0, &m->arch, &m->infos, L->err);
     if (r == MST_OK) r = alloc_sites(L);
     if (r == MST_OK) r = patch_embed(L);
     if (r == MST_OK) r = stages(L);
@@ -478,21 +478,29 @@ static mst_status load(loader *L, const mst_load_opts *opts)
     return r;
 }
 
-mst_status mst_model_load(const char *path, const mst_load_opts *opts, mst_model **out, mst_error *err)
+mst_status mst_model_from_table(mst_safetensors *st, const mst_load_opts *opts, mst_model **out, mst_error *err)
 {
     *out = NULL;
-    loader L = {.err = err};
+    loader L = {.st = st, .err = err};
     L.m = calloc(1, sizeof(mst_model));
     if (!L.m) return mst_fail(err, MST_ERR_NOMEM, "out of memory");
-    mst_status r = mst_st_open(path, &L.st, err);
-    if (r == MST_OK) r = load(&L, opts);
-    mst_st_close(&L.st);
+    mst_status r = load(&L, opts);
     if (r != MST_OK) {
         mst_model_free(L.m);
         return r;
     }
     *out = L.m;
     return MST_OK;
+}
+
+mst_status mst_model_load(const char *path, const mst_load_opts *opts, mst_model **out, mst_error *err)
+{
+    mst_safetensors st;
+    *out = NULL;
+    mst_status r = mst_checkpoint_open(path, opts, &st, err);
+    if (r == MST_OK) r = mst_model_from_table(&st, opts, out, err);
+    mst_st_close(&st);
+    return r;
 }
 
 static void free_dense(mst_dense *d)

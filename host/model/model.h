@@ -63,4 +63,9 @@ struct mst_model {
     float *mean, *std;
 };
 
+struct mst_safetensors;
+/* The model of an opened checkpoint's tensor table (mst_model_load opens
+ * the file, mst convert validates what it is about to write). */
+mst_status mst_model_from_table(struct mst_safetensors *st, const mst_load_opts *opts, mst_model **out, mst_error *err);
+
 #endif

@@ -182,13 +182,16 @@ static int name_cmp(const void *a, const void *b)
     return strcmp((*(const mst_st_tensor *const *)a)->name, (*(const mst_st_tensor *const *)b)->name);
 }
 
-static mst_status index_names(mst_safetensors *st, mst_error *err)
+mst_status mst_st_index(mst_safetensors *st, mst_error *err)
 {
     st->by_name = malloc(sizeof(*st->by_name) * (size_t)(st->num_tensors + 1));
     st->used = calloc((size_t)st->num_tensors + 1, 1);
     if (!st->by_name || !st->used) return mst_fail(err, MST_ERR_NOMEM, "out of memory");
     for (int i = 0; i < st->num_tensors; i++) st->by_name[i] = &st->tensors[i];
     qsort(st->by_name, (size_t)st->num_tensors, sizeof *st->by_name, name_cmp);
+    for (int i = 1; i < st->num_tensors; i++)
+        if (!strcmp(st->by_name[i - 1]->name, st->by_name[i]->name))
+            return mst_fail(err, MST_ERR_FORMAT, "%s: tensor \"%s\" appears twice", st->path, st->by_name[i]->name);
     return MST_OK;
 }
 
@@ -216,7 +219,7 @@ mst_status mst_st_open(const char *path, mst_safetensors *st, mst_error *err)
                         je.text, je.line, je.column);
     s = parse_header(st, root, err);
     json_decref(root);
-    return s == MST_OK ? index_names(st, err) : s;
+    return s == MST_OK ? mst_st_index(st, err) : s;
 }
 
 void mst_st_close(mst_safetensors *st)
@@ -231,6 +234,7 @@ void mst_st_close(mst_safetensors *st)
         free(st->meta_values[i]);
     }
     free(st->tensors);
+    free(st->owned);
     free(st->by_name);
     free(st->used);
     free(st->meta_keys);
@@ -276,6 +280,10 @@ static void convert(const mst_st_tensor *t, const uint8_t *src, int64_t n, float
     for (int64_t i = 0; i < n; i++) {
         if (strcmp(t->dtype, "F32") == 0) {
             memcpy(&dst[i], src + 4 * i, 4); /* little-endian host assumed, as the format is */
+        } else if (strcmp(t->dtype, "F64") == 0) {
+            double d;
+            memcpy(&d, src + 8 * i, 8);
+            dst[i] = (float)d;
         } else {
             uint16_t h = (uint16_t)(src[2 * i] | (src[2 * i + 1] << 8));
             if (strcmp(t->dtype, "F16") == 0) {
@@ -316,8 +324,8 @@ mst_status mst_st_read_f32(const mst_safetensors *st, const char *name, int ndim
     *out = NULL;
     const mst_st_tensor *t = mst_st_find(st, name);
     if (!t) return mst_fail(err, MST_ERR_MISSING, "%s: missing tensor \"%s\"", st->path, name);
-    if (strcmp(t->dtype, "F32") && strcmp(t->dtype, "F16") && strcmp(t->dtype, "BF16"))
-        return mst_fail(err, MST_ERR_FORMAT, "%s: tensor \"%s\" has dtype %s; expected F32, F16 or BF16",
+    if (strcmp(t->dtype, "F32") && strcmp(t->dtype, "F16") && strcmp(t->dtype, "BF16") && strcmp(t->dtype, "F64"))
+        return mst_fail(err, MST_ERR_FORMAT, "%s: tensor \"%s\" has dtype %s; expected F32, F16, BF16 or F64",
                         st->path, name, t->dtype);
     mst_status s = check_shape(st, t, ndim, shape, err);
     if (s != MST_OK) return s;

@@ -21,6 +21,7 @@ typedef struct mst_safetensors {
     const uint8_t *map;
     size_t map_size;
     const uint8_t *data; /* start of the data section */
+    uint8_t *owned;      /* the data section when it is not the file's (.pth) */
     size_t data_size;
     mst_st_tensor *tensors;
     int num_tensors;
@@ -32,12 +33,14 @@ typedef struct mst_safetensors {
 
 mst_status mst_st_open(const char *path, mst_safetensors *st, mst_error *err);
 void mst_st_close(mst_safetensors *st);
+/* Builds the name index of st->tensors; refuses a name that appears twice. */
+mst_status mst_st_index(mst_safetensors *st, mst_error *err);
 
 const mst_st_tensor *mst_st_find(const mst_safetensors *st, const char *name);
 const char *mst_st_meta(const mst_safetensors *st, const char *key);
 int64_t mst_st_numel(const mst_st_tensor *t);
 
-/* Converts tensor `name` (F32, F16 or BF16) to a new float32 array. When
+/* Converts tensor `name` (F32, F16, BF16 or F64) to a new float32 array. When
  * ndim >= 0 the tensor must have that rank and, for every shape[i] >= 0, that
  * extent. Rejects NaN and infinite values. */
 mst_status mst_st_read_f32(const mst_safetensors *st, const char *name, int ndim,

@@ -38,7 +38,10 @@ const char *mst_strerror(mst_status s);
 typedef struct mst_model mst_model;
 
 typedef struct {
-    int img_size;      /* 0: take it from attn_mask buffers or __metadata__ */
+    int img_size;        /* 0: take it from attn_mask buffers or __metadata__ */
+    const char *dataset; /* .pth only: imagenet, cifar10, cifar100 (mean, std,
+                            eval transform, class names) or another name; NULL:
+                            from the file name, else none */
 } mst_load_opts;
 
 typedef struct {
@@ -86,6 +89,10 @@ typedef struct {
 mst_status mst_model_load(const char *path, const mst_load_opts *opts,
                           mst_model **out, mst_error *err);
 void mst_model_free(mst_model *m);
+/* A torch.save checkpoint (.pth) to the safetensors file
+ * tools/convert_pth.py would write from it, byte for byte; refused, and
+ * nothing written, unless mst could run the model. */
+mst_status mst_convert(const char *in_pth, const char *out_safetensors, const mst_load_opts *opts, mst_error *err);
 const mst_arch *mst_model_arch(const mst_model *m);
 /* Class name i from the checkpoint's metadata, or NULL. */
 const char *mst_model_class_name(const mst_model *m, int i);
