@@ -40,6 +40,12 @@ static const bad_call bad_calls[] = {
     {"eval --model " BN " --data " DATA("images") " --mask-sites attn,,k", "mask site \"\" is not one of", 2},
     {"bench --arch fmnist --mask-sites MLP", "mask site \"MLP\" is not one of", 2},
     {"run --model " BN " --results-file x.json " BN_IN, "add --stats", 2},
+    {"run --model " DATA("pth/evil_os_system.pth") " " BN_IN, "built by posix.system, which mst does not run", 1},
+    {"info --model " BN " --dataset imagenet", "--dataset is for .pth checkpoints", 1},
+    {"info --model " DATA("pth/tiny_cifar10.pth") " --dataset ''", "--dataset needs a name", 2},
+    {"convert " DATA("pth/tiny_cifar10.pth"), "convert needs IN.pth and OUT.safetensors", 2},
+    {"convert " BN " /nonexistent/x.safetensors", "not a torch.save (.pth) checkpoint", 1},
+    {"convert " DATA("pth/tiny_cifar10.pth") " /nonexistent/x.safetensors", "/nonexistent/x.safetensors: cannot create", 1},
 };
 
 Test(cli, bad_calls_fail_with_one_line)
@@ -50,9 +56,29 @@ Test(cli, bad_calls_fail_with_one_line)
         cr_expect_eq(code, bad_calls[i].code, "mst %s: exit %d", bad_calls[i].args, code);
         cr_expect(contains(out, bad_calls[i].expect), "mst %s: \"%s\" lacks \"%s\"", bad_calls[i].args, out,
                   bad_calls[i].expect);
-        cr_expect(contains(bad_calls[i].args, "--model") ? lines(out) == 1 : 1, "mst %s: not one line: %s",
+        int one_line = contains(bad_calls[i].args, "--model") || !strncmp(bad_calls[i].args, "convert", 7);
+        cr_expect(one_line ? lines(out) == 1 : 1, "mst %s: not one line: %s",
                   bad_calls[i].args, out);
     }
+}
+
+/* The authors' format end to end: run on the .pth, convert it, run on the result. */
+Test(cli, pth_runs_and_converts_to_the_same_logits)
+{
+    char out[8192], args[2048];
+    const char *a = tmp_path("pth.npy"), *b = tmp_path("st.npy"), *st = tmp_path("conv.safetensors");
+    snprintf(args, sizeof args, "run --model %s --timesteps 6 --logits %s %s", DATA("pth/tiny_cifar10.pth"), a,
+             DATA("pth/input.npy"));
+    cr_assert_eq(mst(args, out, sizeof out), 0, "%s", out);
+    cr_expect(contains(out, "(cat)") || contains(out, "(dog)") || contains(out, "(frog)"), "no CIFAR-10 names: %s", out);
+    snprintf(args, sizeof args, "convert %s %s", DATA("pth/tiny_cifar10.pth"), st);
+    cr_assert_eq(mst(args, out, sizeof out), 0, "%s", out);
+    snprintf(args, sizeof args, "run --model %s --timesteps 6 --logits %s %s", st, b, DATA("pth/input.npy"));
+    cr_assert_eq(mst(args, out, sizeof out), 0, "%s", out);
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "cmp -s %s %s && cmp -s %s %s", a, b, st, DATA("pth/tiny_cifar10.safetensors"));
+    cr_expect_eq(system(cmd), 0, "the .pth, its conversion and convert_pth.py's file disagree");
+    remove(a), remove(b), remove(st);
 }
 
 Test(cli, rejects_non_finite_and_truncated_input)

@@ -131,6 +131,26 @@ Test(pth, dataset_from_the_flag_the_file_name_or_none)
     cr_expect(contains(err.msg, "--dataset is for .pth checkpoints"), "%s", err.msg);
 }
 
+Test(pth, strided_views_are_copied_row_major)
+{
+    mst_safetensors st;
+    mst_error err = {0};
+    cr_assert_eq(mst_pth_open(PTH("strided_views.pth"), &st, &err), MST_OK, "%s", err.msg);
+    float *t = NULL, *h = NULL, *scalar = NULL;
+    int64_t t_shape[] = {3, 4}, h_shape[] = {2, 2};
+    cr_assert_eq(mst_st_read_f32(&st, "t", 2, t_shape, &t, &err), MST_OK, "%s", err.msg);
+    cr_assert_eq(mst_st_read_f32(&st, "h", 2, h_shape, &h, &err), MST_OK, "%s", err.msg);
+    cr_assert_eq(mst_st_read_f32(&st, "scalar", 0, NULL, &scalar, &err), MST_OK, "%s", err.msg);
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 4; j++) cr_expect_eq(t[i * 4 + j], (float)(2 + i + 3 * j), "t[%d][%d]", i, j);
+    const float want_h[] = {0, 2, 1, 3};
+    for (int i = 0; i < 4; i++) cr_expect_eq(h[i], want_h[i], "h[%d]", i);
+    cr_expect_eq(scalar[0], 5.0f);
+    cr_expect_str_eq(mst_st_find(&st, "h")->dtype, "F16");
+    free(t), free(h), free(scalar);
+    mst_st_close(&st);
+}
+
 /* ---- hostile and broken files -------------------------------------------- */
 
 typedef struct {

@@ -78,18 +78,22 @@ Test(safetensors, rejects_truncated_and_missing_files)
     cr_expect(contains(err.msg, "cannot open"), "%s", err.msg);
 }
 
-Test(safetensors, converts_f32_f16_bf16_exactly)
+Test(safetensors, converts_f32_f16_bf16_f64_exactly)
 {
-    /* a: F32 {1.5, -0.25}; b: F16 {1, -2, 2^-24, 65504}; c: BF16 {1, 3.140625} */
-    unsigned char data[8 + 8 + 4];
+    /* a: F32 {1.5, -0.25}; b: F16 {1, -2, 2^-24, 65504}; c: BF16 {1, 3.140625};
+     * d: F64 {0.1 (rounds to 0.1f), -3} */
+    unsigned char data[8 + 8 + 4 + 16];
     float a[2] = {1.5f, -0.25f};
     uint16_t b[4] = {0x3C00, 0xC000, 0x0001, 0x7BFF}, c[2] = {0x3F80, 0x4049};
+    double d[2] = {0.1, -3.0};
     memcpy(data, a, 8);
     memcpy(data + 8, b, 8);
     memcpy(data + 16, c, 4);
+    memcpy(data + 20, d, 16);
     const char *h = "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
                     "\"b\":{\"dtype\":\"F16\",\"shape\":[2,2],\"data_offsets\":[8,16]},"
                     "\"c\":{\"dtype\":\"BF16\",\"shape\":[2],\"data_offsets\":[16,20]},"
+                    "\"d\":{\"dtype\":\"F64\",\"shape\":[2],\"data_offsets\":[20,36]},"
                     "\"__metadata__\":{\"k\":\"v\"}}";
     const char *p = tmp_path("ok.safetensors");
     write_raw_st(p, h, data, sizeof data, 0);
@@ -108,6 +112,9 @@ Test(safetensors, converts_f32_f16_bf16_exactly)
     cr_assert_eq(mst_st_read_f32(&st, "c", 1, NULL, &x, &err), MST_OK);
     cr_expect(x[0] == 1.0f && x[1] == 3.140625f);
     free(x);
+    cr_assert_eq(mst_st_read_f32(&st, "d", 1, NULL, &x, &err), MST_OK, "%s", err.msg);
+    cr_expect(x[0] == 0.1f && x[1] == -3.0f);
+    free(x);
     int64_t wrong[1] = {3};
     cr_expect_eq(mst_st_read_f32(&st, "c", 1, wrong, &x, &err), MST_ERR_SHAPE);
     cr_expect(contains(err.msg, "has shape [2], expected [3]"), "%s", err.msg);
@@ -125,7 +132,7 @@ Test(safetensors, rejects_integer_dtype_for_weights)
     cr_assert_eq(mst_st_open(p, &st, &err), MST_OK, "%s", err.msg);
     float *x;
     cr_expect_eq(mst_st_read_f32(&st, "w", -1, NULL, &x, &err), MST_ERR_FORMAT);
-    cr_expect(contains(err.msg, "\"w\" has dtype I32; expected F32, F16 or BF16"), "%s", err.msg);
+    cr_expect(contains(err.msg, "\"w\" has dtype I32; expected F32, F16, BF16 or F64"), "%s", err.msg);
     mst_st_close(&st);
     unlink(p);
 }
@@ -213,7 +220,7 @@ static const bad_model bad_models[] = {
     {"negative BN variance", "patch_embed.norm.running_var", POKE, -2.0f, MST_ERR_VALUE,
      "patch_embed.norm.running_var[0] = -2 is negative"},
     {"integer weight", "layers.0.blocks.0.attn.qkv.weight", RETYPE, 0, MST_ERR_FORMAT,
-     "has dtype I32; expected F32, F16 or BF16"},
+     "has dtype I32; expected F32, F16, BF16 or F64"},
     {"no patch embedding", "patch_embed.proj.weight", DROP, 0, MST_ERR_MISSING,
      "missing tensor patch_embed.proj.weight"},
     {"missing bias table", "layers.2.blocks.1.attn.relative_position_bias_table", DROP, 0, MST_ERR_MISSING,

@@ -130,16 +130,16 @@ def hostile_pickles(sd):
 
 # ---- hand-made containers ------------------------------------------------------
 
-def storage_record(key, numel, kind="FloatStorage"):
+def storage_record(key, numel, kind="FloatStorage", location="cpu"):
     """A persistent id as torch.save writes it."""
-    return ("storage", getattr(torch, kind), key, "cpu", numel)
+    return ("storage", getattr(torch, kind), key, location, numel)
 
 
 class Tensor:
     """_rebuild_tensor_v2(storage, offset, size, stride, ...) with any arguments."""
 
-    def __init__(self, key, numel, offset, size, stride, kind="FloatStorage"):
-        self.record, self.args = storage_record(key, numel, kind), (offset, size, stride)
+    def __init__(self, key, numel, offset, size, stride, kind="FloatStorage", location="cpu"):
+        self.record, self.args = storage_record(key, numel, kind, location), (offset, size, stride)
 
     def __reduce__(self):
         return torch._utils._rebuild_tensor_v2, (self.record, *self.args, False, collections.OrderedDict())
@@ -157,17 +157,28 @@ def data_pkl(obj):
 
 
 def write_zip(name, pkl, storages, extra=(), compress=zipfile.ZIP_STORED):
-    with zipfile.ZipFile(path(name), "w", compress) as z:
-        z.writestr("archive/data.pkl", pkl)
-        for key, data in storages.items():
-            z.writestr(f"archive/data/{key}", data)
-        for entry, data in extra:
-            z.writestr(entry, data)
-        z.writestr("archive/version", "3\n")
+    entries = [("archive/data.pkl", pkl)] + [(f"archive/data/{k}", d) for k, d in storages.items()] + list(extra) + \
+        [("archive/version", "3\n")]
+    with zipfile.ZipFile(path(name), "w") as z:
+        for entry, data in entries:  # a fixed timestamp: the same bytes on every run
+            z.writestr(zipfile.ZipInfo(entry, date_time=(1980, 1, 1, 0, 0, 0)), data, compress_type=compress)
 
 
 def one_tensor(tensor):
     return data_pkl(collections.OrderedDict([("x", tensor)]))
+
+
+def strided_views():
+    """Views the C reader must copy in row-major order, from storages saved on
+    a GPU: t[i][j] = 2 + i + 3 j (float32), h = [[0, 1], [2, 3]] read with
+    strides (1, 2) (float16), and a 0-d tensor."""
+    pkl = data_pkl(collections.OrderedDict([
+        ("t", Tensor("0", 16, 2, (3, 4), (1, 3), location="cuda:0")),
+        ("h", Tensor("1", 4, 0, (2, 2), (1, 2), kind="HalfStorage", location="cuda:1")),
+        ("scalar", Tensor("0", 16, 5, (), ())),
+    ]))
+    write_zip("strided_views.pth", pkl, {"0": np.arange(16, dtype="<f4").tobytes(),
+                                         "1": np.arange(4, dtype="<f2").tobytes()})
 
 
 def broken_records():
@@ -246,10 +257,12 @@ def main():
     sd = good_fixtures(model)
     hostile_pickles(sd)
     broken_records()
+    strided_views()
     lying_central_directory(path("tiny_cifar10.pth"), "bad_cd_smaller.pth", -8)
     lying_central_directory(path("tiny_cifar10.pth"), "bad_cd_larger.pth", 1 << 20)
     overlapping_entries()
-    torch.save(sd, path("legacy_format.pth"), _use_new_zipfile_serialization=False)
+    # (the legacy format keys storages by id(): this one file differs on every run)
+    torch.save({"x": torch.zeros(1)}, path("legacy_format.pth"), _use_new_zipfile_serialization=False)
     pickle_seeds()
     for f in sorted(os.listdir(OUT)):
         print(f"{f}: {os.path.getsize(path(f))} bytes")

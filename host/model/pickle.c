@@ -161,7 +161,7 @@ static mst_status pop_mark(vm *m, mst_pk_value ***items, size_t *n)
 {
     if (!m->num_marks) return fail(m, "no MARK to pop to%s", "");
     size_t at = m->marks[--m->num_marks];
-    *items = m->stack + at;
+    *items = m->stack ? m->stack + at : NULL; /* a mark on a stack never pushed to */
     *n = m->sp - at;
     m->sp = at;
     return MST_OK;

@@ -4,14 +4,9 @@
  * the state_dict's tensors copied out contiguous. */
 #include "pth.h"
 
-#include <fcntl.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "../error.h"
 #include "pickle.h"
@@ -229,17 +224,6 @@ mst_status mst_pth_open(const char *path, mst_safetensors *st, mst_error *err)
 {
     memset(st, 0, sizeof *st);
     if (!(st->path = strdup(path))) return mst_fail(err, MST_ERR_NOMEM, "out of memory");
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return mst_fail(err, MST_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_size == 0) {
-        close(fd);
-        return mst_fail(err, MST_ERR_IO, "%s: not a regular, non-empty file", path);
-    }
-    void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (p == MAP_FAILED) return mst_fail(err, MST_ERR_IO, "%s: cannot map: %s", path, strerror(errno));
-    st->map = p;
-    st->map_size = (size_t)sb.st_size;
-    return mst_pth_parse(st->map, st->map_size, st, err);
+    mst_status s = mst_st_map(path, st, err);
+    return s == MST_OK ? mst_pth_parse(st->map, st->map_size, st, err) : s;
 }

@@ -34,7 +34,7 @@ int64_t mst_st_numel(const mst_st_tensor *t)
     return n;
 }
 
-static mst_status map_file(const char *path, mst_safetensors *st, mst_error *err)
+mst_status mst_st_map(const char *path, mst_safetensors *st, mst_error *err)
 {
     int fd = open(path, O_RDONLY);
     if (fd < 0) return mst_fail(err, MST_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
@@ -44,11 +44,9 @@ static mst_status map_file(const char *path, mst_safetensors *st, mst_error *err
         return mst_fail(err, MST_ERR_IO, "%s: not a regular file", path);
     }
     st->map_size = (size_t)sb.st_size;
-    if (st->map_size < 8) {
+    if (st->map_size == 0) {
         close(fd);
-        return mst_fail(err, MST_ERR_FORMAT,
-                        "%s: truncated safetensors file: %zu bytes, the header length alone needs 8",
-                        path, st->map_size);
+        return mst_fail(err, MST_ERR_FORMAT, "%s: empty file", path);
     }
     void *p = mmap(NULL, st->map_size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
@@ -199,8 +197,11 @@ mst_status mst_st_open(const char *path, mst_safetensors *st, mst_error *err)
 {
     memset(st, 0, sizeof *st);
     st->path = strdup(path);
-    mst_status s = map_file(path, st, err);
+    mst_status s = mst_st_map(path, st, err);
     if (s != MST_OK) return s;
+    if (st->map_size < 8)
+        return mst_fail(err, MST_ERR_FORMAT, "%s: truncated safetensors file: %zu bytes, the header length alone needs 8",
+                        path, st->map_size);
     uint64_t n = 0;
     for (int i = 7; i >= 0; i--) n = (n << 8) | st->map[i];
     if (n > ST_MAX_HEADER)

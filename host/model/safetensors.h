@@ -32,6 +32,9 @@ typedef struct mst_safetensors {
 } mst_safetensors;
 
 mst_status mst_st_open(const char *path, mst_safetensors *st, mst_error *err);
+/* Maps a regular, non-empty file read-only into st->map, st->map_size
+ * (unmapped by mst_st_close). */
+mst_status mst_st_map(const char *path, mst_safetensors *st, mst_error *err);
 void mst_st_close(mst_safetensors *st);
 /* Builds the name index of st->tensors; refuses a name that appears twice. */
 mst_status mst_st_index(mst_safetensors *st, mst_error *err);

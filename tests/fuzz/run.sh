@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets (clang, ASan + UBSan) and runs each for
+# SECONDS (default 30) from the committed seeds, after replaying every
+# regression input once. Fails on any crash, leak, hang (10 s), sanitizer
+# report or allocation over 2 GiB. Usage: tests/fuzz/run.sh [SECONDS] [BUILD_DIR]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+secs=${1:-30}
+build=${2:-build-fuzz}
+CC=clang cmake -S . -B "$build" -DMST_FUZZ=ON -DMST_TESTS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "$build" -j2 --target fuzz_pth fuzz_pickle >/dev/null
+declare -A seeds=([pth]=tests/data/pth [pickle]=tests/fuzz/corpus/pickle)
+declare -A dicts=([pth]=tests/fuzz/zip.dict [pickle]=tests/fuzz/pickle.dict)
+for t in pth pickle; do
+    bin=$build/tests/fuzz/fuzz_$t
+    shopt -s nullglob
+    regressions=(tests/fuzz/regressions/$t/*)
+    shopt -u nullglob
+    [ ${#regressions[@]} -eq 0 ] || "$bin" -rss_limit_mb=2048 -timeout=10 "${regressions[@]}"
+    work=$(mktemp -d)
+    mkdir "$work/corpus"
+    "$bin" -rss_limit_mb=2048 -timeout=10 -max_total_time="$secs" -print_final_stats=1 -dict="${dicts[$t]}" \
+        -artifact_prefix="$work/" "$work/corpus" "${seeds[$t]}" 2>&1 | grep -E "^stat::|^#[0-9]+.*DONE|ERROR|SUMMARY" || true
+    if ls "$work"/crash-* "$work"/leak-* "$work"/timeout-* "$work"/oom-* >/dev/null 2>&1; then
+        echo "fuzz_$t: findings in $work" >&2
+        exit 1
+    fi
+    rm -rf "$work"
+done
