@@ -56,7 +56,8 @@ def training_checkpoint(model, sd):
     config = CfgNode({"MODEL": CfgNode({"TYPE": "swin", "NAME": "mst_tiny"}), "DATA": CfgNode({"IMG_SIZE": 16})})
     return {"model": sd, "optimizer": opt.state_dict(),
             "lr_scheduler": {"t_initial": 300, "last_epoch": 3, "base_values": [1e-3]},
-            "max_accuracy": 12.5, "scaler": {"scale": 65536.0, "growth_factor": 2.0, "_growth_tracker": 10},
+            "max_accuracy": np.float64(12.5),  # a numpy scalar: numpy's globals, opaque to mst
+            "scaler": {"scale": 65536.0, "growth_factor": 2.0, "_growth_tracker": 10},
             "epoch": 3, "config": config}
 
 
