@@ -61,15 +61,13 @@ static void arch_json(const mst_safetensors *st, char *buf, size_t n)
         snprintf(name, sizeof name, "layers.%d.blocks.0.attn.relative_position_bias_table", s);
         snprintf(buf, n, "layers.%d.blocks.0.attn.qkv.weight", s);
         if (!mst_st_find(st, buf) || s >= 16) break;
+        unsigned char seen[1024] = {0}; /* the distinct block indices of the stage, as Python's set */
         int depth = 0;
-        for (int b = 0; b < 1024; b++) {
-            char prefix[64];
-            int len = snprintf(prefix, sizeof prefix, "layers.%d.blocks.%d.", s, b);
-            for (int i = 0; i < st->num_tensors; i++)
-                if (!strncmp(st->tensors[i].name, prefix, (size_t)len)) {
-                    depth++;
-                    break;
-                }
+        for (int i = 0; i < st->num_tensors; i++) {
+            int ts, b, end = 0;
+            if (sscanf(st->tensors[i].name, "layers.%d.blocks.%d.%n", &ts, &b, &end) == 2 && end && ts == s && b >= 0 &&
+                b < 1024 && !seen[b])
+                seen[b] = 1, depth++;
         }
         const char *sep = s ? ", " : "";
         snprintf(depths + strlen(depths), sizeof depths - strlen(depths), "%s%d", sep, depth);

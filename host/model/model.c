@@ -440,8 +440,11 @@ static mst_status input_major(loader *L, mst_dense *d)
     size_t bytes = sizeof(float) * (size_t)d->n_in * (size_t)d->n_out;
     float *t = aligned_alloc(64, (bytes + 63) / 64 * 64);
     if (!t) return nomem(L);
-    for (int n = 0; n < d->n_out; n++)
-        for (int k = 0; k < d->n_in; k++) t[(size_t)k * d->n_out + n] = d->w[(size_t)n * d->n_in + k];
+    enum { TILE = 32 }; /* tiles, so that neither side strides through memory a float at a time */
+    for (int n0 = 0; n0 < d->n_out; n0 += TILE)
+        for (int k0 = 0; k0 < d->n_in; k0 += TILE)
+            for (int n = n0; n < n0 + TILE && n < d->n_out; n++)
+                for (int k = k0; k < k0 + TILE && k < d->n_in; k++) t[(size_t)k * d->n_out + n] = d->w[(size_t)n * d->n_in + k];
     free(d->w);
     d->w = t;
     return MST_OK;

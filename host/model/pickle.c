@@ -38,8 +38,6 @@ typedef struct {
     size_t num_marks, marks_cap;
     mst_pk_value **memo;
     size_t memo_len, memo_cap;
-    mst_pk_storage_fn storage;
-    void *ctx;
     mst_pk_value *result;
 } vm;
 
@@ -259,8 +257,9 @@ static const struct {
 };
 
 /* BINPERSID of torch.save: ('storage', <StorageType>, key, location, numel).
- * A storage type not in the table is kept, without a dtype: only a tensor
- * that a reader needs from it is refused. */
+ * Its bytes are left to the reader to resolve, for the tensors it uses. A
+ * storage type not in the table is kept, without a dtype: only a tensor that
+ * a reader needs from it is refused. */
 static mst_status torch_storage(vm *m, const mst_pk_value *pid, mst_pk_value **out)
 {
     if (pid->kind != MST_PK_TUPLE || pid->n != 5 || !is_str(pid->items[0], "storage") ||
@@ -279,9 +278,8 @@ static mst_status torch_storage(vm *m, const mst_pk_value *pid, mst_pk_value **o
             snprintf(st->dtype, sizeof st->dtype, "%s", storage_types[i].dtype);
             st->elem_size = storage_types[i].size;
         }
-    mst_status s = st->elem_size && m->storage ? m->storage(m->ctx, st, m->err) : MST_OK;
     *out = v;
-    return s;
+    return MST_OK;
 }
 
 static int int_tuple(const mst_pk_value *t, int64_t *out, int *n)
@@ -630,12 +628,12 @@ static mst_status step(vm *m, uint8_t op)
     }
 }
 
-mst_status mst_pickle_load(const uint8_t *buf, size_t size, const char *what, mst_pk_storage_fn storage, void *ctx,
-                           mst_pickle **pk, const mst_pk_value **root, mst_error *err)
+mst_status mst_pickle_load(const uint8_t *buf, size_t size, const char *what, mst_pickle **pk, const mst_pk_value **root,
+                           mst_error *err)
 {
     *root = NULL;
     if (!(*pk = calloc(1, sizeof **pk))) return mst_fail(err, MST_ERR_NOMEM, "out of memory");
-    vm m = {.pk = *pk, .buf = buf, .size = size, .what = what, .err = err, .storage = storage, .ctx = ctx};
+    vm m = {.pk = *pk, .buf = buf, .size = size, .what = what, .err = err};
     mst_status s = MST_OK;
     while (s == MST_OK && !m.result) {
         m.op_at = m.at;

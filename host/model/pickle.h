@@ -40,7 +40,7 @@ typedef struct {
     const char *type_name; /* the storage global, for errors */
     const char *key;       /* the archive's data/<key> entry */
     int64_t numel;
-    const uint8_t *data; /* resolved by the caller's storage callback */
+    const uint8_t *data; /* NULL until a reader resolves it */
 } mst_pk_storage;
 
 typedef struct {
@@ -64,14 +64,12 @@ struct mst_pk_value {
 
 typedef struct mst_pickle mst_pickle;
 
-/* Resolves a storage's key to its bytes: must set st->data to at least
- * numel * elem_size readable bytes, or fail. */
-typedef mst_status (*mst_pk_storage_fn)(void *ctx, mst_pk_storage *st, mst_error *err);
-
 /* Unpickles buf[0, size). `what` names the stream in errors. On success
- * *root is the value STOP returned; it lives until mst_pickle_free. */
-mst_status mst_pickle_load(const uint8_t *buf, size_t size, const char *what, mst_pk_storage_fn storage, void *ctx,
-                           mst_pickle **pk, const mst_pk_value **root, mst_error *err);
+ * *root is the value STOP returned; it lives until mst_pickle_free, which
+ * the caller runs whatever the outcome. Storages are left unresolved
+ * (data NULL). */
+mst_status mst_pickle_load(const uint8_t *buf, size_t size, const char *what, mst_pickle **pk, const mst_pk_value **root,
+                           mst_error *err);
 void mst_pickle_free(mst_pickle *pk);
 
 /* dict[key] for a string key (the last one, as Python keeps), or NULL. */

@@ -17,14 +17,23 @@
 typedef struct {
     const mst_zip *zip;
     const char *path;
-    char prefix[256]; /* the archive folder, with its '/' */
+    char prefix[256];        /* the archive folder, with its '/' */
+    unsigned char *verified; /* [num_entries]: CRC-32 checked */
 } archive;
+
+static mst_status verify(archive *a, const mst_zip_entry *e, mst_error *err)
+{
+    size_t i = (size_t)(e - a->zip->entries);
+    mst_status s = a->verified[i] ? MST_OK : mst_zip_verify(e, a->path, err);
+    a->verified[i] = s == MST_OK;
+    return s;
+}
 
 /* The storage record's key names the entry <prefix>data/<key>, which holds
  * exactly numel elements. */
 static mst_status resolve_storage(void *ctx, mst_pk_storage *st, mst_error *err)
 {
-    const archive *a = ctx;
+    archive *a = ctx;
     char name[512];
     snprintf(name, sizeof name, "%sdata/%s", a->prefix, st->key);
     const mst_zip_entry *e = mst_zip_find(a->zip, name);
@@ -34,7 +43,7 @@ static mst_status resolve_storage(void *ctx, mst_pk_storage *st, mst_error *err)
                         a->path, st->key, (long long)st->numel, st->dtype,
                         (unsigned long long)st->numel * (unsigned long long)st->elem_size, (unsigned long long)e->size);
     st->data = e->data;
-    return MST_OK;
+    return verify(a, e, err);
 }
 
 /* The one "<folder>/data.pkl" of the archive names its folder. */
@@ -54,11 +63,13 @@ static mst_status find_prefix(archive *a, const mst_zip_entry **pkl, mst_error *
 }
 
 /* torch >= 2.1 records the writer's byte order; older files are little-endian. */
-static mst_status check_byteorder(const archive *a, mst_error *err)
+static mst_status check_byteorder(archive *a, mst_error *err)
 {
     char name[300];
     snprintf(name, sizeof name, "%sbyteorder", a->prefix);
     const mst_zip_entry *e = mst_zip_find(a->zip, name);
+    mst_status s = e ? verify(a, e, err) : MST_OK;
+    if (s != MST_OK) return s;
     if (!e || (e->size == 6 && !memcmp(e->data, "little", 6))) return MST_OK;
     if (e->size == 3 && !memcmp(e->data, "big", 3))
         return mst_fail(err, MST_ERR_UNSUPPORTED, "%s: a big-endian checkpoint (byteorder \"big\"); mst reads little-endian ones",
@@ -108,11 +119,23 @@ static int64_t numel_of(const mst_pk_tensor *t)
 }
 
 /* Row-major copy of a strided view (a transposed or sliced tensor). */
+static int contiguous(const mst_pk_tensor *t)
+{
+    int64_t want = 1;
+    for (int d = t->ndim - 1; d >= 0; want *= t->size[d--])
+        if (t->size[d] != 1 && t->stride[d] != want) return 0;
+    return 1;
+}
+
 static void gather(const mst_pk_tensor *t, uint8_t *dst)
 {
     const mst_pk_storage *st = t->storage->storage;
     size_t es = (size_t)st->elem_size;
     int64_t n = numel_of(t), idx[MST_PK_MAX_DIMS] = {0};
+    if (contiguous(t)) {
+        if (n) memcpy(dst, st->data + (size_t)t->offset * es, (size_t)n * es);
+        return;
+    }
     for (int64_t i = 0; i < n; i++) {
         int64_t at = t->offset;
         for (int d = 0; d < t->ndim; d++) at += idx[d] * t->stride[d];
@@ -141,7 +164,8 @@ static mst_status describe_tensor(const char *path, const mst_pk_value *v, mst_s
 }
 
 /* The state_dict's entries, in its order, as a tensor table over one buffer. */
-static mst_status build_table(const mst_pk_value *sd, size_t file_size, mst_safetensors *st, mst_error *err)
+static mst_status build_table(const mst_pk_value *sd, size_t file_size, mst_pth_storage_fn storage, void *ctx,
+                              mst_safetensors *st, mst_error *err)
 {
     size_t n = sd->n / 2;
     uint64_t total = 0, *bytes = calloc(n + 1, sizeof *bytes);
@@ -155,6 +179,7 @@ static mst_status build_table(const mst_pk_value *sd, size_t file_size, mst_safe
         mst_st_tensor *t = &st->tensors[st->num_tensors++];
         s = key_of(sd->items[2 * i], st->path, i, &t->name, err);
         if (s == MST_OK) s = describe_tensor(st->path, sd->items[2 * i + 1], t, &bytes[i], err);
+        if (s == MST_OK) s = storage(ctx, sd->items[2 * i + 1]->tensor->storage->storage, err);
         total += bytes[i];
     }
     /* Views may share a storage, but a file cannot make us copy much more
@@ -185,14 +210,14 @@ int mst_pth_sniff(const uint8_t *buf, size_t size)
     return (size >= 4 && !memcmp(buf, "PK\x03\x04", 4)) || (size >= 4 && !memcmp(buf, "PK\x05\x06", 4)) || legacy(buf, size);
 }
 
-mst_status mst_pth_state_dict(const uint8_t *pkl, size_t n, const char *what, mst_pk_storage_fn storage, void *ctx,
+mst_status mst_pth_state_dict(const uint8_t *pkl, size_t n, const char *what, mst_pth_storage_fn storage, void *ctx,
                               size_t file_size, mst_safetensors *st, mst_error *err)
 {
     mst_pickle *pk = NULL;
     const mst_pk_value *root = NULL, *sd = NULL;
-    mst_status s = mst_pickle_load(pkl, n, what, storage, ctx, &pk, &root, err);
+    mst_status s = mst_pickle_load(pkl, n, what, &pk, &root, err);
     if (s == MST_OK) s = state_dict(root, st->path, &sd, err);
-    if (s == MST_OK) s = build_table(sd, file_size, st, err);
+    if (s == MST_OK) s = build_table(sd, file_size, storage, ctx, st, err);
     if (s == MST_OK) s = mst_st_index(st, err);
     mst_pickle_free(pk);
     return s;
@@ -209,13 +234,16 @@ mst_status mst_pth_parse(const uint8_t *buf, size_t size, mst_safetensors *st, m
     archive a = {.zip = &zip, .path = st->path};
     mst_status s = mst_zip_open(buf, size, st->path, &zip, err);
     if (s != MST_OK) return s;
-    s = find_prefix(&a, &pkl, err);
+    if (!(a.verified = calloc((size_t)zip.num_entries + 1, 1))) s = mst_fail(err, MST_ERR_NOMEM, "out of memory");
+    if (s == MST_OK) s = find_prefix(&a, &pkl, err);
     if (s == MST_OK) s = check_byteorder(&a, err);
+    if (s == MST_OK) s = verify(&a, pkl, err);
     if (s == MST_OK) {
         char what[300];
         snprintf(what, sizeof what, "%s: %s", st->path, pkl->name);
         s = mst_pth_state_dict(pkl->data, pkl->size, what, resolve_storage, &a, size, st, err);
     }
+    free(a.verified);
     mst_zip_close(&zip);
     return s;
 }

@@ -230,26 +230,6 @@ static mst_status read_local(const zreader *r, zcentral *c, mst_zip_entry *e)
     return MST_OK;
 }
 
-/* A CRC mismatch means the sizes or the data lie. Fuzzing builds skip it so
- * that mutated data reaches the parsers behind the container. */
-static mst_status check_crc(const zreader *r, const zcentral *c, const mst_zip_entry *e)
-{
-#ifndef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
-    uLong crc = crc32(0L, Z_NULL, 0);
-    for (uint64_t at = 0; at < e->size;) {
-        uInt n = e->size - at > (1u << 30) ? (1u << 30) : (uInt)(e->size - at);
-        crc = crc32(crc, e->data + at, n);
-        at += n;
-    }
-    if ((uint32_t)crc != c->crc)
-        return mst_fail(r->err, MST_ERR_FORMAT, "%s: zip entry \"%s\": CRC-32 %08x, the directory says %08x", r->path,
-                        e->name, (unsigned)crc, (unsigned)c->crc);
-#else
-    (void)r, (void)c, (void)e;
-#endif
-    return MST_OK;
-}
-
 static int by_begin(const void *a, const void *b)
 {
     const zcentral *x = a, *y = b;
@@ -285,8 +265,8 @@ static mst_status read_entry(const zreader *r, zcentral *c, mst_zip_entry *e, ui
     if (s != MST_OK) return s;
     if (!(e->name = strndup((const char *)c->name, c->name_len)))
         return mst_fail(r->err, MST_ERR_NOMEM, "out of memory");
-    s = read_local(r, c, e);
-    return s == MST_OK ? check_crc(r, c, e) : s;
+    e->crc = c->crc;
+    return read_local(r, c, e);
 }
 
 mst_status mst_zip_open(const uint8_t *buf, size_t size, const char *path, mst_zip *z, mst_error *err)
@@ -312,6 +292,26 @@ mst_status mst_zip_open(const uint8_t *buf, size_t size, const char *path, mst_z
     free(c);
     if (s != MST_OK) mst_zip_close(z);
     return s;
+}
+
+/* A CRC mismatch means the sizes or the data lie. Fuzzing builds skip it so
+ * that mutated data reaches the parsers behind the container. */
+mst_status mst_zip_verify(const mst_zip_entry *e, const char *path, mst_error *err)
+{
+#ifndef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+    uLong crc = crc32(0L, Z_NULL, 0);
+    for (uint64_t at = 0; at < e->size;) {
+        uInt n = e->size - at > (1u << 30) ? (1u << 30) : (uInt)(e->size - at);
+        crc = crc32(crc, e->data + at, n);
+        at += n;
+    }
+    if ((uint32_t)crc != e->crc)
+        return mst_fail(err, MST_ERR_FORMAT, "%s: zip entry \"%s\": CRC-32 %08x, the directory says %08x", path, e->name,
+                        (unsigned)crc, (unsigned)e->crc);
+#else
+    (void)e, (void)path, (void)err;
+#endif
+    return MST_OK;
 }
 
 const mst_zip_entry *mst_zip_find(const mst_zip *z, const char *name)
