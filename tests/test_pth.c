@@ -131,24 +131,33 @@ Test(pth, dataset_from_the_flag_the_file_name_or_none)
     cr_expect(contains(err.msg, "--dataset is for .pth checkpoints"), "%s", err.msg);
 }
 
-Test(pth, strided_views_are_copied_row_major)
+/* t[i][j] = 2 + i + 3 j, h read with strides (1, 2), a 0-d tensor. */
+static void check_strided_views(const char *file)
 {
     mst_safetensors st;
     mst_error err = {0};
-    cr_assert_eq(mst_pth_open(PTH("strided_views.pth"), &st, &err), MST_OK, "%s", err.msg);
+    cr_assert_eq(mst_pth_open(file, &st, &err), MST_OK, "%s", err.msg);
     float *t = NULL, *h = NULL, *scalar = NULL;
     int64_t t_shape[] = {3, 4}, h_shape[] = {2, 2};
     cr_assert_eq(mst_st_read_f32(&st, "t", 2, t_shape, &t, &err), MST_OK, "%s", err.msg);
     cr_assert_eq(mst_st_read_f32(&st, "h", 2, h_shape, &h, &err), MST_OK, "%s", err.msg);
     cr_assert_eq(mst_st_read_f32(&st, "scalar", 0, NULL, &scalar, &err), MST_OK, "%s", err.msg);
     for (int i = 0; i < 3; i++)
-        for (int j = 0; j < 4; j++) cr_expect_eq(t[i * 4 + j], (float)(2 + i + 3 * j), "t[%d][%d]", i, j);
+        for (int j = 0; j < 4; j++) cr_expect_eq(t[i * 4 + j], (float)(2 + i + 3 * j), "%s: t[%d][%d]", file, i, j);
     const float want_h[] = {0, 2, 1, 3};
-    for (int i = 0; i < 4; i++) cr_expect_eq(h[i], want_h[i], "h[%d]", i);
+    for (int i = 0; i < 4; i++) cr_expect_eq(h[i], want_h[i], "%s: h[%d]", file, i);
     cr_expect_eq(scalar[0], 5.0f);
     cr_expect_str_eq(mst_st_find(&st, "h")->dtype, "F16");
     free(t), free(h), free(scalar);
     mst_st_close(&st);
+}
+
+/* The same file as Python's zipfile writes it, and with every size and
+ * offset in zip64 extra fields, as torch writes entries over 4 GiB. */
+Test(pth, strided_views_are_copied_row_major)
+{
+    check_strided_views(PTH("strided_views.pth"));
+    check_strided_views(PTH("zip64_strided_views.pth"));
 }
 
 /* ---- hostile and broken files -------------------------------------------- */
@@ -181,6 +190,7 @@ static const hostile hostiles[] = {
     {"bad_no_stop.pth", "stream ends before STOP"},
     {"bad_not_dict.pth", "data.pkl holds a list, not a state_dict"},
     {"legacy_format.pth", "the legacy format (torch < 1.6)"},
+    {"bad_repeated_views.pth", "more than twice the file's"},
 };
 
 Test(pth, hostile_files_are_refused_with_their_own_line)

@@ -250,6 +250,35 @@ def pickle_seeds():
             open(os.path.join(SEEDS, f.replace(".pth", ".pkl")), "wb").write(data)
 
 
+def zip64_everywhere(src, dst):
+    """src's entries rewritten with every size and offset in a zip64 extra
+    field (32-bit fields all ones) and zip64 end records, as torch writes
+    entries over 4 GiB: the reader must take the real values from there."""
+    with zipfile.ZipFile(path(src)) as z:
+        entries = [(i.filename.encode(), z.read(i)) for i in z.infolist()]
+    body, cd = b"", b""
+    for name, data in entries:
+        offset, crc = len(body), zlib.crc32(data)
+        extra = struct.pack("<HHQQ", 1, 16, len(data), len(data))
+        body += struct.pack("<IHHHHHIIIHH", 0x04034b50, 45, 0, 0, 0, 0, crc, 0xFFFFFFFF, 0xFFFFFFFF, len(name),
+                            len(extra)) + name + extra + data
+        cextra = struct.pack("<HHQQQ", 1, 24, len(data), len(data), offset)
+        cd += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014b50, 45, 45, 0, 0, 0, 0, crc, 0xFFFFFFFF, 0xFFFFFFFF, len(name),
+                          len(cextra), 0, 0, 0, 0, 0xFFFFFFFF) + name + cextra
+    n = len(entries)
+    end64 = struct.pack("<IQHHIIQQQQ", 0x06064b50, 44, 45, 45, 0, 0, n, n, len(cd), len(body))
+    locator = struct.pack("<IIQI", 0x07064b50, 0, len(body) + len(cd), 1)
+    end = struct.pack("<IHHHHIIH", 0x06054b50, 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
+    open(path(dst), "wb").write(body + cd + end64 + locator + end)
+
+
+def repeated_views():
+    """One 16 KiB storage viewed whole by 2000 entries: 32 MB of copies from
+    a file of about 100 KB."""
+    sd = collections.OrderedDict((f"v{i}", Tensor("0", 4096, 0, (4096,), (1,))) for i in range(2000))
+    write_zip("bad_repeated_views.pth", data_pkl(sd), {"0": np.zeros(4096, dtype="<f4").tobytes()})
+
+
 def main():
     torch.set_num_threads(1)
     shutil.rmtree(OUT, ignore_errors=True)
@@ -259,6 +288,8 @@ def main():
     hostile_pickles(sd)
     broken_records()
     strided_views()
+    zip64_everywhere("strided_views.pth", "zip64_strided_views.pth")
+    repeated_views()
     lying_central_directory(path("tiny_cifar10.pth"), "bad_cd_smaller.pth", -8)
     lying_central_directory(path("tiny_cifar10.pth"), "bad_cd_larger.pth", 1 << 20)
     overlapping_entries()

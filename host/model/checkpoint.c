@@ -93,7 +93,7 @@ static const char *dataset_of_name(const char *path)
     return strstr(low, "cifar100") ? "cifar100" : strstr(low, "cifar10") ? "cifar10" : strstr(low, "imagenet") ? "imagenet" : NULL;
 }
 
-static mst_status pth_metadata(mst_safetensors *st, const mst_load_opts *opts, mst_error *err)
+mst_status mst_checkpoint_pth_metadata(mst_safetensors *st, const mst_load_opts *opts, mst_error *err)
 {
     char arch[1024], num[32];
     arch_json(st, arch, sizeof arch);
@@ -139,7 +139,7 @@ mst_status mst_checkpoint_open(const char *path, const mst_load_opts *opts, mst_
                         path);
     if (!pth) return mst_st_open(path, st, err);
     s = mst_pth_open(path, st, err);
-    return s == MST_OK ? pth_metadata(st, opts, err) : s;
+    return s == MST_OK ? mst_checkpoint_pth_metadata(st, opts, err) : s;
 }
 
 /* ---- mst convert ----------------------------------------------------------- */

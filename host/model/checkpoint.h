@@ -12,4 +12,8 @@
  * an error. */
 mst_status mst_checkpoint_open(const char *path, const mst_load_opts *opts, mst_safetensors *st, mst_error *err);
 
+/* What mst_checkpoint_open adds to an opened .pth: the metadata
+ * tools/convert_pth.py would write (architecture, img_size, dataset). */
+mst_status mst_checkpoint_pth_metadata(mst_safetensors *st, const mst_load_opts *opts, mst_error *err);
+
 #endif
