@@ -1,5 +1,6 @@
 /* Dataset readers: IDX files (gzip or not) against Fashion-MNIST's known
  * counts, and malformed IDX files. */
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <zlib.h>
 
@@ -240,6 +241,102 @@ Test(image, broken_files_are_named)
                   err.msg);
         cr_expect(im.pixels == NULL);
     }
+}
+
+/* Address space capped at what the process holds plus 768 MiB, so that a
+ * reader that believed a hostile header would fail with "out of memory"
+ * instead of the refusal the test expects. Not under ASan, whose shadow
+ * memory needs the address space. */
+static void cap_address_space(void)
+{
+#if !defined(__SANITIZE_ADDRESS__)
+    long pages = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f || fscanf(f, "%ld", &pages) != 1) pages = 0;
+    if (f) fclose(f);
+    struct rlimit rl = {.rlim_cur = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + (768ul << 20)};
+    rl.rlim_max = RLIM_INFINITY;
+    struct rlimit old;
+    getrlimit(RLIMIT_AS, &old);
+    rl.rlim_max = old.rlim_max;
+    if (pages > 0) setrlimit(RLIMIT_AS, &rl);
+#endif
+}
+
+static uint8_t *read_all(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    cr_assert(f != NULL, "%s", path);
+    fseek(f, 0, SEEK_END);
+    *n = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *b = malloc(*n);
+    cr_assert_eq(fread(b, 1, *n, f), *n);
+    fclose(f);
+    return b;
+}
+
+static void write_all(const char *path, const uint8_t *b, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    cr_assert(f != NULL, "%s", path);
+    cr_assert_eq(fwrite(b, 1, n, f), n);
+    fclose(f);
+}
+
+static void put_be(uint8_t *p, uint32_t v, int bytes)
+{
+    for (int i = 0; i < bytes; i++) p[i] = (uint8_t)(v >> (8 * (bytes - 1 - i)));
+}
+
+static void expect_image_refused(const char *path, const char *what, const char *dims)
+{
+    mst_image im;
+    mst_error err = {0};
+    cr_expect_neq(mst_image_read(path, &im, &err), MST_OK, "%s accepted", what);
+    cr_expect(contains(err.msg, dims) && contains(err.msg, "pixels, over the 134217728-pixel limit"), "%s: %s", what,
+              err.msg);
+}
+
+/* Headers that claim more than the file holds are refused before anything
+ * that size is allocated: a 65535 x 65535 PNG, a 65000 x 65000 JPEG, an IDX of 2^31 - 1
+ * items over ten bytes of gzip. */
+Test(image, hostile_sizes_are_refused_before_allocating)
+{
+    cap_address_space();
+    size_t n;
+    uint8_t *png = read_all(DATA("images/rgb.png"), &n);
+    put_be(png + 16, 65535, 4); /* IHDR width, height, then its CRC over type + data */
+    put_be(png + 20, 65535, 4);
+    put_be(png + 29, (uint32_t)crc32(0, png + 12, 17), 4);
+    const char *p = tmp_path("huge.png");
+    write_all(p, png, n);
+    expect_image_refused(p, "65535 x 65535 PNG", "65535 x 65535");
+    free(png);
+
+    uint8_t *jpg = read_all(DATA("images/rgb.jpg"), &n);
+    size_t sof = 2;
+    while (sof + 9 < n && !(jpg[sof] == 0xFF && jpg[sof + 1] >= 0xC0 && jpg[sof + 1] <= 0xC2)) sof++;
+    cr_assert(sof + 9 < n, "no SOF marker");
+    put_be(jpg + sof + 5, 65000, 2); /* height, width (libjpeg's own limit is 65500) */
+    put_be(jpg + sof + 7, 65000, 2);
+    p = tmp_path("huge.jpg");
+    write_all(p, jpg, n);
+    expect_image_refused(p, "65000 x 65000 JPEG", "65000 x 65000");
+    free(jpg);
+
+    p = tmp_path("huge.idx.gz");
+    gzFile g = gzopen(p, "wb");
+    uint8_t head[8] = {0, 0, 8, 1};
+    put_be(head + 4, 0x7FFFFFFF, 4);
+    gzwrite(g, head, 8);
+    gzwrite(g, "0123456789", 10);
+    gzclose(g);
+    mst_idx x;
+    mst_error err = {0};
+    cr_expect_neq(mst_idx_read(p, &x, &err), MST_OK);
+    cr_expect(contains(err.msg, "truncated: the dimensions need 2147483647 bytes, the file holds 10"), "%s", err.msg);
+    remove(p);
 }
 
 /* The eval transform of timm/torchvision on PIL images (Pillow's antialiased

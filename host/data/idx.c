@@ -44,6 +44,29 @@ static mst_status read_header(gzFile f, const char *path, mst_idx *out, mst_erro
     return MST_OK;
 }
 
+/* The buffer grows with the data that arrives, so that a header claiming
+ * 2^40 bytes over a few bytes of gzip costs what the file holds, not what
+ * it claims. */
+static mst_status read_data(gzFile f, const char *path, long n, mst_idx *out, mst_error *err)
+{
+    long cap = 0, at = 0;
+    while (at < n) {
+        if (at == cap) {
+            cap = cap ? (cap > n / 2 ? n : 2 * cap) : (n < (1L << 20) ? n : 1L << 20);
+            uint8_t *p = realloc(out->data, (size_t)cap);
+            if (!p) return mst_fail(err, MST_ERR_NOMEM, "out of memory reading %s", path);
+            out->data = p;
+        }
+        unsigned chunk = cap - at > (1 << 30) ? (1u << 30) : (unsigned)(cap - at);
+        int got = gzread(f, out->data + at, chunk);
+        if (got <= 0)
+            return mst_fail(err, MST_ERR_FORMAT, "%s: truncated: the dimensions need %ld bytes, the file holds %ld", path,
+                            n, at);
+        at += got;
+    }
+    return MST_OK;
+}
+
 mst_status mst_idx_read(const char *path, mst_idx *out, mst_error *err)
 {
     memset(out, 0, sizeof *out);
@@ -51,16 +74,8 @@ mst_status mst_idx_read(const char *path, mst_idx *out, mst_error *err)
     if (!f) return mst_fail(err, MST_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     mst_status r = read_header(f, path, out, err);
     long n = r == MST_OK ? mst_idx_count(out) : 0;
-    if (r == MST_OK && !(out->data = malloc((size_t)(n > 0 ? n : 1))))
-        r = mst_fail(err, MST_ERR_NOMEM, "out of memory reading %s", path);
-    for (long at = 0; r == MST_OK && at < n;) {
-        unsigned chunk = n - at > (1 << 30) ? (1u << 30) : (unsigned)(n - at);
-        int got = gzread(f, out->data + at, chunk);
-        if (got <= 0)
-            r = mst_fail(err, MST_ERR_FORMAT, "%s: truncated: the dimensions need %ld bytes, the file holds %ld", path,
-                         n, at);
-        at += got > 0 ? got : 0;
-    }
+    if (r == MST_OK && n == 0 && !(out->data = malloc(1))) r = mst_fail(err, MST_ERR_NOMEM, "out of memory reading %s", path);
+    if (r == MST_OK) r = read_data(f, path, n, out, err);
     unsigned char extra;
     if (r == MST_OK && gzread(f, &extra, 1) == 1)
         r = mst_fail(err, MST_ERR_FORMAT, "%s: bytes after the %ld the dimensions describe", path, n);

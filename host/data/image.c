@@ -30,6 +30,13 @@ static mst_status slurp(const char *path, unsigned char **data, size_t *n, mst_e
     return r;
 }
 
+static mst_status too_big(const char *path, long w, long h, mst_error *err)
+{
+    if (w * h <= MST_IMAGE_MAX_PIXELS) return MST_OK;
+    return mst_fail(err, MST_ERR_UNSUPPORTED, "%s: an image of %ld x %ld pixels, over the %ld-pixel limit", path, w, h,
+                    MST_IMAGE_MAX_PIXELS);
+}
+
 /* Gray stays gray; everything else becomes RGB (alpha dropped, as Pillow does). */
 static mst_status decode_png(const char *path, const unsigned char *data, size_t n, mst_image *im, mst_error *err)
 {
@@ -38,6 +45,10 @@ static mst_status decode_png(const char *path, const unsigned char *data, size_t
     size_t size = 0;
     int e = ctx ? spng_set_png_buffer(ctx, data, n) : SPNG_EMEM;
     if (!e) e = spng_get_ihdr(ctx, &ihdr);
+    if (!e && too_big(path, (long)ihdr.width, (long)ihdr.height, err) != MST_OK) {
+        spng_ctx_free(ctx);
+        return err->status;
+    }
     if (!e) e = spng_decoded_image_size(ctx, SPNG_FMT_RGBA8, &size);
     unsigned char *rgba = e ? NULL : malloc(size);
     if (!e && !rgba) e = SPNG_EMEM;
@@ -103,6 +114,7 @@ static mst_status decode_jpeg(const char *path, const unsigned char *data, size_
     mst_status r = MST_OK;
     if (jpeg_failed(tj, tjDecompressHeader3(tj, data, (unsigned long)n, &w, &h, &subsamp, &colorspace)) || w < 1 || h < 1)
         r = mst_fail(err, MST_ERR_FORMAT, "%s: bad JPEG: %s", path, tjGetErrorStr2(tj));
+    if (r == MST_OK) r = too_big(path, w, h, err);
     int cmyk = colorspace == TJCS_CMYK || colorspace == TJCS_YCCK, gray = colorspace == TJCS_GRAY;
     int fmt = cmyk ? TJPF_CMYK : (gray ? TJPF_GRAY : TJPF_RGB), bpp = tjPixelSize[cmyk ? TJPF_CMYK : fmt];
     unsigned char *buf = r == MST_OK ? malloc((size_t)w * h * bpp) : NULL;

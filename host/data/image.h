@@ -12,8 +12,13 @@ typedef struct {
     uint8_t *pixels;             /* [height][width][channels] */
 } mst_image;
 
+/* 2^27 pixels (134 megapixels, 16384 x 8192): far over any photograph in
+ * ImageNet, and a bound on what a file's header can make us allocate. */
+#define MST_IMAGE_MAX_PIXELS (1L << 27)
+
 /* Decodes a PNG or JPEG file (told apart by their signatures). Alpha is
- * dropped, CMYK converted to RGB, 16-bit samples reduced to 8. */
+ * dropped, CMYK converted to RGB, 16-bit samples reduced to 8. Images over
+ * MST_IMAGE_MAX_PIXELS are refused from their header, before decoding. */
 mst_status mst_image_read(const char *path, mst_image *out, mst_error *err);
 void mst_image_free(mst_image *im);
 
