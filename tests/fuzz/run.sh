@@ -8,10 +8,13 @@ cd "$(dirname "$0")/../.."
 secs=${1:-30}
 build=${2:-build-fuzz}
 CC=clang cmake -S . -B "$build" -DMST_FUZZ=ON -DMST_TESTS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$build" -j2 --target fuzz_pth fuzz_pickle >/dev/null
-declare -A seeds=([pth]=tests/data/pth [pickle]=tests/fuzz/corpus/pickle)
-declare -A dicts=([pth]=tests/fuzz/zip.dict [pickle]=tests/fuzz/pickle.dict)
-for t in pth pickle; do
+targets="pth pickle safetensors npy idx image"
+cmake --build "$build" -j2 --target $(printf 'fuzz_%s ' $targets) >/dev/null
+declare -A seeds=([pth]=tests/data/pth [pickle]=tests/fuzz/corpus/pickle [safetensors]=tests/data/pth
+                  [npy]=tests/data/pth [idx]=tests/fuzz/corpus/idx [image]=tests/data/images)
+declare -A dicts=([pth]=tests/fuzz/zip.dict [pickle]=tests/fuzz/pickle.dict [safetensors]=tests/fuzz/safetensors.dict
+                  [npy]=tests/fuzz/npy.dict)
+for t in $targets; do
     bin=$build/tests/fuzz/fuzz_$t
     shopt -s nullglob
     regressions=(tests/fuzz/regressions/$t/*)
@@ -19,7 +22,9 @@ for t in pth pickle; do
     [ ${#regressions[@]} -eq 0 ] || "$bin" -rss_limit_mb=2048 -timeout=10 "${regressions[@]}"
     work=$(mktemp -d)
     mkdir "$work/corpus"
-    "$bin" -rss_limit_mb=2048 -timeout=10 -max_total_time="$secs" -print_final_stats=1 -dict="${dicts[$t]}" \
+    dict=()
+    [ -z "${dicts[$t]:-}" ] || dict=(-dict="${dicts[$t]}")
+    "$bin" -rss_limit_mb=2048 -timeout=10 -max_total_time="$secs" -print_final_stats=1 "${dict[@]}" \
         -artifact_prefix="$work/" "$work/corpus" "${seeds[$t]}" 2>&1 | grep -E "^stat::|^#[0-9]+.*DONE|ERROR|SUMMARY" || true
     if ls "$work"/crash-* "$work"/leak-* "$work"/timeout-* "$work"/oom-* >/dev/null 2>&1; then
         echo "fuzz_$t: findings in $work" >&2
