@@ -146,13 +146,9 @@ mst_status mst_checkpoint_open(const char *path, const mst_load_opts *opts, mst_
 
 static int is_float(const char *dtype) { return dtype[0] == 'F' || !strcmp(dtype, "BF16"); }
 
-static size_t dtype_size(const char *dtype)
+static size_t written_size(const char *dtype)
 {
-    if (is_float(dtype)) return 4; /* written as F32, as convert_pth.py does */
-    if (!strcmp(dtype, "I64") || !strcmp(dtype, "U64")) return 8;
-    if (!strcmp(dtype, "I32") || !strcmp(dtype, "U32")) return 4;
-    if (!strcmp(dtype, "I16") || !strcmp(dtype, "U16")) return 2;
-    return 1;
+    return is_float(dtype) ? 4 : (size_t)mst_st_dtype_size(dtype); /* floats as F32, as convert_pth.py writes them */
 }
 
 static int by_name(const void *a, const void *b)
@@ -169,7 +165,7 @@ static char *header_json(const mst_safetensors *st, const mst_st_tensor **order)
         const mst_st_tensor *t = order[i];
         json_t *shape = json_array();
         for (int d = 0; d < t->ndim; d++) json_array_append_new(shape, json_integer(t->shape[d]));
-        size_t bytes = dtype_size(t->dtype) * (size_t)mst_st_numel(t);
+        size_t bytes = written_size(t->dtype) * (size_t)mst_st_numel(t);
         json_t *e = json_pack("{s:s, s:o, s:[I,I]}", "dtype", is_float(t->dtype) ? "F32" : t->dtype, "shape", shape,
                               "data_offsets", (json_int_t)at, (json_int_t)(at + bytes));
         json_object_set_new(root, t->name, e);
@@ -237,7 +233,8 @@ mst_status mst_convert(const char *in, const char *out, const mst_load_opts *opt
     int pth;
     mst_status s = sniff(in, &pth, err);
     if (s == MST_OK && !pth) s = mst_fail(err, MST_ERR_ARG, "%s: not a torch.save (.pth) checkpoint", in);
-    if (s == MST_OK) s = mst_checkpoint_open(in, opts, &st, err);
+    if (s == MST_OK) s = mst_pth_open(in, &st, err);
+    if (s == MST_OK) s = mst_checkpoint_pth_metadata(&st, opts, err);
     if (s == MST_OK) s = mst_model_from_table(&st, opts, &m, err); /* a file mst could not run is not written */
     mst_model_free(m);
     if (s == MST_OK) s = write_safetensors(&st, out, err);

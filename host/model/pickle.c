@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "../error.h"
+#include "safetensors.h"
 
 /* Every value and array comes from one arena, freed at once: the value
  * graph may be cyclic (a list memoized, then appended to itself). Its size is
@@ -246,14 +247,14 @@ static int is_global(const mst_pk_value *v, const char *name)
 
 /* ---- the torch globals a checkpoint needs ---------------------------------- */
 
+/* torch's storage types and the safetensors dtype of their elements */
 static const struct {
     const char *global, *dtype;
-    int size;
 } storage_types[] = {
-    {"torch.FloatStorage", "F32", 4}, {"torch.HalfStorage", "F16", 2},  {"torch.BFloat16Storage", "BF16", 2},
-    {"torch.DoubleStorage", "F64", 8}, {"torch.LongStorage", "I64", 8}, {"torch.IntStorage", "I32", 4},
-    {"torch.ShortStorage", "I16", 2}, {"torch.CharStorage", "I8", 1},   {"torch.ByteStorage", "U8", 1},
-    {"torch.BoolStorage", "BOOL", 1},
+    {"torch.FloatStorage", "F32"}, {"torch.HalfStorage", "F16"}, {"torch.BFloat16Storage", "BF16"},
+    {"torch.DoubleStorage", "F64"}, {"torch.LongStorage", "I64"}, {"torch.IntStorage", "I32"},
+    {"torch.ShortStorage", "I16"}, {"torch.CharStorage", "I8"},  {"torch.ByteStorage", "U8"},
+    {"torch.BoolStorage", "BOOL"},
 };
 
 /* BINPERSID of torch.save: ('storage', <StorageType>, key, location, numel).
@@ -276,7 +277,7 @@ static mst_status torch_storage(vm *m, const mst_pk_value *pid, mst_pk_value **o
     for (size_t i = 0; i < sizeof storage_types / sizeof storage_types[0]; i++)
         if (is_global(pid->items[1], storage_types[i].global)) {
             snprintf(st->dtype, sizeof st->dtype, "%s", storage_types[i].dtype);
-            st->elem_size = storage_types[i].size;
+            st->elem_size = mst_st_dtype_size(storage_types[i].dtype);
         }
     *out = v;
     return MST_OK;

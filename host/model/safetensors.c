@@ -15,7 +15,7 @@
 /* The format's own reader refuses headers over 100 MB; so do we. */
 #define ST_MAX_HEADER ((uint64_t)100 * 1000 * 1000)
 
-static int dtype_size(const char *d)
+int mst_st_dtype_size(const char *d)
 {
     static const struct { const char *name; int size; } table[] = {
         {"F64", 8}, {"F32", 4}, {"F16", 2}, {"BF16", 2}, {"I64", 8}, {"U64", 8},
@@ -88,7 +88,7 @@ static mst_status parse_tensor(mst_safetensors *st, const char *name, json_t *de
         return mst_fail(err, MST_ERR_FORMAT,
                         "%s: tensor \"%s\" needs dtype, shape and two data_offsets", st->path, name);
     const char *d = json_string_value(dt);
-    int es = dtype_size(d);
+    int es = mst_st_dtype_size(d);
     if (es == 0)
         return mst_fail(err, MST_ERR_FORMAT, "%s: tensor \"%s\" has unknown dtype \"%s\"", st->path,
                         name, d);

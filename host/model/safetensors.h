@@ -42,6 +42,8 @@ mst_status mst_st_index(mst_safetensors *st, mst_error *err);
 const mst_st_tensor *mst_st_find(const mst_safetensors *st, const char *name);
 const char *mst_st_meta(const mst_safetensors *st, const char *key);
 int64_t mst_st_numel(const mst_st_tensor *t);
+/* Bytes per element of a safetensors dtype ("F32", "I64", ...); 0: unknown. */
+int mst_st_dtype_size(const char *dtype);
 
 /* Converts tensor `name` (F32, F16, BF16 or F64) to a new float32 array. When
  * ndim >= 0 the tensor must have that rank and, for every shape[i] >= 0, that
