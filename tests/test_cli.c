@@ -25,6 +25,8 @@ typedef struct {
 #define BN DATA("tiny_bn.safetensors")
 #define BN_IN DATA("tiny_bn_input.npy")
 
+#define EVAL_SAMPLES "eval --model " MST_WEIGHTS "/fmnist_p75.safetensors --data " MST_WEIGHTS "/samples --timesteps 2"
+
 static const bad_call bad_calls[] = {
     {"frobnicate", "unknown command \"frobnicate\"", 2},
     {"run --model " BN " --bogus 1 " BN_IN, "unknown option \"--bogus\"", 2},
@@ -37,7 +39,7 @@ static const bad_call bad_calls[] = {
     {"run --model " BN " " BN, "not a .npy file", 1},
     {"run --model " BN_IN " " BN_IN, "is over the 100000000-byte limit", 1},
     {"run --model " BN " --mask-sites q,fc3 " BN_IN, "mask site \"fc3\" is not one of q, k, attn, fc1, fc2 or all", 2},
-    {"eval --model " BN " --data " DATA("images") " --mask-sites attn,,k", "mask site \"\" is not one of", 2},
+    {EVAL_SAMPLES " --mask-sites attn,,k", "mask site \"\" is not one of", 2},
     {"bench --arch fmnist --mask-sites MLP", "mask site \"MLP\" is not one of", 2},
     {"run --model " BN " --results-file x.json " BN_IN, "add --stats", 2},
     {"run --model " DATA("pth/evil_os_system.pth") " " BN_IN, "built by posix.system, which mst does not run", 1},
@@ -46,6 +48,19 @@ static const bad_call bad_calls[] = {
     {"convert " DATA("pth/tiny_cifar10.pth"), "convert needs IN.pth and OUT.safetensors", 2},
     {"convert " BN " /nonexistent/x.safetensors", "not a torch.save (.pth) checkpoint", 1},
     {"convert " DATA("pth/tiny_cifar10.pth") " /nonexistent/x.safetensors", "/nonexistent/x.safetensors: cannot create", 1},
+    {"run --model " BN " " BN_IN " --timesteps", "--timesteps needs a value", 2},
+    {"run --model " BN " --stats=1 " BN_IN, "--stats=1 takes no value", 2},
+    {"run --model " BN " -x " BN_IN, "unknown option \"-x\"", 2},
+    {"run --model " BN " --m 3 " BN_IN, "unknown option \"--m\"", 2}, /* ambiguous: --model, --mode, --mask-ratio... */
+    {"run --model " BN " --shard /3 " BN_IN, "--shard needs K/N", 2},
+    {"run --model " BN " --device cuda:x " BN_IN, "--device needs an integer in [0, 1023], got \"x\"", 2},
+    {EVAL_SAMPLES " --report-steps 4,2", "--report-steps needs ascending steps", 2},
+    {EVAL_SAMPLES " --report-steps 2,", "--report-steps needs ascending steps", 2},
+    {EVAL_SAMPLES " --report-steps ''", "--report-steps needs ascending steps", 2},
+    {EVAL_SAMPLES " --std 0", "--std needs finite numbers above 0", 2},
+    {EVAL_SAMPLES " --mean nan", "--mean needs finite numbers", 2},
+    {EVAL_SAMPLES " --labels " BN, "longer than", 1},
+    {EVAL_SAMPLES " --labels " MST_WEIGHTS "/README.md", "more lines; the model has 10 classes", 1},
 };
 
 Test(cli, bad_calls_fail_with_one_line)

@@ -148,6 +148,88 @@ static void copy_file(const char *from, const char *to)
     if (b) fclose(b);
 }
 
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    cr_assert(f != NULL, "cannot create %s", path);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* The devkit's flat layout: a ground-truth line per validation image, a
+ * synset per ILSVRC2012_ID; label = the synset's rank in sorted order. */
+typedef struct {
+    const char *gt, *synsets;
+    int labels[3];    /* of val_1, val_3, val_2 */
+    const char *fail; /* or the error's text */
+} devkit_case;
+
+static const devkit_case devkit_cases[] = {
+    {"3\n1\n2\n", "nB\nnA\nnC\n", {2, 0, 1}, NULL},
+    {" 3 \r\n1\n2\n\n\n", "nB\r\n nA\nnC\n\n", {2, 0, 1}, NULL}, /* blanks around lines, at the end */
+    {"3\n1\n", "nB\nnA\nnC\n", {0}, "no line 3"},
+    {"3\n1\n4\n", "nB\nnA\nnC\n", {0}, "\"4\" is not an ILSVRC2012_ID in 1..3"},
+    {"3\n1\nx2\n", "nB\nnA\nnC\n", {0}, "is not an ILSVRC2012_ID"},
+    {"1\n1\n1\n", "nA\nnA\n", {0}, "synset nA is listed twice"},
+    {"1\n1\n1\n", "\n\n", {0}, "no synsets"},
+    {"1\n1\n1\n", "LONG", {0}, "line 1: longer than 4094 bytes"}, /* not two lines, every later one off by one */
+};
+
+Test(dataset, devkit_ground_truth_and_synsets)
+{
+    const char *gt = tmp_path("gt.txt"), *syn = tmp_path("syn.txt");
+    char *long_line = malloc(5000);
+    memset(long_line, 'n', 4999), long_line[4999] = 0;
+    for (size_t c = 0; c < sizeof devkit_cases / sizeof devkit_cases[0]; c++) {
+        const devkit_case *k = &devkit_cases[c];
+        write_text(gt, k->gt);
+        write_text(syn, strcmp(k->synsets, "LONG") ? k->synsets : long_line);
+        char *files[] = {strdup("v/ILSVRC2012_val_00000001.JPEG"), strdup("ILSVRC2012_val_00000003.png"),
+                         strdup("x7/ILSVRC2012_val_00000002.JPEG")};
+        mst_dataset d = {.count = 3, .files = malloc(sizeof files), .labels = malloc(3 * sizeof(int))};
+        memcpy(d.files, files, sizeof files);
+        mst_error err = {0};
+        mst_status r = mst_dataset_label_devkit(&d, gt, syn, &err);
+        if (k->fail) {
+            cr_expect(r != MST_OK && contains(err.msg, k->fail), "case %zu: %s", c, err.msg);
+        } else {
+            cr_expect(r == MST_OK, "case %zu: %s", c, err.msg);
+            cr_expect(d.num_classes == 3 && !strcmp(d.classes[0], "nA"), "case %zu", c);
+            for (int i = 0; r == MST_OK && i < 3; i++) cr_expect_eq(d.labels[i], k->labels[i], "case %zu image %d", c, i);
+        }
+        mst_dataset_close(&d);
+    }
+    free(long_line);
+    unlink(gt), unlink(syn);
+}
+
+/* --labels: exactly one name per class, blank lines at the end ignored. */
+Test(dataset, class_names_file)
+{
+    static const struct {
+        const char *text;
+        int K;
+        const char *fail;
+    } cases[] = {{"a\nb b\n c\n", 3, NULL}, {"a\nb b\n c\n\n\n", 3, NULL}, {"a\n\nc", 3, NULL},
+                 {"a\nb\n", 3, "fewer lines; the model has 3 classes"}, {"a\nb\nc\nd\n", 3, "more lines"}, {"", 1, "fewer"}};
+    const char *path = tmp_path("names.txt");
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        write_text(path, cases[c].text);
+        char **names = NULL;
+        mst_error err = {0};
+        mst_status r = mst_dataset_class_names(path, cases[c].K, &names, &err);
+        if (cases[c].fail) {
+            cr_expect(r != MST_OK && contains(err.msg, cases[c].fail) && !names, "case %zu: %s", c, err.msg);
+            continue;
+        }
+        cr_assert(r == MST_OK, "case %zu: %s", c, err.msg);
+        cr_expect(!strcmp(names[0], "a") && !strcmp(names[2], "c"), "case %zu", c);
+        mst_dataset_free_names(names, cases[c].K);
+    }
+    unlink(path);
+    cr_expect_eq(mst_dataset_class_names("/nonexistent", 3, &(char **){0}, &(mst_error){0}), MST_ERR_IO);
+}
+
 /* A folder per class: classes and files in sorted order, non-images ignored. */
 Test(dataset, folder_per_class)
 {

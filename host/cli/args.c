@@ -1,5 +1,3 @@
-#include <errno.h>
-#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,139 +57,11 @@ void cli_usage(void)
     exit(2);
 }
 
-static long int_arg(const char *opt, const char *s, long lo, long hi)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) cli_die("--%s needs an integer in [%ld, %ld], got \"%s\"", opt, lo, hi, s);
-    return v;
-}
-
-static double real_arg(const char *opt, const char *s, double lo, double hi)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= lo && v <= hi)) cli_die("--%s needs a number in [%g, %g], got \"%s\"", opt, lo, hi, s);
-    return v;
-}
-
-static const struct option options[] = {
-    {"model", 1, 0, 'm'},      {"timesteps", 1, 0, 'T'}, {"mask-ratio", 1, 0, 'p'},   {"seed", 1, 0, 's'},
-    {"mode", 1, 0, 'M'},       {"batch", 1, 0, 'b'},     {"time-chunk", 1, 0, 'c'},   {"logits", 1, 0, 'o'},
-    {"img-size", 1, 0, 'i'},   {"data", 1, 0, 'd'},      {"results-file", 1, 0, 'r'}, {"report-steps", 1, 0, 'R'},
-    {"limit", 1, 0, 'l'},      {"mean", 1, 0, 'u'},      {"std", 1, 0, 'v'},          {"help", 0, 0, 'h'},
-    {"stats", 0, 0, 'S'},      {"device", 1, 0, 'D'},    {"precision", 1, 0, 'P'},
-    {"interpolation", 1, 0, 'I'}, {"crop-pct", 1, 0, 'C'},   {"ground-truth", 1, 0, 'g'}, {"synsets", 1, 0, 'y'},
-    {"labels", 1, 0, 'L'},     {"shard", 1, 0, 'k'},     {"workers", 1, 0, 'w'},      {"cuda-graphs", 0, 0, 'G'},
-    {"fused-synapse", 2, 0, 'F'}, {"mask-sites", 1, 0, 'x'}, {"dataset", 1, 0, 'a'}, {0, 0, 0, 0}};
-
-/* K/N, 0 <= K < N */
-static void shard_arg(const char *s, cli_args *a)
-{
-    char *end;
-    long k = strtol(s, &end, 10), n = *end == '/' ? strtol(end + 1, &end, 10) : 0;
-    if (*end || n < 1 || k < 0 || k >= n || n > 1000000) cli_die("--shard needs K/N with 0 <= K < N, got \"%s\"", s);
-    a->shard = (int)k, a->shards = (int)n;
-}
-
-/* auto | cpu | cuda | cuda:N */
-static void device_arg(const char *s, cli_args *a)
-{
-    mst_engine_opts *o = &a->eo;
-    if (!strcmp(s, "auto") || !strcmp(s, "cpu")) {
-        o->device = strcmp(s, "cpu") ? MST_DEVICE_AUTO : MST_DEVICE_CPU;
-        return;
-    }
-    if (strncmp(s, "cuda", 4) || (s[4] && s[4] != ':')) cli_die("--device must be auto, cpu, cuda or cuda:N, got \"%s\"", s);
-    o->device = MST_DEVICE_CUDA;
-    o->device_index = s[4] ? (int)int_arg("device", s + 5, 0, 1023) : 0;
-    a->device_indexed = s[4] != 0;
-}
-
-static const char *precision_names[] = {"fp32", "fp16", "bf16"};
-
-const char *cli_precision_name(mst_precision p) { return precision_names[p]; }
-
-int cli_precision_of(const char *s)
-{
-    for (int i = 0; i < 3; i++)
-        if (!strcmp(s, precision_names[i])) return i;
-    return -1;
-}
-
-static void precision_arg(const char *s, mst_engine_opts *o)
-{
-    int p = cli_precision_of(s);
-    if (p < 0) cli_die("--precision must be fp32, fp16 or bf16, got \"%s\"", s);
-    o->precision = (mst_precision)p;
-}
-
-static void option(cli_args *a, int c, char **argv)
-{
-    switch (c) {
-    case 'm': a->model = optarg; break;
-    case 'T': a->eo.timesteps = (int)int_arg("timesteps", optarg, 1, 65535); break;
-    case 'p': a->eo.mask_ratio = real_arg("mask-ratio", optarg, 0.0, 1.0); break;
-    case 's': a->eo.seed = (uint64_t)int_arg("seed", optarg, 0, 0x7fffffffffffffffL); break;
-    case 'b': a->eo.max_batch = (int)int_arg("batch", optarg, 1, 1 << 20); break;
-    case 'c': a->eo.time_chunk = (int)int_arg("time-chunk", optarg, 1, 65535); break;
-    case 'o': a->logits = optarg; break;
-    case 'i': a->img_size = (int)int_arg("img-size", optarg, 1, 1 << 16); break;
-    case 'd': a->data = optarg; break;
-    case 'r': a->results_file = optarg; break;
-    case 'R': a->report_steps = optarg; break;
-    case 'l': a->limit = int_arg("limit", optarg, 1, 0x7fffffffffffffffL); break;
-    case 'u': a->mean = optarg; break;
-    case 'v': a->std = optarg; break;
-    case 'S': a->stats = a->eo.count_spikes = 1; break;
-    case 'D': device_arg(optarg, a); break;
-    case 'P': precision_arg(optarg, &a->eo); break;
-    case 'I':
-        if (strcmp(optarg, "bilinear") && strcmp(optarg, "bicubic"))
-            cli_die("--interpolation must be bilinear or bicubic, got \"%s\"", optarg);
-        a->interpolation = optarg;
-        break;
-    case 'C': a->crop_pct = real_arg("crop-pct", optarg, 0.05, 1.0); break;
-    case 'g': a->ground_truth = optarg; break;
-    case 'y': a->synsets = optarg; break;
-    case 'L': a->labels = optarg; break;
-    case 'k': shard_arg(optarg, a); break;
-    case 'w': a->workers = (int)int_arg("workers", optarg, 0, 256); break;
-    case 'G': a->eo.cuda_graphs = 1; break;
-    case 'a':
-        if (!*optarg) cli_die("--dataset needs a name (imagenet, cifar10, cifar100 or another)");
-        a->dataset = optarg;
-        break;
-    case 'F':
-        if (!optarg || !strcmp(optarg, "wmma"))
-            a->eo.fused_synapse = MST_FUSED_WMMA;
-        else if (!strcmp(optarg, "wgmma"))
-            a->eo.fused_synapse = MST_FUSED_WGMMA;
-        else
-            cli_die("--fused-synapse takes wmma or wgmma, got \"%s\"", optarg);
-        break;
-    case 'x': {
-        mst_error err = {0};
-        if (mst_mask_sites_parse(optarg, &a->eo.mask_sites, &err) != MST_OK) cli_die("--mask-sites: %s", err.msg);
-        break;
-    }
-    case 'M':
-        if (strcmp(optarg, "snn") && strcmp(optarg, "ann")) cli_die("--mode must be snn or ann, got \"%s\"", optarg);
-        a->eo.mode = strcmp(optarg, "ann") ? MST_MODE_SNN : MST_MODE_ANN;
-        break;
-    case 'h': cli_usage();
-    default: cli_die("unknown option \"%s\"", argv[optind - 1]);
-    }
-}
-
 void cli_parse_options(int argc, char **argv, cli_args *a)
 {
-    *a = (cli_args){.eo = {.mode = MST_MODE_SNN, .timesteps = 64, .max_batch = 8}, .shards = 1, .workers = 2};
-    int c;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "", options, NULL)) != -1) option(a, c, argv);
+    mst_error err = {0};
+    if (cli_args_parse(argc, argv, a, &err) != MST_OK) cli_die("%s", err.msg);
+    if (a->help) cli_usage();
 }
 
 void cli_parse(int argc, char **argv, cli_args *a)

@@ -18,6 +18,7 @@ typedef struct {
     int workers;               /* decode threads */
     int img_size, stats;
     int device_indexed;        /* --device cuda:N named its device */
+    int help;                  /* --help */
     mst_engine_opts eo;
 } cli_args;
 
@@ -28,8 +29,15 @@ __attribute__((noreturn)) void cli_fail(const mst_error *err);
 __attribute__((noreturn)) void cli_usage(void);
 extern const char *cli_usage_text;
 
-/* Parses every option of every command; commands check which they need.
- * cli_parse also insists on --model. */
+/* Parses every option of every command (options.c); commands check which
+ * they need. Operands are left from optind on, as getopt leaves them. */
+mst_status cli_args_parse(int argc, char **argv, cli_args *a, mst_error *err);
+/* --report-steps: "1,2,8" -> ascending steps in [1, T]; NULL: powers of two
+ * up to T, and T. steps holds T entries. */
+mst_status cli_steps_parse(const char *list, int T, int *steps, int *n, mst_error *err);
+/* --mean / --std: C comma-separated finite numbers (positive: above 0). */
+mst_status cli_values_parse(const char *flag, const char *list, int C, int positive, float *v, mst_error *err);
+/* The same, or the one-line error and exit; cli_parse also insists on --model. */
 void cli_parse_options(int argc, char **argv, cli_args *a);
 void cli_parse(int argc, char **argv, cli_args *a);
 /* The model at path, or the one-line error; dataset: --dataset (.pth only). */

@@ -14,18 +14,14 @@
 float *cli_channel_values(const char *flag, const char *list, const float *meta, int C)
 {
     float *v = malloc(sizeof(float) * (size_t)C);
+    if (!v) cli_die("out of memory");
     if (!list) {
         if (!meta) cli_die("the checkpoint's metadata has no %s; pass --%s with %d values", flag, flag, C);
         memcpy(v, meta, sizeof(float) * (size_t)C);
         return v;
     }
-    const char *p = list;
-    for (int c = 0; c < C; c++) {
-        char *end;
-        v[c] = strtof(p, &end);
-        if (end == p || (c + 1 < C && *end != ',') || (c + 1 == C && *end)) cli_die("--%s needs %d comma-separated numbers, got \"%s\"", flag, C, list);
-        p = end + 1;
-    }
+    mst_error err = {0};
+    if (cli_values_parse(flag, list, C, !strcmp(flag, "std"), v, &err) != MST_OK) cli_die("%s", err.msg);
     return v;
 }
 
@@ -120,18 +116,9 @@ static mst_engine *run_eval(const cli_args *a, mst_model *m, const mst_dataset *
 /* --labels: one class name per line, in class-index order. */
 static char **class_names(const char *path, int K)
 {
-    FILE *f = fopen(path, "r");
-    if (!f) cli_die("%s: cannot open", path);
-    char **names = calloc((size_t)K, sizeof(char *)), line[1024];
-    int n = 0;
-    while (names && n < K && fgets(line, sizeof line, f)) {
-        line[strcspn(line, "\r\n")] = 0;
-        names[n++] = strdup(line);
-    }
-    int extra = 0;
-    while (!extra && fgets(line, sizeof line, f)) extra = line[strspn(line, " \t\r\n")] != 0; /* blank lines at the end are fine */
-    fclose(f);
-    if (n != K || extra) cli_die("%s: %s lines; the model has %d classes", path, extra ? "more" : "fewer", K);
+    char **names;
+    mst_error err = {0};
+    if (mst_dataset_class_names(path, K, &names, &err) != MST_OK) cli_fail(&err);
     return names;
 }
 
@@ -218,8 +205,7 @@ int cli_eval(int argc, char **argv)
     free(counts);
     mst_engine_free(e);
     tally_free(&r);
-    for (int k = 0; rp.names && k < arch->num_classes; k++) free(rp.names[k]);
-    free(rp.names);
+    mst_dataset_free_names(rp.names, arch->num_classes);
     mst_dataset_close(&d);
     mst_model_free(m);
     return 0;

@@ -12,19 +12,9 @@ void tally_init(tally *r, const char *list, int T, int K)
 {
     *r = (tally){.K = K};
     r->step = calloc(64 + (size_t)T, sizeof(int));
-    if (!list) {
-        for (int t = 1; t < T; t *= 2) r->step[r->n++] = t;
-        r->step[r->n++] = T;
-    } else {
-        for (const char *p = list; *p;) {
-            char *end;
-            long t = strtol(p, &end, 10);
-            if (end == p || t < 1 || t > T || (*end && *end != ',') || (r->n && t <= r->step[r->n - 1]))
-                cli_die("--report-steps needs ascending steps in [1, %d], got \"%s\"", T, list);
-            r->step[r->n++] = (int)t;
-            p = *end ? end + 1 : end;
-        }
-    }
+    mst_error err = {0};
+    if (!r->step) cli_die("out of memory");
+    if (cli_steps_parse(list, T, r->step, &r->n, &err) != MST_OK) cli_die("%s", err.msg);
     r->top1 = calloc((size_t)r->n, sizeof(long));
     r->top5 = calloc((size_t)r->n, sizeof(long));
     r->seen = calloc((size_t)K, sizeof(long));

@@ -193,25 +193,65 @@ mst_status mst_dataset_open(const char *path, mst_dataset *d, mst_error *err)
     return r;
 }
 
-/* Lines of a text file, without their newlines and surrounding blanks. */
+/* One line of f into buf, without its newline: 1, 0 at the end of the
+ * file, -1 for a line longer than buf holds (it would otherwise be read as
+ * two lines, and every line after it would be off by one). */
+static int read_line(FILE *f, char *buf, size_t n)
+{
+    if (!fgets(buf, (int)n, f)) return 0;
+    size_t len = strlen(buf);
+    if (len == n - 1 && buf[len - 1] != '\n' && !feof(f)) return -1;
+    return 1;
+}
+
+/* buf without its surrounding blanks and line end, in place. */
+static char *trim(char *buf)
+{
+    char *a = buf, *b = buf + strlen(buf);
+    while (*a == ' ' || *a == '\t') a++;
+    while (b > a && (b[-1] == '\n' || b[-1] == '\r' || b[-1] == ' ' || b[-1] == '\t')) *--b = 0;
+    return a;
+}
+
+/* Lines of a text file, without their newlines and surrounding blanks;
+ * blank lines at the end are dropped. */
 static mst_status read_lines(const char *path, char ***out, int *n, mst_error *err)
 {
     FILE *f = fopen(path, "r");
     if (!f) return mst_fail(err, MST_ERR_IO, "%s: cannot open", path);
-    int cap = 1024;
+    int cap = 0, got;
     char line[4096];
-    *n = 0;
-    *out = malloc(sizeof(char *) * (size_t)cap);
-    while (*out && fgets(line, sizeof line, f)) {
-        char *a = line, *b = line + strlen(line);
-        while (*a == ' ' || *a == '\t') a++;
-        while (b > a && (b[-1] == '\n' || b[-1] == '\r' || b[-1] == ' ' || b[-1] == '\t')) *--b = 0;
-        if (*n == cap) *out = realloc(*out, sizeof(char *) * (size_t)(cap *= 2));
-        if (*out) (*out)[(*n)++] = strdup(a);
+    mst_status r = MST_OK;
+    *n = 0, *out = NULL;
+    while (r == MST_OK && (got = read_line(f, line, sizeof line)) != 0) {
+        if (got < 0) r = mst_fail(err, MST_ERR_FORMAT, "%s line %d: longer than %zu bytes", path, *n + 1, sizeof line - 2);
+        if (r == MST_OK && *n == cap) {
+            char **grown = cap < (1 << 28) ? realloc(*out, sizeof(char *) * (size_t)(cap = cap ? 2 * cap : 1024)) : NULL;
+            if (grown) *out = grown;
+            else r = mst_fail(err, MST_ERR_NOMEM, "out of memory reading %s", path);
+        }
+        if (r == MST_OK && !((*out)[*n] = strdup(trim(line)))) r = mst_fail(err, MST_ERR_NOMEM, "out of memory reading %s", path);
+        if (r == MST_OK) ++*n;
     }
     fclose(f);
-    return *out ? MST_OK : mst_fail(err, MST_ERR_NOMEM, "out of memory reading %s", path);
+    while (r == MST_OK && *n > 0 && !*(*out)[*n - 1]) free((*out)[--*n]);
+    if (r != MST_OK) free_list(*out, *n), *out = NULL, *n = 0;
+    return r;
 }
+
+mst_status mst_dataset_class_names(const char *path, int K, char ***names, mst_error *err)
+{
+    int n = 0;
+    mst_status r = read_lines(path, names, &n, err);
+    if (r == MST_OK && n != K) {
+        r = mst_fail(err, MST_ERR_FORMAT, "%s: %s lines; the model has %d classes", path, n > K ? "more" : "fewer", K);
+        free_list(*names, n);
+        *names = NULL;
+    }
+    return r;
+}
+
+void mst_dataset_free_names(char **names, int K) { free_list(names, K); }
 
 /* The validation number in a devkit file name: its last run of digits
  * (ILSVRC2012_val_00000123.JPEG -> 123), or -1. */
@@ -239,7 +279,6 @@ mst_status mst_dataset_label_devkit(mst_dataset *d, const char *ground_truth, co
                        : mst_fail(err, MST_ERR_ARG, "a ground-truth file labels a flat folder of images, not class folders or IDX files");
     if (r == MST_OK) r = read_lines(ground_truth, &gt, &ngt, err);
     if (r == MST_OK) r = read_lines(synsets, &wnid, &nsyn, err);
-    while (r == MST_OK && nsyn > 0 && !*wnid[nsyn - 1]) free(wnid[--nsyn]);
     if (r == MST_OK && nsyn == 0) r = mst_fail(err, MST_ERR_FORMAT, "%s: no synsets", synsets);
     /* the class index is the synset's position in sorted order */
     if (r == MST_OK && !(sorted = malloc(sizeof(char *) * (size_t)nsyn))) r = mst_fail(err, MST_ERR_NOMEM, "out of memory");

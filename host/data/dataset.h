@@ -36,6 +36,11 @@ void mst_dataset_close(mst_dataset *d);
  * class index is the WNID's position in sorted order (spec section 5). */
 mst_status mst_dataset_label_devkit(mst_dataset *d, const char *ground_truth, const char *synsets, mst_error *err);
 
+/* --labels: one class name per line, in class-index order (blanks around a
+ * name and blank lines at the end ignored); exactly K lines, or an error. */
+mst_status mst_dataset_class_names(const char *path, int K, char ***names, mst_error *err);
+void mst_dataset_free_names(char **names, int K);
+
 /* Image i (decoded from its file for folder sets). */
 mst_status mst_dataset_image(const mst_dataset *d, long i, mst_image *out, mst_error *err);
 /* The file of image i, or NULL for IDX sets. */

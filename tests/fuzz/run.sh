@@ -8,12 +8,13 @@ cd "$(dirname "$0")/../.."
 secs=${1:-30}
 build=${2:-build-fuzz}
 CC=clang cmake -S . -B "$build" -DMST_FUZZ=ON -DMST_TESTS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-targets="pth pickle safetensors npy idx image"
+targets="pth pickle safetensors npy idx image devkit cli"
 cmake --build "$build" -j2 --target $(printf 'fuzz_%s ' $targets) >/dev/null
 declare -A seeds=([pth]=tests/data/pth [pickle]=tests/fuzz/corpus/pickle [safetensors]=tests/data/pth
-                  [npy]=tests/data/pth [idx]=tests/fuzz/corpus/idx [image]=tests/data/images)
+                  [npy]=tests/data/pth [idx]=tests/fuzz/corpus/idx [image]=tests/data/images
+                  [devkit]=tests/fuzz/corpus/devkit [cli]=tests/fuzz/corpus/cli)
 declare -A dicts=([pth]=tests/fuzz/zip.dict [pickle]=tests/fuzz/pickle.dict [safetensors]=tests/fuzz/safetensors.dict
-                  [npy]=tests/fuzz/npy.dict)
+                  [npy]=tests/fuzz/npy.dict [devkit]=tests/fuzz/devkit.dict [cli]=tests/fuzz/cli.dict)
 for t in $targets; do
     bin=$build/tests/fuzz/fuzz_$t
     shopt -s nullglob
