@@ -113,6 +113,7 @@ Test(window_attention, matches_naive_spec_version)
         for (long i = 0; c->mode == MST_MODE_SNN && i < nv; i++) cr_expect_eq(v1[i], v2[i], "case %zu membrane %ld", ci, i);
         free(bits), free(qkv), free(bias), free(o1), free(o2), free(v1), free(v2);
     }
+    be.destroy(&be);
 }
 
 /* The softmax's exp (mst_expf, shared by both backends): the x87 expl

@@ -18,6 +18,10 @@
 #include "kernels/common/mst_math.h"
 
 static mst_backend cpu, gpu;
+/* The running test's device buffers (to_dev), released before the backend
+ * whatever way the test ends: under LeakSanitizer one left to exit is a leak. */
+static void *buffers[256];
+static int num_buffers;
 
 static void setup(void)
 {
@@ -29,6 +33,8 @@ static void setup(void)
 
 static void teardown(void)
 {
+    for (int i = 0; i < num_buffers; i++) gpu.release(gpu.ctx, buffers[i]);
+    num_buffers = 0;
     if (cpu.destroy) cpu.destroy(&cpu);
     if (gpu.destroy) gpu.destroy(&gpu);
 }
@@ -64,7 +70,9 @@ static void *to_dev(const void *host, size_t bytes)
 {
     void *d = NULL;
     mst_error err = {0};
+    cr_assert(num_buffers < 256, "more device buffers than the test keeps track of");
     cr_assert_eq(gpu.alloc(gpu.ctx, bytes ? bytes : 4, &d, &err), MST_OK, "%s", err.msg);
+    buffers[num_buffers++] = d;
     if (host && bytes) cr_assert_eq(gpu.upload(gpu.ctx, d, host, bytes, &err), MST_OK, "%s", err.msg);
     return d;
 }

@@ -89,6 +89,7 @@ Test(if_scan, matches_the_spec_loop_and_carries_state_across_chunks)
         if (R * sh->steps >= 100) cr_expect(spikes > 0 && spikes < R * sh->steps, "shape %zu: degenerate input", i);
         free(in), free(sc), free(shf), free(v1), free(v2), free(o1), free(o2);
     }
+    be.destroy(&be);
 }
 
 Test(if_scan, packed_output_equals_float_output)
@@ -118,6 +119,7 @@ Test(if_scan, packed_output_equals_float_output)
         cr_expect(memcmp(v1, v2, sizeof(float) * (size_t)R) == 0, "shape %zu membranes", i);
         free(in), free(sc), free(shf), free(v1), free(v2), free(o), free(bits), free(want);
     }
+    be.destroy(&be);
 }
 
 Test(if_scan, in_place_output)
@@ -133,6 +135,7 @@ Test(if_scan, in_place_output)
     float want[6] = {1, 0, 0, 1, 0, 1};
     for (int i = 0; i < 6; i++) cr_expect_eq(in[i], want[i], "element %d", i);
     cr_expect(fabsf(v[0] - 0.8f) < 1e-6f && fabsf(v[1] - 0.1f) < 1e-6f, "v = %g %g", v[0], v[1]);
+    be.destroy(&be);
 }
 
 Test(qcfs, matches_the_quantiser)
@@ -161,4 +164,5 @@ Test(qcfs, matches_the_quantiser)
     cr_expect_eq(mst_qcfs(-0.3f), 0.0f);
     cr_expect_eq(mst_qcfs(1.7f), 1.0f);
     cr_expect_eq(mst_qcfs(0.5f / 16.0f), 1.0f / 16.0f); /* half a level rounds up */
+    be.destroy(&be);
 }
