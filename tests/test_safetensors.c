@@ -45,6 +45,13 @@ static const bad_file bad_files[] = {
     {"unknown dtype", "{\"a\":{\"dtype\":\"F24\",\"shape\":[1],\"data_offsets\":[0,3]}}", 3, 0, "unknown dtype"},
     {"trailing bytes", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 12, 0,
      "cover 4 bytes but the data section holds 12"},
+    {"2^40 elements claimed", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1048576,1048576],\"data_offsets\":[0,8]}}", 8, 0,
+     "shape needs 4398046511104 bytes"},
+    {"2^40 elements claimed, offsets to match",
+     "{\"a\":{\"dtype\":\"F32\",\"shape\":[1048576,1048576],\"data_offsets\":[0,4398046511104]}}", 8, 0,
+     "outside the 8-byte data section"},
+    {"shape overflows", "{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,4],\"data_offsets\":[0,8]}}", 8, 0,
+     "shape overflows"},
     {"metadata not strings", "{\"__metadata__\":{\"x\":1}}", 0, 0, "is not a string"},
     {"not an object", "[1,2]", 0, 0, "not a JSON object"},
 };
