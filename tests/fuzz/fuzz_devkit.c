@@ -2,9 +2,10 @@
  * the ground-truth file, the synset table, the image file names (one per
  * line) and a class-names file, separated by NULs. The names label a flat
  * folder as mst_dataset_open would have listed it. */
+#include "fuzz_file.h" /* first: it asks for _GNU_SOURCE (memfd_create) */
+
 #include <string.h>
 
-#include "fuzz_file.h"
 #include "host/data/dataset.h"
 
 enum { MAX_FILES = 256 };

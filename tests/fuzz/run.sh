@@ -25,10 +25,15 @@ for t in $targets; do
     mkdir "$work/corpus"
     dict=()
     [ -z "${dicts[$t]:-}" ] || dict=(-dict="${dicts[$t]}")
+    status=0
     "$bin" -rss_limit_mb=2048 -timeout=10 -max_total_time="$secs" -print_final_stats=1 "${dict[@]}" \
-        -artifact_prefix="$work/" "$work/corpus" "${seeds[$t]}" 2>&1 | grep -E "^stat::|^#[0-9]+.*DONE|ERROR|SUMMARY" || true
-    if ls "$work"/crash-* "$work"/leak-* "$work"/timeout-* "$work"/oom-* >/dev/null 2>&1; then
-        echo "fuzz_$t: findings in $work" >&2
+        -artifact_prefix="$work/" "$work/corpus" "${seeds[$t]}" >"$work/log" 2>&1 || status=$?
+    grep -E "^stat::number_of_executed_units|^#[0-9]+.*DONE" "$work/log" || true
+    # a finding ends the run with a non-zero status and leaves its input
+    found=$(find "$work" -maxdepth 1 -type f \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' -o -name 'oom-*' \))
+    if [ "$status" -ne 0 ] || [ -n "$found" ]; then
+        grep -A40 -E "^==[0-9]+==|runtime error|ERROR: libFuzzer" "$work/log" | head -60 >&2 || true
+        echo "fuzz_$t: finding (exit status $status): $found" >&2
         exit 1
     fi
     rm -rf "$work"
