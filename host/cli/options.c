@@ -43,7 +43,10 @@ static mst_status int_opt(const char *opt, const char *s, long lo, long hi, int 
  * (optopt a character) tells apart from a long one given a value it does not
  * take (optopt one of these) */
 enum {
-    O_MODEL = 256, O_TIMESTEPS, O_MASK_RATIO, O_SEED, O_MODE, O_BATCH, O_TIME_CHUNK, O_LOGITS, O_IMG_SIZE, O_DATA, O_RESULTS_FILE, O_REPORT_STEPS, O_LIMIT, O_MEAN, O_STD, O_HELP, O_STATS, O_DEVICE, O_PRECISION, O_INTERPOLATION, O_CROP_PCT, O_GROUND_TRUTH, O_SYNSETS, O_LABELS, O_SHARD, O_WORKERS, O_CUDA_GRAPHS, O_FUSED_SYNAPSE, O_MASK_SITES, O_DATASET
+    O_MODEL = 256, O_TIMESTEPS, O_MASK_RATIO, O_SEED, O_MODE, O_BATCH, O_TIME_CHUNK, O_LOGITS, O_IMG_SIZE, O_DATA,
+    O_RESULTS_FILE, O_REPORT_STEPS, O_LIMIT, O_MEAN, O_STD, O_HELP, O_STATS, O_DEVICE, O_PRECISION, O_INTERPOLATION,
+    O_CROP_PCT, O_GROUND_TRUTH, O_SYNSETS, O_LABELS, O_SHARD, O_WORKERS, O_CUDA_GRAPHS, O_FUSED_SYNAPSE, O_MASK_SITES,
+    O_DATASET
 };
 
 static const struct option options[] = {
@@ -84,17 +87,6 @@ static mst_status device_arg(const char *s, cli_args *a, mst_error *err)
     return s[4] ? int_opt("device", s + 5, 0, 1023, &o->device_index, err) : MST_OK;
 }
 
-static const char *precision_names[] = {"fp32", "fp16", "bf16"};
-
-const char *cli_precision_name(mst_precision p) { return precision_names[p]; }
-
-int cli_precision_of(const char *s)
-{
-    for (int i = 0; i < 3; i++)
-        if (!strcmp(s, precision_names[i])) return i;
-    return -1;
-}
-
 /* One word out of a fixed set: its position, or -1. */
 static int one_of(const char *s, const char *const *words, int n)
 {
@@ -102,6 +94,12 @@ static int one_of(const char *s, const char *const *words, int n)
         if (!strcmp(s, words[i])) return i;
     return -1;
 }
+
+static const char *const precision_names[] = {"fp32", "fp16", "bf16"};
+
+const char *cli_precision_name(mst_precision p) { return precision_names[p]; }
+
+int cli_precision_of(const char *s) { return one_of(s, precision_names, 3); }
 
 static mst_status word_opt(cli_args *a, int c, const char *s, mst_error *err)
 {

@@ -268,8 +268,6 @@ static long image_number(const char *path)
     return v;
 }
 
-static int by_string(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
 mst_status mst_dataset_label_devkit(mst_dataset *d, const char *ground_truth, const char *synsets, mst_error *err)
 {
     char **gt = NULL, **wnid = NULL, **sorted = NULL;
@@ -284,7 +282,7 @@ mst_status mst_dataset_label_devkit(mst_dataset *d, const char *ground_truth, co
     if (r == MST_OK && !(sorted = malloc(sizeof(char *) * (size_t)nsyn))) r = mst_fail(err, MST_ERR_NOMEM, "out of memory");
     if (r == MST_OK) {
         memcpy(sorted, wnid, sizeof(char *) * (size_t)nsyn);
-        qsort(sorted, (size_t)nsyn, sizeof(char *), by_string);
+        qsort(sorted, (size_t)nsyn, sizeof(char *), by_name);
     }
     for (int i = 1; r == MST_OK && i < nsyn; i++)
         if (!strcmp(sorted[i], sorted[i - 1])) r = mst_fail(err, MST_ERR_FORMAT, "%s: synset %s is listed twice", synsets, sorted[i]);
@@ -301,7 +299,7 @@ mst_status mst_dataset_label_devkit(mst_dataset *d, const char *ground_truth, co
                          gt[k - 1], nsyn);
             break;
         }
-        char **at = bsearch(&wnid[id - 1], sorted, (size_t)nsyn, sizeof(char *), by_string);
+        char **at = bsearch(&wnid[id - 1], sorted, (size_t)nsyn, sizeof(char *), by_name);
         d->labels[i] = (int)(at - sorted);
     }
     if (r == MST_OK) {
