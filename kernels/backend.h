@@ -146,6 +146,10 @@ typedef struct mst_backend {
     size_t (*scratch_bytes)(void *ctx, const mst_gemm_op *ops, int n);
     mst_status (*free_bytes)(void *ctx, size_t *bytes, mst_error *err);
     mst_status (*peak_flops)(void *ctx, double *flops, mst_error *err);
+    /* work per op kind since the last call, and each kind's floor
+       (mst_engine_op_work); NULL where the backend does not count */
+    mst_status (*op_work)(void *ctx, mst_op_work *w, int kinds, mst_error *err);
+    mst_status (*op_floors)(void *ctx, double *floor, int kinds, mst_error *err);
     /* Runs fn(arg), which only queues device work, as a graph kept under
        `key`: the first call runs it directly (scratch grows then), the second
        captures and replays it, later calls replay. NULL where not supported. */

@@ -104,7 +104,28 @@ typedef struct {
     double p;
     latency lat;
     double rate, family_ms[MST_NUM_FAMILIES], macs_step, macs_once, bytes_step, floor, peak_bytes;
+    int has_ops; /* the backend counts its ops' work (CPU) */
+    mst_op_work ops[MST_NUM_OP_KINDS];
+    double op_floor[MST_NUM_OP_KINDS];
 } bench_result;
+
+static const char *op_names[MST_NUM_OP_KINDS] = {"synapse", "IF scans", "window attention", "layout copies"};
+static const char *op_units[MST_NUM_OP_KINDS] = {"adds", "bytes", "element ops", "bytes"};
+static const char *op_floor_names[MST_NUM_OP_KINDS] = {"rows added from L1", "copy bandwidth", "rows added from L1",
+                                                       "copy bandwidth"};
+
+/* Each op kind's rate over the throughput runs against its own floor. */
+static void print_ops(const bench_result *r)
+{
+    printf("op kinds against their own floors (every thread, over the throughput runs):\n");
+    for (int k = 0; k < MST_NUM_OP_KINDS; k++) {
+        const mst_op_work *w = &r->ops[k];
+        if (w->seconds <= 0) continue;
+        double rate = w->units / w->seconds;
+        printf("  %-17s %10.4g %-11s in %9.3f ms = %10.4g /s; floor %10.4g /s (%s): %6.2f %%\n", op_names[k], w->units,
+               op_units[k], w->seconds * 1e3, rate, r->op_floor[k], op_floor_names[k], 100.0 * rate / r->op_floor[k]);
+    }
+}
 
 static void print_result(const bench_result *r)
 {
@@ -126,6 +147,7 @@ static void print_result(const bench_result *r)
     printf("floor: measured matrix-product rate %.4g FLOP/s -> %.2f images/s; achieved %.2f %% of it\n", r->floor,
            r->floor / flop, 100.0 * r->rate * flop / r->floor);
     printf("peak memory held by the backend: %.1f MiB\n", r->peak_bytes / 1048576.0);
+    if (r->has_ops) print_ops(r);
 }
 
 static void write_json(const char *path, const bench_result *r)
@@ -144,6 +166,15 @@ static void write_json(const char *path, const bench_result *r)
                           flop, "macs_per_step", r->macs_step, "bytes_per_step", r->bytes_step, "floor_flops", r->floor, "floor_fraction",
                           r->rate * flop / r->floor, "peak_bytes", r->peak_bytes);
     json_object_set_new(o, "mask_sites", json_string(r->sites));
+    if (r->has_ops) {
+        json_t *ops = json_object();
+        for (int k = 0; k < MST_NUM_OP_KINDS; k++)
+            json_object_set_new(ops, op_names[k],
+                                json_pack("{s:s, s:f, s:f, s:f, s:s}", "unit", op_units[k], "units", r->ops[k].units,
+                                          "seconds", r->ops[k].seconds, "floor_per_second", r->op_floor[k], "floor",
+                                          op_floor_names[k]));
+        json_object_set_new(o, "op_floors", ops);
+    }
     if (json_dump_file(o, path, JSON_INDENT(2)) != 0) cli_die("%s: cannot write", path);
     json_decref(o);
 }
@@ -206,7 +237,10 @@ int cli_bench(int argc, char **argv)
     e = cli_engine(m, &a.eo);
     r.Tc = mst_engine_time_chunk(e); /* the throughput run's (memory may lower it at batch B) */
     mst_mask_sites_name(mst_engine_mask_sites(e), r.sites, sizeof r.sites);
+    r.has_ops = mst_engine_op_work(e, r.ops, &err) == MST_OK; /* clears the counts */
     r.rate = offline(e, x, a.eo.max_batch, cum, warmup > 0 ? 1 : 0, iters > 4 ? iters / 4 : 1);
+    if (r.has_ops && (mst_engine_op_work(e, r.ops, &err) != MST_OK || mst_engine_op_floors(e, r.op_floor, &err) != MST_OK))
+        cli_fail(&err);
     r.peak_bytes = (double)mst_engine_peak_bytes(e);
     if (mst_engine_peak_flops(e, &r.floor, &err) != MST_OK) cli_fail(&err);
     if (!(r.floor > 0)) cli_die("the measured matrix-product rate is %g FLOP/s: no floor to compare with", r.floor);

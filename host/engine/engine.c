@@ -388,6 +388,20 @@ mst_status mst_engine_peak_flops(mst_engine *e, double *flops, mst_error *err)
     return e->be.peak_flops(e->be.ctx, flops, err);
 }
 
+mst_status mst_engine_op_work(mst_engine *e, mst_op_work w[MST_NUM_OP_KINDS], mst_error *err)
+{
+    if (!e->be.op_work)
+        return mst_fail(err, MST_ERR_UNSUPPORTED, "the %s backend does not count its ops' work", e->be.name);
+    return e->be.op_work(e->be.ctx, w, MST_NUM_OP_KINDS, err);
+}
+
+mst_status mst_engine_op_floors(mst_engine *e, double floor[MST_NUM_OP_KINDS], mst_error *err)
+{
+    if (!e->be.op_floors)
+        return mst_fail(err, MST_ERR_UNSUPPORTED, "the %s backend has no per-op floors", e->be.name);
+    return e->be.op_floors(e->be.ctx, floor, MST_NUM_OP_KINDS, err);
+}
+
 mst_status mst_engine_host_alloc(mst_engine *e, size_t bytes, void **out, mst_error *err)
 {
     return e->be.host_alloc(e->be.ctx, bytes, out, err);

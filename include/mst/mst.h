@@ -202,6 +202,22 @@ size_t mst_engine_peak_bytes(const mst_engine *e);
  * the dense floor design.md names). */
 mst_status mst_engine_peak_flops(mst_engine *e, double *flops, mst_error *err);
 
+/* The work of the backend's op kinds, each against its own floor (mst bench
+ * on the CPU): the synapse's adds (one per input spike and output channel)
+ * and window attention's element operations (score, softmax term, product
+ * of the weighted sum) against the machine's measured rate of adding
+ * cache-resident rows; the IF scans' and layout copies' bytes against a
+ * measured copy bandwidth. */
+typedef enum { MST_OP_SYNAPSE, MST_OP_IF_SCAN, MST_OP_ATTENTION, MST_OP_LAYOUT, MST_NUM_OP_KINDS } mst_op_kind;
+typedef struct {
+    double units, seconds; /* work done (adds, bytes or element operations) and the wall time it took */
+} mst_op_work;
+/* Work per op kind since the last call; MST_ERR_UNSUPPORTED where the
+ * backend does not count it (CUDA). */
+mst_status mst_engine_op_work(mst_engine *e, mst_op_work w[MST_NUM_OP_KINDS], mst_error *err);
+/* The floors, measured now with every thread: units per second per kind. */
+mst_status mst_engine_op_floors(mst_engine *e, double floor[MST_NUM_OP_KINDS], mst_error *err);
+
 /* Dense-equivalent multiply-accumulates of one image: per timestep of the
  * loop (every matmul counted as a GEMM over its operands, attention's two
  * products included) and once per image (the patch embedding). */

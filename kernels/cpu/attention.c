@@ -11,6 +11,7 @@
 #include "../common/mst_bits.h"
 #include "../common/mst_math.h"
 #include "../common/mst_window.h"
+#include "cpu_backend.h"
 #include "cpu_ops.h"
 #include "cpu_philox.h"
 #include "cpu_vec.h"
@@ -230,7 +231,7 @@ MST_CPU_CLONES static void unit(const mst_attn_args *a, int b, int win, int h, s
 
 mst_status mst_cpu_window_attention(void *ctx, const mst_attn_args *a, mst_error *err)
 {
-    (void)ctx;
+    double t0 = omp_get_wtime();
     int n = a->window * a->window, d = a->dim / a->heads;
     int nw = (a->res / a->window) * (a->res / a->window), threads = omp_get_max_threads();
     long units = (long)a->batch * nw * a->heads;
@@ -248,5 +249,9 @@ mst_status mst_cpu_window_attention(void *ctx, const mst_attn_args *a, mst_error
         for (int c = 0; a->counts && c < MST_ATTN_NCOUNTS; c++) a->counts[c] += s.count[c];
     }
     free(mem);
+    /* per unit-step: n^2 scores (an AND + popcount and an IF step each in SNN
+       mode, a d-long dot product in ANN mode), n^2 softmax terms, n d products */
+    double per = (double)n * n * (a->mode == MST_MODE_SNN ? 2 : d + 1) + (double)n * d;
+    mst_cpu_tally(ctx, MST_OP_ATTENTION, per * (double)units * a->steps, t0);
     return MST_OK;
 }

@@ -67,6 +67,14 @@ static mst_status cpu_timer_collect(void *ctx, double *ms, int families, mst_err
     return MST_OK;
 }
 
+static mst_status cpu_op_work(void *ctx, mst_op_work *w, int kinds, mst_error *err)
+{
+    (void)err;
+    mst_cpu *cpu = ctx;
+    for (int k = 0; k < kinds && k < MST_NUM_OP_KINDS; k++) w[k] = cpu->work[k], cpu->work[k] = (mst_op_work){0};
+    return MST_OK;
+}
+
 static size_t cpu_peak_bytes(void *ctx)
 {
     mst_cpu *cpu = ctx;
@@ -172,6 +180,8 @@ mst_status mst_backend_cpu(mst_backend *b, mst_error *err)
     b->peak_bytes = cpu_peak_bytes;
     b->scratch_bytes = cpu_scratch_bytes;
     b->peak_flops = cpu_peak_flops;
+    b->op_work = cpu_op_work;
+    b->op_floors = mst_cpu_op_floors;
     b->patchify = mst_cpu_patchify;
     b->linear = mst_cpu_linear;
     b->synapse_if = mst_cpu_synapse_if;

@@ -70,10 +70,14 @@ mst_status mst_cpu_if_scan(void *ctx, const mst_if_args *a, mst_error *err)
     mst_status r = mst_cpu_scratch(cpu, (size_t)a->channels * (size_t)threads, err);
     if (r != MST_OK) return r;
     uint64_t fired = 0;
+    double t0 = omp_get_wtime();
 #pragma omp parallel for schedule(static) reduction(+ : fired)
     for (long r0 = 0; r0 < rows; r0 += per)
         fired += scan_rows(a, r0, r0 + per < rows ? r0 + per : rows,
                            cpu->scratch + (size_t)a->channels * (size_t)omp_get_thread_num());
+    /* memory traffic: each neuron-step's input and output; each membrane read and written once per call */
+    double out = a->bits ? 1.0 / 8 : (a->out ? sizeof(float) : 0);
+    mst_cpu_tally(cpu, MST_OP_IF_SCAN, (double)a->R * ((double)a->steps * (sizeof(float) + out) + 2 * sizeof(float)), t0);
     if (a->count) *a->count += fired;
     return MST_OK;
 }

@@ -4,14 +4,15 @@
 #include <string.h>
 
 #include "../common/mst_math.h"
+#include "cpu_backend.h"
 #include "cpu_ops.h"
 
 mst_status mst_cpu_patchify(void *ctx, const float *img, int B, int cin, int res, int P, float *out,
                             mst_error *err)
 {
-    (void)ctx;
     (void)err;
     int H = res * P, K = cin * P * P;
+    double t0 = omp_get_wtime();
 #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
         for (int p = 0; p < res * res; p++) {
@@ -22,15 +23,16 @@ mst_status mst_cpu_patchify(void *ctx, const float *img, int B, int cin, int res
                     memcpy(o + (c * P + ky) * P, img + (((long)b * cin + c) * H + py * P + ky) * H + px * P,
                            sizeof(float) * (size_t)P);
         }
+    mst_cpu_tally(ctx, MST_OP_LAYOUT, 2.0 * sizeof(float) * B * cin * H * H, t0);
     return MST_OK;
 }
 
 mst_status mst_cpu_patch_merge(void *ctx, const float *x, long rows, int res, int C, float *out,
                                mst_error *err)
 {
-    (void)ctx;
     (void)err;
     int h = res / 2;
+    double t0 = omp_get_wtime();
     /* x0 = (even y, even x), x1 = (odd y, even x), x2 = (even y, odd x), x3 = (odd, odd) */
     static const int dy[4] = {0, 1, 0, 1}, dx[4] = {0, 0, 1, 1};
 #pragma omp parallel for collapse(2) schedule(static)
@@ -42,6 +44,7 @@ mst_status mst_cpu_patch_merge(void *ctx, const float *x, long rows, int res, in
                 memcpy(o + q * C, x + (r * res * res + (2 * i + dy[q]) * res + 2 * j + dx[q]) * C,
                        sizeof(float) * (size_t)C);
         }
+    mst_cpu_tally(ctx, MST_OP_LAYOUT, 2.0 * sizeof(float) * rows * res * res * C, t0);
     return MST_OK;
 }
 

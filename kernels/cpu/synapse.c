@@ -86,10 +86,12 @@ MST_INLINE void add_columns(const int *act, int cnt, const float *w, int N, int 
     if (done < n1) add_rows_scalar(act, cnt, w, N, done, n1, y);
 }
 
-MST_INLINE void spike_rows(const uint64_t *x, int rows, int K, const float *w, const float *b, int N, float *y, int *act)
+/* Returns the input spikes of the rows (each adds N floats). */
+MST_INLINE long spike_rows(const uint64_t *x, int rows, int K, const float *w, const float *b, int N, float *y, int *act)
 {
     int nnz[ROW_BLOCK]; /* 1 KB of stack */
-    for (int r = 0; r < rows; r++) nnz[r] = active_inputs(x + (long)r * mst_spike_words(K), K, act + r * K);
+    long spikes = 0;
+    for (int r = 0; r < rows; r++) spikes += nnz[r] = active_inputs(x + (long)r * mst_spike_words(K), K, act + r * K);
     for (int n0 = 0; n0 < N; n0 += COL_BLOCK) {
         int n1 = n0 + COL_BLOCK < N ? n0 + COL_BLOCK : N;
         for (int r = 0; r < rows; r++) {
@@ -97,6 +99,7 @@ MST_INLINE void spike_rows(const uint64_t *x, int rows, int K, const float *w, c
             add_columns(act + r * K, nnz[r], w, N, n0, n1, y + (long)r * N);
         }
     }
+    return spikes;
 }
 
 /* The spikes of one row (left in z by the fire) into its residual stream
@@ -114,14 +117,14 @@ static int fold_row(float *z, int N, float out_scale, const mst_residual_fold *f
 /* One block of tokens over all steps: potentials into `tile`, then fired;
  * *next_fired: the spikes of the fold's next site. */
 MST_CPU_CLONES static uint64_t synapse_block(const mst_synapse_args *a, long r0, int rows, float *tile, int *act,
-                                             uint64_t *next_fired)
+                                             uint64_t *next_fired, uint64_t *spikes)
 {
     int WK = mst_spike_words(a->K), WN = mst_spike_words(a->N), N = a->N;
     const mst_fold_site *s = &a->fold.next;
     uint64_t fired = 0;
     for (int t = 0; t < a->steps; t++) {
         long first = (long)t * a->R + r0;
-        spike_rows(a->x + first * WK, rows, a->K, a->w, a->b, N, tile, act);
+        *spikes += (uint64_t)spike_rows(a->x + first * WK, rows, a->K, a->w, a->b, N, tile, act);
         for (int r = 0; r < rows; r++) {
             float *z = tile + (long)r * N;
             fired += (uint64_t)mst_cpu_fire_row(a->v + (r0 + r) * N, z, N, a->bits ? a->bits + (first + r) * WN : NULL,
@@ -137,24 +140,26 @@ MST_CPU_CLONES static uint64_t synapse_block(const mst_synapse_args *a, long r0,
 mst_status mst_cpu_synapse_if(void *ctx, const mst_synapse_args *a, mst_error *err)
 {
     mst_cpu *cpu = ctx;
-    int threads = omp_get_max_threads();
+    int threads = omp_get_max_threads(), N = a->N;
     /* enough token blocks to keep every thread busy; a block's potentials stay in cache */
     long block = a->R / (4L * threads);
     block = block < 8 ? 8 : (block > 64 ? 64 : block);
     size_t per = (size_t)block * ((size_t)a->K + (size_t)a->N);
     mst_status r = mst_cpu_scratch(cpu, per * (size_t)threads, err);
     if (r != MST_OK) return r;
-    uint64_t fired = 0, next_fired = 0;
-#pragma omp parallel reduction(+ : fired, next_fired)
+    uint64_t fired = 0, next_fired = 0, spikes = 0;
+    double t0 = omp_get_wtime();
+#pragma omp parallel reduction(+ : fired, next_fired, spikes)
     {
         float *tile = cpu->scratch + per * (size_t)omp_get_thread_num();
         int *act = (int *)(tile + (size_t)block * (size_t)a->N);
 #pragma omp for schedule(dynamic, 1)
         for (long r0 = 0; r0 < a->R; r0 += block) {
             int rows = (int)(a->R - r0 < block ? a->R - r0 : block);
-            fired += synapse_block(a, r0, rows, tile, act, &next_fired);
+            fired += synapse_block(a, r0, rows, tile, act, &next_fired, &spikes);
         }
     }
+    mst_cpu_tally(cpu, MST_OP_SYNAPSE, (double)spikes * N, t0);
     if (a->count) *a->count += fired;
     if (a->fold.next.count) *a->fold.next.count += next_fired;
     return MST_OK;
