@@ -17,37 +17,42 @@
 #include "cpu_vec.h"
 
 typedef struct {
-    int n, d, words;
+    int n, d, words, dp; /* dp: d rounded up to whole vectors (v's and o's row length, zero-padded) */
     int *tok;          /* [n] token of each window position */
     float *expb;       /* [n][n] exp(B_rel + M_shift - row max) of this unit */
     float gain[MST_QCFS_LEVELS + 1]; /* exp(lambda_attn * (level / L - 1/2)) */
-    float *q, *k, *v;  /* [n][d], masked */
+    float *q, *k;      /* [n][d], masked */
+    float *v;          /* [n][dp] */
     uint64_t *qb, *kb; /* [n][words], q and k bit-packed (SNN) */
-    float *S, *o;      /* [n][n], [d] */
+    float *S, *o;      /* [n][n], [dp] */
+    float *rowsum;     /* [n] */
     uint32_t *raw;     /* random numbers of one mask site */
     uint64_t count[MST_ATTN_NCOUNTS]; /* this thread's spike counts */
 } scratch;
 
+static int padded(int d) { return (d + MST_VEC - 1) / MST_VEC * MST_VEC; }
+
 static size_t scratch_bytes(int n, int d)
 {
-    size_t N = (size_t)n, D = (size_t)d, words = (D + 63) / 64, big = N * (N > D ? N : D);
-    return sizeof(int) * N + sizeof(float) * (N * N + 3 * N * D + N * N + D) + sizeof(uint64_t) * 2 * N * words +
-           sizeof(uint32_t) * (big + 8) + 64;
+    size_t N = (size_t)n, D = (size_t)d, DP = (size_t)padded(d), words = (D + 63) / 64, big = N * (N > D ? N : D);
+    return sizeof(int) * N + sizeof(float) * (N * N + 2 * N * D + N * DP + N * N + DP + N) +
+           sizeof(uint64_t) * 2 * N * words + sizeof(uint32_t) * (big + 8) + 64;
 }
 
 static void scratch_carve(scratch *s, void *mem, int n, int d)
 {
     char *p = mem;
-    s->n = n, s->d = d, s->words = (d + 63) / 64;
+    s->n = n, s->d = d, s->words = (d + 63) / 64, s->dp = padded(d);
     memset(s->count, 0, sizeof s->count);
     s->qb = (uint64_t *)p, p += sizeof(uint64_t) * (size_t)(n * s->words);
     s->kb = (uint64_t *)p, p += sizeof(uint64_t) * (size_t)(n * s->words);
     s->expb = (float *)p, p += sizeof(float) * (size_t)(n * n);
     s->q = (float *)p, p += sizeof(float) * (size_t)(n * d);
     s->k = (float *)p, p += sizeof(float) * (size_t)(n * d);
-    s->v = (float *)p, p += sizeof(float) * (size_t)(n * d);
+    s->v = (float *)p, p += sizeof(float) * (size_t)(n * s->dp);
     s->S = (float *)p, p += sizeof(float) * (size_t)(n * n);
-    s->o = (float *)p, p += sizeof(float) * (size_t)d;
+    s->o = (float *)p, p += sizeof(float) * (size_t)s->dp;
+    s->rowsum = (float *)p, p += sizeof(float) * (size_t)n;
     s->raw = (uint32_t *)p, p += sizeof(uint32_t) * (size_t)(n * (n > d ? n : d) + 8);
     s->tok = (int *)p;
 }
@@ -83,20 +88,24 @@ MST_INLINE void gather_qk(const mst_attn_args *a, int part, int b, int win, int 
     }
 }
 
-/* v of one window and head as floats (spikes expand to 0/1). */
+/* v of one window and head as floats (spikes expand to 0/1), rows of dp
+ * (the padding stays 0: it was zeroed when the unit began). */
 MST_INLINE void gather_v(const mst_attn_args *a, int b, int t, scratch *s, int h)
 {
-    int C = a->dim, d = s->d, W3 = mst_spike_words(3 * C);
+    int C = a->dim, d = s->d, dp = s->dp, W3 = mst_spike_words(3 * C);
     long row0 = ((long)(t - a->t0) * a->batch + b) * a->res * a->res;
     for (int i = 0; i < s->n; i++) {
+        float *v = s->v + i * dp;
         if (a->mode == MST_MODE_SNN) {
             const uint64_t *row = a->qkv_bits + (row0 + s->tok[i]) * W3;
-            for (int j = 0; j < d; j++) {
-                s->v[i * d + j] = (float)mst_bit(row, 2 * C + h * d + j);
-                s->count[MST_ATTN_V] += (uint64_t)mst_bit(row, 2 * C + h * d + j);
+            for (int j0 = 0; j0 < d; j0 += 64) {
+                int len = d - j0 < 64 ? d - j0 : 64;
+                uint64_t field = mst_bit_field(row, 2 * C + h * d + j0, len);
+                for (int j = 0; j < len; j++) v[j0 + j] = (float)((field >> j) & 1);
+                s->count[MST_ATTN_V] += (uint64_t)__builtin_popcountll(field);
             }
         } else {
-            memcpy(s->v + i * d, a->qkv + (row0 + s->tok[i]) * 3 * C + 2 * C + h * d, sizeof(float) * (size_t)d);
+            memcpy(v, a->qkv + (row0 + s->tok[i]) * 3 * C + 2 * C + h * d, sizeof(float) * (size_t)d);
         }
     }
 }
@@ -154,14 +163,32 @@ MST_INLINE void weighted_block(const float *u, const float *v, int n, int d, int
     for (int b = 0; b < nv; b++) *(vf *)(o + c0 + MST_VEC * b) = ev[b] + od[b];
 }
 
-/* o[c] = sum_j u[j] v[j][c]: two vectors and one vector of channels at a
- * time, then one channel at a time. */
-MST_INLINE void weighted_sum(const float *u, const float *v, int n, int d, float *o)
+/* o[c] = sum_j u[j] v[j][c] over rows of dp channels (whole vectors; the
+ * padding's lanes sum zeros): two vectors and one vector at a time. */
+MST_INLINE void weighted_sum(const float *u, const float *v, int n, int dp, float *o)
 {
     int c0 = 0;
-    for (; c0 + 2 * MST_VEC <= d; c0 += 2 * MST_VEC) weighted_block(u, v, n, d, c0, o, 2);
-    for (; c0 + MST_VEC <= d; c0 += MST_VEC) weighted_block(u, v, n, d, c0, o, 1);
-    for (; c0 < d; c0++) o[c0] = mst_attn_weighted(u, v, n, d, c0);
+    for (; c0 + 2 * MST_VEC <= dp; c0 += 2 * MST_VEC) weighted_block(u, v, n, dp, c0, o, 2);
+    for (; c0 < dp; c0 += MST_VEC) weighted_block(u, v, n, dp, c0, o, 1);
+}
+
+/* Each row's sum left to right (the order every backend sums in), eight
+ * rows at a time so that their chains of adds overlap. */
+MST_INLINE void row_sums(const float *U, int n, float *sum)
+{
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        float r[8] = {0};
+        for (int j = 0; j < n; j++)
+#pragma GCC unroll 8
+            for (int l = 0; l < 8; l++) r[l] += U[(i + l) * n + j];
+        for (int l = 0; l < 8; l++) sum[i + l] = r[l];
+    }
+    for (; i < n; i++) {
+        float r = 0.0f;
+        for (int j = 0; j < n; j++) r += U[i * n + j];
+        sum[i] = r;
+    }
 }
 
 /* A = IF_attn(S) * Ma + B_rel + M_shift, softmax over keys, times v. The IF
@@ -176,17 +203,21 @@ MST_INLINE void softmax_v(const mst_attn_args *a, int b, int win, int h, int t, 
         philox_draw(a->seed, mst_mask_subsequence(a->first_image + (uint64_t)b, a->site_q + 2, (uint32_t)t),
              ((uint64_t)win * a->heads + h) * (uint64_t)(n * n), (long)n * n, s->raw);
     long row0 = ((long)(t - a->t0) * a->batch + b) * a->res * a->res;
+    uint64_t fired = 0, kept = 0;
+    for (int e = 0; e < n * n; e++) {
+        float *u = s->S;
+        int keep = masked ? mst_mask_keep(s->raw[e], threshold) : 1, f = u[e] != 0.0f;
+        int level = keep * (int)(u[e] * (float)MST_QCFS_LEVELS + 0.5f);
+        fired += (uint64_t)f;
+        kept += (uint64_t)(f & keep);
+        u[e] = s->expb[e] * s->gain[level];
+    }
+    s->count[MST_ATTN_S] += fired;
+    s->count[MST_ATTN_S_KEPT] += kept;
+    row_sums(s->S, n, s->rowsum);
     for (int i = 0; i < n; i++) {
-        float *u = s->S + i * n, sum = 0.0f;
-        for (int j = 0; j < n; j++) {
-            int keep = masked ? mst_mask_keep(s->raw[i * n + j], threshold) : 1, fired = u[j] != 0.0f;
-            int level = keep * (int)(u[j] * (float)MST_QCFS_LEVELS + 0.5f);
-            s->count[MST_ATTN_S] += (uint64_t)fired;
-            s->count[MST_ATTN_S_KEPT] += (uint64_t)(fired & keep);
-            sum += (u[j] = s->expb[i * n + j] * s->gain[level]);
-        }
-        weighted_sum(u, s->v, n, d, s->o);
-        float *out = a->out + (row0 + s->tok[i]) * C + h * d, f = a->v_scale / sum;
+        weighted_sum(s->S + i * n, s->v, n, s->dp, s->o);
+        float *out = a->out + (row0 + s->tok[i]) * C + h * d, f = a->v_scale / s->rowsum[i];
         for (int c = 0; c < d; c++) out[c] = s->o[c] * f;
     }
 }
@@ -217,6 +248,7 @@ MST_CPU_CLONES static void unit(const mst_attn_args *a, int b, int win, int h, s
     int n = s->n, nw = (a->res / a->window) * (a->res / a->window);
     float *vm = a->v_attn + ((((long)b * nw + win) * a->heads + h) * n) * n;
     unit_constants(a, win, h, s);
+    memset(s->v, 0, sizeof(float) * (size_t)(n * s->dp));
     for (int t = a->t0; t < a->t0 + a->steps; t++) {
         gather_qk(a, 0, b, win, h, t, s, s->q, s->qb);
         gather_qk(a, 1, b, win, h, t, s, s->k, s->kb);
@@ -250,8 +282,8 @@ mst_status mst_cpu_window_attention(void *ctx, const mst_attn_args *a, mst_error
     }
     free(mem);
     /* per unit-step: n^2 scores (an AND + popcount and an IF step each in SNN
-       mode, a d-long dot product in ANN mode), n^2 softmax terms, n d products */
-    double per = (double)n * n * (a->mode == MST_MODE_SNN ? 2 : d + 1) + (double)n * d;
+       mode, a d-long dot product in ANN mode), n^2 softmax terms, n^2 d products */
+    double per = (double)n * n * (a->mode == MST_MODE_SNN ? 2 : d + 1) + (double)n * n * d;
     mst_cpu_tally(ctx, MST_OP_ATTENTION, per * (double)units * a->steps, t0);
     return MST_OK;
 }
