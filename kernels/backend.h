@@ -117,6 +117,8 @@ typedef struct {
     long R;
     int K, N;
     const float *w, *b;     /* w [K][N]; b [N] or NULL */
+    int w_fixed;            /* w and b hold these values at these addresses for the backend's life
+                               (the engine's weights): a backend may keep a copy in its own layout */
     float *v;               /* [R][N] membranes */
     uint64_t *bits;         /* spikes packed, or NULL; then */
     float *out;             /* [steps][R][N] spikes * out_scale, or NULL; then */

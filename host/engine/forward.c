@@ -44,7 +44,7 @@ static mst_status synapse(mst_engine *e, const chunk *k, int idx, const float *l
     uint64_t *count = idx >= 0 && e->o.count_spikes ? e->dev_counts + idx : NULL;
     if (e->o.mode == MST_MODE_SNN) {
         mst_synapse_args a = {.x = spikes, .steps = k->steps, .R = R, .K = d->n_in, .N = d->n_out, .w = D(d->w),
-                              .b = D(d->b), .v = v, .bits = bits, .out = fold.x ? NULL : out, .fold = fold,
+                              .b = D(d->b), .w_fixed = 1, .v = v, .bits = bits, .out = fold.x ? NULL : out, .fold = fold,
                               .out_scale = out_scale, .count = count};
         return e->be.synapse_if(e->be.ctx, &a, err);
     }

@@ -78,7 +78,9 @@ static mst_status cpu_op_work(void *ctx, mst_op_work *w, int kinds, mst_error *e
 static size_t cpu_peak_bytes(void *ctx)
 {
     mst_cpu *cpu = ctx;
-    return cpu->mem.peak + sizeof(float) * cpu->scratch_n;
+    size_t tables = 0;
+    for (const mst_cpu_panels *k = cpu->panels; k; k = k->next) tables += k->bytes;
+    return cpu->mem.peak + sizeof(float) * cpu->scratch_n + tables;
 }
 
 /* The floor: what this machine's matrix products can do, as OpenBLAS's
@@ -112,18 +114,21 @@ static mst_status cpu_peak_flops(void *ctx, double *flops, mst_error *err)
     return MST_OK;
 }
 
-/* What mst_cpu_scratch will grow to: a synapse's per-thread tiles (at most
- * 64 tokens of K + N floats each) are the largest user. */
+/* What the backend will hold for these ops: the largest synapse's scratch
+ * (its weights packed for one call, every thread's tiles) and the weight
+ * panels it keeps for the engine's synapses (synapse.c). */
 static size_t cpu_scratch_bytes(void *ctx, const mst_gemm_op *ops, int n)
 {
     (void)ctx;
-    size_t most = 0, threads = (size_t)omp_get_max_threads();
+    size_t most = 0, kept = 0;
+    int threads = omp_get_max_threads();
     for (int i = 0; i < n; i++)
         if (ops[i].spikes) {
-            size_t b = sizeof(float) * threads * 64 * ((size_t)ops[i].K + (size_t)ops[i].N);
+            size_t b = sizeof(float) * mst_cpu_synapse_scratch(ops[i].K, ops[i].N, threads);
             most = b > most ? b : most;
+            kept += sizeof(float) * mst_cpu_synapse_panels(ops[i].K, ops[i].N);
         }
-    return most;
+    return most + kept;
 }
 
 static mst_status cpu_copy(void *ctx, void *dst, const void *src, size_t bytes, mst_error *err)
@@ -145,8 +150,9 @@ static mst_status cpu_fill(void *ctx, float *p, float value, size_t n, mst_error
 mst_status mst_cpu_scratch(mst_cpu *cpu, size_t n, mst_error *err)
 {
     if (n <= cpu->scratch_n) return MST_OK;
-    float *p = realloc(cpu->scratch, sizeof(float) * n);
+    float *p = aligned_alloc(64, (sizeof(float) * n + 63) / 64 * 64); /* no call keeps scratch contents */
     if (!p) return mst_fail(err, MST_ERR_NOMEM, "out of memory: %zu floats of scratch", n);
+    free(cpu->scratch);
     cpu->scratch = p;
     cpu->scratch_n = n;
     return MST_OK;
@@ -156,6 +162,7 @@ static void cpu_destroy(mst_backend *b)
 {
     mst_cpu *cpu = b->ctx;
     if (cpu) free(cpu->scratch), mst_alloc_log_free(&cpu->mem);
+    for (mst_cpu_panels *k = cpu ? cpu->panels : NULL, *next; k; k = next) next = k->next, free(k->packed), free(k);
     free(cpu);
     b->ctx = NULL;
 }

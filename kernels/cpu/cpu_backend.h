@@ -8,12 +8,23 @@
 #include "../alloc_log.h"
 #include "mst/mst.h"
 
+/* A synapse's weights in the kernel's panels (synapse.c), kept for weights
+ * the engine marks fixed (mst_synapse_args.w_fixed): found by address. */
+typedef struct mst_cpu_panels {
+    const float *w, *b;
+    int K, N;
+    float *packed;
+    size_t bytes;
+    struct mst_cpu_panels *next;
+} mst_cpu_panels;
+
 typedef struct {
     float *scratch;
     size_t scratch_n;
     mst_alloc_log mem;
     double started[MST_NUM_FAMILIES], ms[MST_NUM_FAMILIES]; /* op timers */
     mst_op_work work[MST_NUM_OP_KINDS]; /* since the last op_work call */
+    mst_cpu_panels *panels;             /* fixed synapse weights in panels */
 } mst_cpu;
 
 /* An op of `kind` that started at t0 (omp_get_wtime) did `units` of work. */
@@ -24,6 +35,10 @@ static inline void mst_cpu_tally(mst_cpu *cpu, mst_op_kind kind, double units, d
 }
 
 mst_status mst_cpu_op_floors(void *ctx, double *floor, int kinds, mst_error *err);
+/* Floats of scratch a K x N synapse call needs at most on `threads`
+ * threads, and of the panels kept for fixed weights. */
+size_t mst_cpu_synapse_scratch(int K, int N, int threads);
+size_t mst_cpu_synapse_panels(int K, int N);
 
 /* Grows cpu->scratch to at least n floats (used by the calling thread only). */
 mst_status mst_cpu_scratch(mst_cpu *cpu, size_t n, mst_error *err);

@@ -7,10 +7,6 @@
 mst_status mst_cpu_linear(void *ctx, const float *x, long M, int K, const float *w, const float *b,
                           int N, float *y, mst_error *err);
 mst_status mst_cpu_synapse_if(void *ctx, const mst_synapse_args *a, mst_error *err);
-/* Fires one row of C neurons with inputs z (threshold units; z is left
- * holding the spikes): spikes packed to bits, or out = spike * out_scale
- * (either may be NULL). Returns the number that fired. */
-int mst_cpu_fire_row(float *v, float *z, int C, uint64_t *bits, float *out, float out_scale);
 mst_status mst_cpu_if_scan(void *ctx, const mst_if_args *a, mst_error *err);
 mst_status mst_cpu_qcfs(void *ctx, const mst_if_args *a, mst_error *err);
 mst_status mst_cpu_window_attention(void *ctx, const mst_attn_args *a, mst_error *err);

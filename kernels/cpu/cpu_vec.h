@@ -14,14 +14,25 @@
 #endif
 #endif
 
+/* Registers one mst_vf takes: kernels size their register blocks by it
+ * (an SSE-only target has 16 registers of 4 floats, AVX2 16 of 8, AVX-512
+ * 32 of 16). */
+#if defined(__AVX512F__)
+#define MST_VEC_REGS (MST_VEC <= 16 ? 1 : MST_VEC / 16)
+#elif defined(__AVX__)
+#define MST_VEC_REGS (MST_VEC <= 8 ? 1 : MST_VEC / 8)
+#else
+#define MST_VEC_REGS (MST_VEC <= 4 ? 1 : MST_VEC / 4)
+#endif
+
 /* aligned(4): loads and stores from any float address */
 typedef float mst_vf __attribute__((vector_size(MST_VEC * sizeof(float)), aligned(4)));
 
 /* A build for the x86-64 baseline (the portable one) compiles each kernel's
  * per-thread work function also for AVX2 and AVX-512 and picks one at run
  * time. What it calls in its hot loops is inlined into it (MST_INLINE): a
- * clone's callees are not cloned, and one left out of line (mst_cpu_fire_row)
- * runs baseline code, slower but with the same bits. Same source, elementwise vectors, no
+ * clone's callees are not cloned; one left out of line would run baseline
+ * code, slower but with the same bits. Same source, elementwise vectors, no
  * contraction: every clone gives the same bits. A native build has no need;
  * -DMST_CPU_NO_CLONES leaves them out, so that a build runs the baseline code
  * on any CPU (for checking that claim). */

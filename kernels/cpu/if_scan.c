@@ -1,10 +1,7 @@
-#ifdef __AVX512F__
-#include <immintrin.h>
-#endif
-
 #include "../common/mst_bits.h"
 #include "../common/mst_math.h"
 #include "cpu_backend.h"
+#include "cpu_fire.h"
 #include "cpu_ops.h"
 
 /* Rows of `channels` neurons; a block of rows keeps its membranes in L1
@@ -16,38 +13,7 @@ static inline float affine_in(const mst_if_args *a, long t, long r, int c)
     return mst_if_affine(a->in[t * a->in_tstride + r], a->scale, a->shift, c);
 }
 
-/* 0/1 floats -> bits. AVX-512 compares 16 at a time into a mask register;
- * elsewhere a plain loop. */
-static void pack_row(const float *s, int C, uint64_t *dst)
-{
-    for (int w = 0; w < mst_spike_words(C); w++) {
-        uint64_t word = 0;
-        int c = 64 * w, end = C < c + 64 ? C : c + 64;
-#ifdef __AVX512F__
-        for (; c + 16 <= end; c += 16)
-            word |= (uint64_t)_mm512_cmp_ps_mask(_mm512_loadu_ps(s + c), _mm512_setzero_ps(), _CMP_NEQ_UQ)
-                    << (c - 64 * w);
-#endif
-        for (; c < end; c++) word |= (uint64_t)(s[c] != 0.0f) << (c - 64 * w);
-        dst[w] = word;
-    }
-}
-
-int mst_cpu_fire_row(float *v, float *z, int C, uint64_t *bits, float *out, float out_scale)
-{
-    int fired = 0;
-    for (int c = 0; c < C; c++) {
-        z[c] = mst_if_step(&v[c], z[c]);
-        fired += z[c] != 0.0f;
-    }
-    if (bits)
-        pack_row(z, C, bits);
-    else if (out)
-        for (int c = 0; c < C; c++) out[c] = z[c] * out_scale;
-    return fired;
-}
-
-static uint64_t scan_rows(const mst_if_args *a, long row0, long row1, float *z)
+MST_CPU_CLONES static uint64_t scan_rows(const mst_if_args *a, long row0, long row1, float *z)
 {
     int C = a->channels, W = mst_spike_words(C);
     long rows = a->R / C;
@@ -56,7 +22,7 @@ static uint64_t scan_rows(const mst_if_args *a, long row0, long row1, float *z)
         for (long row = row0; row < row1; row++) {
             for (int c = 0; c < C; c++) z[c] = affine_in(a, t, row * C + c, c);
             long at = (long)t * rows + row;
-            fired += (uint64_t)mst_cpu_fire_row(a->v + row * C, z, C, a->bits ? a->bits + at * W : NULL,
+            fired += (uint64_t)fire_row(a->v + row * C, z, C, a->bits ? a->bits + at * W : NULL,
                                                 a->out ? a->out + at * C : NULL, a->out_scale);
         }
     return fired;

@@ -3,6 +3,7 @@
  * their membranes, step after step, so no float potential tensor is written
  * and read back. A row's sums run in the order of its own spikes only, so the
  * result never depends on the other rows (batch, time chunk). */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,40 +11,63 @@
 #include "../common/mst_bits.h"
 #include "../common/mst_math.h"
 #include "cpu_backend.h"
+#include "cpu_fire.h"
 #include "cpu_ops.h"
 #include "cpu_vec.h"
 
-/* Spike rows run in tiles: the active-input lists of up to ROW_BLOCK rows are
- * built once; then for each block of COL_BLOCK output columns (that slice of w stays
- * in cache) every row adds the w rows of its active inputs. The order of the
- * sums is fixed by the row's own spikes, never by the other rows. */
+/* The weights in panels: COL_BLOCK output columns of every input, w[k][n0 ..
+ * n0 + COL_BLOCK) one after the other (the last panel padded with zeros to
+ * whole vectors), so that the rows a panel's adds pick from are one
+ * contiguous run: no cache-set conflicts where N is a power of two, and
+ * every load a whole vector. The sums of a row run in a fixed order of its
+ * own spikes only: the bias and the first half of its active inputs in
+ * input order, the second half likewise in another accumulator set (two
+ * chains of adds overlap), then the two added. Panels, vector width and the
+ * other rows never change it, so neither do a row's bits. */
 #define ROW_BLOCK 64
 #define VEC MST_VEC
-#define COL_BLOCK (4 * VEC)
+/* vectors per accumulator set: 2 x NV accumulators stay in registers (8
+   ymm or zmm registers; 8 xmm where a vector is two SSE registers) */
+#define NV (MST_VEC_REGS == 1 ? 4 : 2)
+#define COL_BLOCK (NV * VEC)
 typedef mst_vf vf;
 
+static int panels(int N) { return (N + COL_BLOCK - 1) / COL_BLOCK; }
+
+/* w [K][N] and b [N] (or NULL) into panels [P][K][COL_BLOCK] and a padded bias [P * COL_BLOCK]. */
+static void pack_panels(const float *w, const float *b, int K, int N, float *packed)
+{
+    int P = panels(N);
+    float *bias = packed + (size_t)P * K * COL_BLOCK;
+#pragma omp parallel for schedule(static)
+    for (long pk = 0; pk < (long)P * K; pk++) {
+        int p = (int)(pk / K), k = (int)(pk % K), n0 = p * COL_BLOCK;
+        float *dst = packed + (size_t)pk * COL_BLOCK;
+        for (int j = 0; j < COL_BLOCK; j++) dst[j] = n0 + j < N ? w[(size_t)k * N + n0 + j] : 0.0f;
+    }
+    for (int n = 0; n < P * COL_BLOCK; n++) bias[n] = b && n < N ? b[n] : 0.0f;
+}
+
+/* The offsets (input * COL_BLOCK, within a panel) of the inputs that the
+ * spikes x select, in input order. */
 MST_INLINE int active_inputs(const uint64_t *x, int K, int *active)
 {
     int nnz = 0;
     for (int w = 0; w < mst_spike_words(K); w++)
-        for (uint64_t m = x[w]; m; m &= m - 1) active[nnz++] = 64 * w + __builtin_ctzll(m);
+        for (uint64_t m = x[w]; m; m &= m - 1) active[nnz++] = (64 * w + __builtin_ctzll(m)) * COL_BLOCK;
     return nnz;
 }
 
-/* y[n0, n0 + nv*16) += the w rows of inputs act[0..cnt). Two accumulator sets
- * (first and second half of the list) keep enough adds in flight; inlined
- * with a constant nv so the accumulators live in registers. */
-MST_INLINE void add_rows(const int *act, int cnt, const float *w, int N, int n0, float *y, const int nv)
+/* y[0, nv*VEC) = the bias + one panel's rows at offsets act[0..cnt).
+ * Inlined with a constant nv: the accumulators live in registers. */
+MST_INLINE void add_rows(const int *act, int cnt, const float *w, const float *bias, float *y, const int nv)
 {
-    vf a[4], c[4];
-    int half = cnt / 2;
+    vf a[NV], c[NV];
 #pragma GCC unroll 4
-    for (int v = 0; v < nv; v++) {
-        a[v] = *(const vf *)(y + n0 + v * VEC);
-        c[v] = (vf){0};
-    }
+    for (int v = 0; v < nv; v++) a[v] = *(const vf *)(bias + v * VEC), c[v] = (vf){0};
+    int half = cnt / 2;
     for (int q = 0; q < half; q++) {
-        const float *wa = w + (long)act[q] * N + n0, *wc = w + (long)act[half + q] * N + n0;
+        const float *wa = w + act[q], *wc = w + act[half + q];
 #pragma GCC unroll 4
         for (int v = 0; v < nv; v++) {
             a[v] += *(const vf *)(wa + v * VEC);
@@ -52,52 +76,38 @@ MST_INLINE void add_rows(const int *act, int cnt, const float *w, int N, int n0,
     }
     if (cnt & 1)
 #pragma GCC unroll 4
-        for (int v = 0; v < nv; v++) c[v] += *(const vf *)(w + (long)act[cnt - 1] * N + n0 + v * VEC);
+        for (int v = 0; v < nv; v++) c[v] += *(const vf *)(w + act[cnt - 1] + v * VEC);
 #pragma GCC unroll 4
-    for (int v = 0; v < nv; v++) *(vf *)(y + n0 + v * VEC) = a[v] + c[v];
+    for (int v = 0; v < nv; v++) *(vf *)(y + v * VEC) = a[v] + c[v];
 }
 
-/* The same, one column at a time, for the last n1 - n0 < VEC columns. */
-MST_INLINE void add_rows_scalar(const int *act, int cnt, const float *w, int N, int n0, int n1, float *y)
+/* One panel of one row: as many whole vectors as its columns need. */
+MST_INLINE void add_panel(const int *act, int cnt, const float *w, const float *bias, float *y, int vectors)
 {
-    int half = cnt / 2;
-    for (int n = n0; n < n1; n++) {
-        float a = y[n], c = 0.0f;
-        for (int q = 0; q < half; q++) {
-            a += w[(long)act[q] * N + n];
-            c += w[(long)act[half + q] * N + n];
-        }
-        if (cnt & 1) c += w[(long)act[cnt - 1] * N + n];
-        y[n] = a + c;
-    }
-}
-
-/* Columns [n0, n1) (at most COL_BLOCK) of one row: whole vectors, then the rest. */
-MST_INLINE void add_columns(const int *act, int cnt, const float *w, int N, int n0, int n1, float *y)
-{
-    switch ((n1 - n0) / VEC) {
-    case 4: add_rows(act, cnt, w, N, n0, y, 4); break;
-    case 3: add_rows(act, cnt, w, N, n0, y, 3); break;
-    case 2: add_rows(act, cnt, w, N, n0, y, 2); break;
-    case 1: add_rows(act, cnt, w, N, n0, y, 1); break;
+    switch (vectors) {
+    case 1: add_rows(act, cnt, w, bias, y, 1); break;
+    case 2: add_rows(act, cnt, w, bias, y, 2); break;
+#if NV > 2
+    case 3: add_rows(act, cnt, w, bias, y, 3); break;
+    case 4: add_rows(act, cnt, w, bias, y, 4); break;
+#endif
     default: break;
     }
-    int done = n0 + (n1 - n0) / VEC * VEC;
-    if (done < n1) add_rows_scalar(act, cnt, w, N, done, n1, y);
 }
 
-/* Returns the input spikes of the rows (each adds N floats). */
-MST_INLINE long spike_rows(const uint64_t *x, int rows, int K, const float *w, const float *b, int N, float *y, int *act)
+/* The potentials of `rows` rows of spikes x into y [rows][P * COL_BLOCK];
+ * returns their input spikes (each adds N floats). */
+MST_INLINE long spike_rows(const uint64_t *x, int rows, int K, const float *packed, int N, float *y, int *act)
 {
-    int nnz[ROW_BLOCK]; /* 1 KB of stack */
+    int P = panels(N), Np = P * COL_BLOCK, nnz[ROW_BLOCK]; /* 256 B of stack */
+    const float *bias = packed + (size_t)P * K * COL_BLOCK;
     long spikes = 0;
-    for (int r = 0; r < rows; r++) spikes += nnz[r] = active_inputs(x + (long)r * mst_spike_words(K), K, act + r * K);
-    for (int n0 = 0; n0 < N; n0 += COL_BLOCK) {
-        int n1 = n0 + COL_BLOCK < N ? n0 + COL_BLOCK : N;
-        for (int r = 0; r < rows; r++) {
-            for (int n = n0; n < n1; n++) y[(long)r * N + n] = b ? b[n] : 0.0f;
-            add_columns(act + r * K, nnz[r], w, N, n0, n1, y + (long)r * N);
-        }
+    for (int r = 0; r < rows; r++) spikes += nnz[r] = active_inputs(x + (long)r * mst_spike_words(K), K, act + (long)r * K);
+    for (int p = 0; p < P; p++) {
+        int cols = N - p * COL_BLOCK < COL_BLOCK ? N - p * COL_BLOCK : COL_BLOCK;
+        for (int r = 0; r < rows; r++)
+            add_panel(act + (long)r * K, nnz[r], packed + (size_t)p * K * COL_BLOCK, bias + p * COL_BLOCK,
+                      y + (long)r * Np + p * COL_BLOCK, (cols + VEC - 1) / VEC);
     }
     return spikes;
 }
@@ -105,30 +115,30 @@ MST_INLINE long spike_rows(const uint64_t *x, int rows, int K, const float *w, c
 /* The spikes of one row (left in z by the fire) into its residual stream
  * x, then the IF site that reads x where there is one, as if_scan runs it
  * (z for its inputs; v and bits: its row). Returns that site's spikes. */
-static int fold_row(float *z, int N, float out_scale, const mst_residual_fold *f, float *x, float *v, uint64_t *bits)
+MST_INLINE int fold_row(float *z, int N, float out_scale, const mst_residual_fold *f, float *x, float *v, uint64_t *bits)
 {
     const mst_fold_site *s = &f->next;
     for (int n = 0; n < N; n++) x[n] = mst_residual(x[n], z[n] * out_scale, f->lam, f->scale, f->shift, n);
     if (!s->v) return 0;
     for (int n = 0; n < N; n++) z[n] = mst_if_affine(x[n], s->scale, s->shift, n);
-    return mst_cpu_fire_row(v, z, N, bits, NULL, 1.0f);
+    return fire_row(v, z, N, bits, NULL, 1.0f);
 }
 
 /* One block of tokens over all steps: potentials into `tile`, then fired;
  * *next_fired: the spikes of the fold's next site. */
-MST_CPU_CLONES static uint64_t synapse_block(const mst_synapse_args *a, long r0, int rows, float *tile, int *act,
-                                             uint64_t *next_fired, uint64_t *spikes)
+MST_CPU_CLONES static uint64_t synapse_block(const mst_synapse_args *a, const float *packed, long r0, int rows,
+                                             float *tile, int *act, uint64_t *next_fired, uint64_t *spikes)
 {
-    int WK = mst_spike_words(a->K), WN = mst_spike_words(a->N), N = a->N;
+    int WK = mst_spike_words(a->K), WN = mst_spike_words(a->N), N = a->N, Np = panels(N) * COL_BLOCK;
     const mst_fold_site *s = &a->fold.next;
     uint64_t fired = 0;
     for (int t = 0; t < a->steps; t++) {
         long first = (long)t * a->R + r0;
-        *spikes += (uint64_t)spike_rows(a->x + first * WK, rows, a->K, a->w, a->b, N, tile, act);
+        *spikes += (uint64_t)spike_rows(a->x + first * WK, rows, a->K, packed, N, tile, act);
         for (int r = 0; r < rows; r++) {
-            float *z = tile + (long)r * N;
-            fired += (uint64_t)mst_cpu_fire_row(a->v + (r0 + r) * N, z, N, a->bits ? a->bits + (first + r) * WN : NULL,
-                                                a->out ? a->out + (first + r) * N : NULL, a->out_scale);
+            float *z = tile + (long)r * Np;
+            fired += (uint64_t)fire_row(a->v + (r0 + r) * N, z, N, a->bits ? a->bits + (first + r) * WN : NULL,
+                                        a->out ? a->out + (first + r) * N : NULL, a->out_scale);
             if (!a->bits && !a->out && a->fold.x)
                 *next_fired += (uint64_t)fold_row(z, N, a->out_scale, &a->fold, a->fold.x + (first + r) * N,
                                                   s->v ? s->v + (r0 + r) * N : NULL, s->v ? s->bits + (first + r) * WN : NULL);
@@ -137,29 +147,76 @@ MST_CPU_CLONES static uint64_t synapse_block(const mst_synapse_args *a, long r0,
     return fired;
 }
 
+/* Floats of one thread's tiles for blocks of `block` tokens: potentials and
+ * active-input lists (ints count as floats), to a whole cache line. */
+static size_t tile_floats(long block, int K, int N)
+{
+    return ((size_t)block * ((size_t)panels(N) * COL_BLOCK + (size_t)K) + 15) / 16 * 16;
+}
+
+size_t mst_cpu_synapse_panels(int K, int N) { return (size_t)panels(N) * COL_BLOCK * ((size_t)K + 1); }
+
+size_t mst_cpu_synapse_scratch(int K, int N, int threads)
+{
+    return mst_cpu_synapse_panels(K, N) + (size_t)threads * tile_floats(ROW_BLOCK, K, N);
+}
+
+/* The weights in panels: the backend's kept copy where the engine says w is
+ * fixed (made on first use), else packed into scratch for this call. */
+static mst_status panels_of(mst_cpu *cpu, const mst_synapse_args *a, float *scratch, const float **out, mst_error *err)
+{
+    size_t n = mst_cpu_synapse_panels(a->K, a->N);
+    if (!a->w_fixed) {
+        pack_panels(a->w, a->b, a->K, a->N, scratch);
+        *out = scratch;
+        return MST_OK;
+    }
+    for (const mst_cpu_panels *k = cpu->panels; k; k = k->next)
+        if (k->w == a->w && k->b == a->b && k->K == a->K && k->N == a->N) {
+            *out = k->packed;
+            return MST_OK;
+        }
+    mst_cpu_panels *k = calloc(1, sizeof *k);
+    float *packed = aligned_alloc(64, sizeof(float) * n);
+    if (!k || !packed) {
+        free(k), free(packed);
+        return mst_fail(err, MST_ERR_NOMEM, "out of memory for a %d x %d synapse's weight panels", a->K, a->N);
+    }
+    pack_panels(a->w, a->b, a->K, a->N, packed);
+    *k = (mst_cpu_panels){a->w, a->b, a->K, a->N, packed, sizeof(float) * n, cpu->panels};
+    cpu->panels = k;
+    *out = packed;
+    return MST_OK;
+}
+
 mst_status mst_cpu_synapse_if(void *ctx, const mst_synapse_args *a, mst_error *err)
 {
     mst_cpu *cpu = ctx;
-    int threads = omp_get_max_threads(), N = a->N;
-    /* enough token blocks to keep every thread busy; a block's potentials stay in cache */
+    int threads = omp_get_max_threads();
+    if ((long)a->K * COL_BLOCK > INT_MAX) /* active_inputs keeps offsets as int */
+        return mst_fail(err, MST_ERR_UNSUPPORTED, "a synapse with %d inputs is beyond the CPU kernel", a->K);
+    /* enough token blocks to keep every thread busy */
     long block = a->R / (4L * threads);
-    block = block < 8 ? 8 : (block > 64 ? 64 : block);
-    size_t per = (size_t)block * ((size_t)a->K + (size_t)a->N);
-    mst_status r = mst_cpu_scratch(cpu, per * (size_t)threads, err);
+    block = block < 8 ? 8 : (block > ROW_BLOCK ? ROW_BLOCK : block);
+    size_t own = a->w_fixed ? 0 : mst_cpu_synapse_panels(a->K, a->N), per = tile_floats(block, a->K, a->N);
+    mst_status r = mst_cpu_scratch(cpu, own + per * (size_t)threads, err);
+    const float *packed = NULL;
+    if (r == MST_OK) r = panels_of(cpu, a, cpu->scratch, &packed, err);
     if (r != MST_OK) return r;
+    int Np = panels(a->N) * COL_BLOCK;
     uint64_t fired = 0, next_fired = 0, spikes = 0;
     double t0 = omp_get_wtime();
 #pragma omp parallel reduction(+ : fired, next_fired, spikes)
     {
-        float *tile = cpu->scratch + per * (size_t)omp_get_thread_num();
-        int *act = (int *)(tile + (size_t)block * (size_t)a->N);
+        float *tile = cpu->scratch + own + per * (size_t)omp_get_thread_num();
+        int *act = (int *)(tile + (size_t)block * Np);
 #pragma omp for schedule(dynamic, 1)
         for (long r0 = 0; r0 < a->R; r0 += block) {
             int rows = (int)(a->R - r0 < block ? a->R - r0 : block);
-            fired += synapse_block(a, r0, rows, tile, act, &next_fired, &spikes);
+            fired += synapse_block(a, packed, r0, rows, tile, act, &next_fired, &spikes);
         }
     }
-    mst_cpu_tally(cpu, MST_OP_SYNAPSE, (double)spikes * N, t0);
+    mst_cpu_tally(cpu, MST_OP_SYNAPSE, (double)spikes * a->N, t0);
     if (a->count) *a->count += fired;
     if (a->fold.next.count) *a->fold.next.count += next_fired;
     return MST_OK;
