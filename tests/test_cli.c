@@ -41,6 +41,8 @@ static const bad_call bad_calls[] = {
     {"run --model " BN " --mask-sites q,fc3 " BN_IN, "mask site \"fc3\" is not one of q, k, attn, fc1, fc2 or all", 2},
     {EVAL_SAMPLES " --mask-sites attn,,k", "mask site \"\" is not one of", 2},
     {"bench --arch fmnist --mask-sites MLP", "mask site \"MLP\" is not one of", 2},
+    {"bench --arch fmnist --input /nonexistent.npy", "/nonexistent.npy: cannot open", 1},
+    {"bench --model " BN " --input " DATA("tiny_nobn_input.npy"), "input must be float32 [N,3,32,32]", 2},
     {"run --model " BN " --results-file x.json " BN_IN, "add --stats", 2},
     {"run --model " DATA("pth/evil_os_system.pth") " " BN_IN, "built by posix.system, which mst does not run", 1},
     {"info --model " BN " --dataset imagenet", "--dataset is for .pth checkpoints", 1},
@@ -454,6 +456,20 @@ Test(cli, bench_json_records_the_run)
     cr_expect(fabs(json_number_value(json_object_get(r, "timestep_images_per_second")) - 4 * ips) < 1e-6 * ips);
     cr_expect_gt(json_number_value(json_object_get(r, "peak_bytes")), 0);
     cr_expect_eq(json_object_size(json_object_get(r, "breakdown_ms")), 4);
+    /* the CPU's op kinds: each with a measured floor; the synapse's adds
+       are at most the dense work of the one timed batch (2 images x 4 steps) */
+    json_t *ops = json_object_get(r, "op_floors");
+    cr_assert_eq(json_object_size(ops), 4);
+    const char *kinds[] = {"synapse", "IF scans", "window attention", "layout copies"};
+    for (int k = 0; k < 4; k++) {
+        json_t *o = json_object_get(ops, kinds[k]);
+        cr_assert(o != NULL, "no op kind \"%s\"", kinds[k]);
+        cr_expect_gt(json_number_value(json_object_get(o, "floor_per_second")), 0, "%s", kinds[k]);
+        cr_expect_gt(json_number_value(json_object_get(o, "units")), 0, "%s", kinds[k]);
+        cr_expect_gt(json_number_value(json_object_get(o, "seconds")), 0, "%s", kinds[k]);
+    }
+    double adds = json_number_value(json_object_get(json_object_get(ops, "synapse"), "units"));
+    cr_expect_leq(adds, json_number_value(json_object_get(r, "macs_per_step")) * 4 * 2, "%g adds", adds);
     json_decref(r);
     unlink(out);
 }

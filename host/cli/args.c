@@ -40,7 +40,7 @@ const char *cli_usage_text =
     "          [--interpolation bilinear|bicubic] [--crop-pct F] [--workers J] [--shard K/N]\n"
     "          [--ground-truth FILE --synsets FILE] [--labels FILE]\n"
     "  mst bench --model FILE | --arch swin-t|fmnist|grid28 [--batch B] [--timesteps T] [--mask-ratio P]\n"
-    "          [--mask-sites LIST]\n"
+    "          [--mask-sites LIST] [--input IMAGES.npy]\n"
     "          [--device D] [--precision P] [--time-chunk C] [--stats] [--warmup N] [--iters N] [--json OUT]\n"
     "  mst info --model FILE [--img-size N]\n"
     "  mst convert IN.pth OUT.safetensors [--dataset imagenet|cifar10|cifar100|NAME] [--img-size N]\n"

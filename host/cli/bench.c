@@ -1,7 +1,8 @@
 /* mst bench: batch-1 latency (MLPerf SingleStream style: percentiles over
  * single-image queries), throughput at batch B (Offline style), where the
  * time goes by op family, the work counted against a measured floor, and the
- * peak memory. Inputs are random normal images, never zeros. */
+ * peak memory. Inputs are random normal images, never zeros, or the
+ * images of --input FILE.npy. */
 #include <getopt.h>
 #include <jansson.h>
 #include <math.h>
@@ -28,6 +29,17 @@ static void random_images(float *x, long n, uint64_t seed)
         x[i] = (float)(r * cos(2 * M_PI * u2));
         if (i + 1 < n) x[i + 1] = (float)(r * sin(2 * M_PI * u2));
     }
+}
+
+/* --input FILE.npy: its images, repeated as often as it takes to fill n. */
+static void given_images(const char *path, const mst_arch *a, float *x, long n, long img)
+{
+    mst_npy in;
+    mst_error err = {0};
+    if (mst_npy_read(path, &in, &err) != MST_OK) cli_fail(&err);
+    cli_check_input(&in, a, path);
+    for (long i = 0; i < n; i++) memcpy(x + i * img, in.data + i % in.shape[0] * img, sizeof(float) * (size_t)img);
+    mst_npy_free(&in);
 }
 
 typedef struct {
@@ -182,13 +194,14 @@ static void write_json(const char *path, const bench_result *r)
 int cli_bench(int argc, char **argv)
 {
     /* --arch, --warmup, --iters and --json are bench's own; the rest is shared */
-    const char *arch = NULL, *json = NULL;
+    const char *arch = NULL, *json = NULL, *input = NULL;
     int warmup = 2, iters = 20, keep = 1;
     char **rest = malloc(sizeof(char *) * (size_t)(argc + 1));
     rest[0] = argv[0];
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int own = !strcmp(o, "--arch") || !strcmp(o, "--warmup") || !strcmp(o, "--iters") || !strcmp(o, "--json");
+        int own = !strcmp(o, "--arch") || !strcmp(o, "--warmup") || !strcmp(o, "--iters") || !strcmp(o, "--json") ||
+                  !strcmp(o, "--input");
         if (!own) {
             rest[keep++] = argv[i];
             continue;
@@ -196,6 +209,7 @@ int cli_bench(int argc, char **argv)
         if (!v) cli_die("%s needs a value", o);
         if (!strcmp(o, "--arch")) arch = v;
         else if (!strcmp(o, "--json")) json = v;
+        else if (!strcmp(o, "--input")) input = v;
         else {
             char *end;
             long n = strtol(v, &end, 10);
@@ -226,7 +240,10 @@ int cli_bench(int argc, char **argv)
     float *x = malloc(sizeof(float) * (size_t)(nimg * img));
     float *cum = malloc(sizeof(float) * (size_t)r.T * (size_t)nimg * ar->num_classes);
     if (!x || !cum) cli_die("out of memory for %ld images", nimg);
-    random_images(x, nimg * img, a.eo.seed + 1);
+    if (input)
+        given_images(input, ar, x, nimg, img);
+    else
+        random_images(x, nimg * img, a.eo.seed + 1);
     mst_error err = {0};
     mst_engine_opts one = a.eo;
     one.max_batch = 1;

@@ -3,6 +3,7 @@
 #define MST_CLI_H
 
 #include "../data/dataset.h"
+#include "../data/npy.h"
 #include "../data/transform.h"
 #include "mst/mst.h"
 
@@ -24,6 +25,8 @@ typedef struct {
 
 /* A usage or input error: one line, exit status 2. */
 __attribute__((format(printf, 1, 2), noreturn)) void cli_die(const char *fmt, ...);
+/* Dies unless x holds images of the model's shape, [N][C][H][W] with N >= 1. */
+void cli_check_input(const mst_npy *x, const mst_arch *a, const char *path);
 /* A library error: its one-line message, exit status 1. */
 __attribute__((noreturn)) void cli_fail(const mst_error *err);
 __attribute__((noreturn)) void cli_usage(void);

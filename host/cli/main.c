@@ -23,7 +23,7 @@ static void write_run_stats(const cli_args *a, const mst_engine *e, long images,
     json_decref(o);
 }
 
-static void check_input(const mst_npy *x, const mst_arch *a, const char *path)
+void cli_check_input(const mst_npy *x, const mst_arch *a, const char *path)
 {
     char want[96];
     snprintf(want, sizeof want, "[N,%d,%d,%d]", a->in_chans, a->img_size, a->img_size);
@@ -127,7 +127,7 @@ static int cmd_run(int argc, char **argv)
     } else if (mst_npy_read(input, &x, &err) != MST_OK) {
         cli_fail(&err);
     }
-    check_input(&x, arch, input);
+    cli_check_input(&x, arch, input);
     mst_engine *e = cli_engine(m, &a.eo);
     int steps = mst_engine_steps_out(e), K = arch->num_classes;
     double t0 = cli_now();
