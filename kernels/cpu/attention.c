@@ -110,12 +110,29 @@ MST_INLINE void gather_v(const mst_attn_args *a, int b, int t, scratch *s, int h
     }
 }
 
-/* S <- IF_attn of popcount(q & k) * scale, over the unit's membranes. */
-MST_INLINE void scores_snn(const mst_attn_args *a, const scratch *s, float *vm)
+/* The attn site's RSM numbers of this unit and step into s->raw (spec
+ * section 4); returns whether the site is masked. */
+MST_INLINE int draw_attn_mask(const mst_attn_args *a, int b, int win, int h, int t, scratch *s)
+{
+    int n = s->n;
+    if (a->mask_threshold[2] == 0) return 0;
+    philox_draw(a->seed, mst_mask_subsequence(a->first_image + (uint64_t)b, a->site_q + 2, (uint32_t)t),
+                ((uint64_t)win * a->heads + h) * (uint64_t)(n * n), (long)n * n, s->raw);
+    return 1;
+}
+
+/* S <- the softmax terms of the spikes of IF_attn(popcount(q & k) * scale)
+ * (over the unit's membranes), row by row: expb times the gain of level L
+ * where a spike fired and the mask kept it, of level 0 elsewhere (SNN mode:
+ * A's levels are 0 and L only, so no table look-up). */
+MST_INLINE void scores_snn(const mst_attn_args *a, scratch *s, float *vm, int masked)
 {
     int n = s->n, W = s->words;
+    uint64_t threshold = a->mask_threshold[2], fired = 0, kept = 0;
+    float g0 = s->gain[0], gL = s->gain[MST_QCFS_LEVELS];
     for (int i = 0; i < n; i++) {
         float *S = s->S + i * n, *v = vm + i * n;
+        const float *e = s->expb + i * n;
         if (W == 1) { /* d <= 64, every released shape: a loop the compiler vectorises */
             uint64_t q = s->qb[i];
             for (int j = 0; j < n; j++) S[j] = (float)__builtin_popcountll(q & s->kb[j]) * a->qk_scale;
@@ -127,7 +144,23 @@ MST_INLINE void scores_snn(const mst_attn_args *a, const scratch *s, float *vm)
             }
         }
         for (int j = 0; j < n; j++) S[j] = mst_if_step(&v[j], S[j]);
+        if (masked) {
+            const uint32_t *raw = s->raw + i * n;
+            for (int j = 0; j < n; j++) {
+                int f = S[j] != 0.0f, on = f & mst_mask_keep(raw[j], threshold);
+                fired += (uint64_t)f, kept += (uint64_t)on;
+                S[j] = e[j] * (on ? gL : g0);
+            }
+        } else {
+            for (int j = 0; j < n; j++) {
+                int f = S[j] != 0.0f;
+                fired += (uint64_t)f;
+                S[j] = e[j] * (f ? gL : g0);
+            }
+        }
     }
+    s->count[MST_ATTN_S] += fired;
+    s->count[MST_ATTN_S_KEPT] += masked ? kept : fired;
 }
 
 /* S <- QCFS of q.k^T * scale (ANN mode: q and k are QCFS levels). */
@@ -191,21 +224,13 @@ MST_INLINE void row_sums(const float *U, int n, float *sum)
     }
 }
 
-/* A = IF_attn(S) * Ma + B_rel + M_shift, softmax over keys, times v. The IF
- * (or QCFS) output takes L+1 values, so exp(A) factors into the unit's
- * exp(B_rel + M_shift) times a table: no exp in the step loop. */
-MST_INLINE void softmax_v(const mst_attn_args *a, int b, int win, int h, int t, scratch *s)
+/* ANN mode: S (QCFS levels of A) <- the softmax terms, expb times the gain
+ * of each masked level. */
+MST_INLINE void softmax_terms_ann(const mst_attn_args *a, scratch *s, int masked)
 {
-    int n = s->n, d = s->d, C = a->dim;
-    uint64_t threshold = a->mask_threshold[2];
-    int masked = threshold > 0;
-    if (masked)
-        philox_draw(a->seed, mst_mask_subsequence(a->first_image + (uint64_t)b, a->site_q + 2, (uint32_t)t),
-             ((uint64_t)win * a->heads + h) * (uint64_t)(n * n), (long)n * n, s->raw);
-    long row0 = ((long)(t - a->t0) * a->batch + b) * a->res * a->res;
-    uint64_t fired = 0, kept = 0;
-    for (int e = 0; e < n * n; e++) {
-        float *u = s->S;
+    uint64_t threshold = a->mask_threshold[2], fired = 0, kept = 0;
+    float *u = s->S;
+    for (int e = 0; e < s->n * s->n; e++) {
         int keep = masked ? mst_mask_keep(s->raw[e], threshold) : 1, f = u[e] != 0.0f;
         int level = keep * (int)(u[e] * (float)MST_QCFS_LEVELS + 0.5f);
         fired += (uint64_t)f;
@@ -214,6 +239,16 @@ MST_INLINE void softmax_v(const mst_attn_args *a, int b, int win, int h, int t, 
     }
     s->count[MST_ATTN_S] += fired;
     s->count[MST_ATTN_S_KEPT] += kept;
+}
+
+/* A = IF_attn(S) * Ma + B_rel + M_shift, softmax over keys, times v, from
+ * the terms in S. The IF (or QCFS) output takes L+1 values, so exp(A)
+ * factors into the unit's exp(B_rel + M_shift) times a table: no exp in the
+ * step loop. */
+MST_INLINE void softmax_v(const mst_attn_args *a, int b, int t, int h, scratch *s)
+{
+    int n = s->n, d = s->d, C = a->dim;
+    long row0 = ((long)(t - a->t0) * a->batch + b) * a->res * a->res;
     row_sums(s->S, n, s->rowsum);
     for (int i = 0; i < n; i++) {
         weighted_sum(s->S + i * n, s->v, n, s->dp, s->o);
@@ -253,11 +288,14 @@ MST_CPU_CLONES static void unit(const mst_attn_args *a, int b, int win, int h, s
         gather_qk(a, 0, b, win, h, t, s, s->q, s->qb);
         gather_qk(a, 1, b, win, h, t, s, s->k, s->kb);
         gather_v(a, b, t, s, h);
-        if (a->mode == MST_MODE_SNN)
-            scores_snn(a, s, vm);
-        else
+        int masked = draw_attn_mask(a, b, win, h, t, s);
+        if (a->mode == MST_MODE_SNN) {
+            scores_snn(a, s, vm, masked);
+        } else {
             scores_ann(a, s);
-        softmax_v(a, b, win, h, t, s);
+            softmax_terms_ann(a, s, masked);
+        }
+        softmax_v(a, b, t, h, s);
     }
 }
 
