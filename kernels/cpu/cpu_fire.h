@@ -12,9 +12,9 @@
 #include "../common/mst_math.h"
 #include "cpu_vec.h"
 
-/* 0/1 floats -> bits: a compare and a move of the sign bits per vector where
- * the target has one (AVX-512 mask registers, AVX, SSE), so no float is
- * looked at alone. */
+/* 0/1 floats -> bits: a compare and a move of the sign bits per vector, the
+ * widest the target has first (AVX-512 mask registers, AVX, SSE), so that
+ * rows of 24 or 72 leave no float to look at alone. */
 MST_INLINE void pack_row(const float *s, int C, uint64_t *dst)
 {
     for (int w = 0; w < mst_spike_words(C); w++) {
@@ -23,11 +23,13 @@ MST_INLINE void pack_row(const float *s, int C, uint64_t *dst)
 #if defined(__AVX512F__)
         for (; c + 16 <= end; c += 16)
             word |= (uint64_t)_mm512_cmp_ps_mask(_mm512_loadu_ps(s + c), _mm512_setzero_ps(), _CMP_NEQ_UQ) << (c - 64 * w);
-#elif defined(__AVX__)
+#endif
+#if defined(__AVX__)
         for (; c + 8 <= end; c += 8)
             word |= (uint64_t)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(s + c), _mm256_setzero_ps(), _CMP_NEQ_UQ))
                     << (c - 64 * w);
-#elif defined(__SSE2__)
+#endif
+#if defined(__SSE2__)
         for (; c + 4 <= end; c += 4)
             word |= (uint64_t)_mm_movemask_ps(_mm_cmpneq_ps(_mm_loadu_ps(s + c), _mm_setzero_ps())) << (c - 64 * w);
 #endif
