@@ -78,9 +78,9 @@ static mst_status cpu_op_work(void *ctx, mst_op_work *w, int kinds, mst_error *e
 static size_t cpu_peak_bytes(void *ctx)
 {
     mst_cpu *cpu = ctx;
-    size_t tables = 0;
-    for (const mst_cpu_panels *k = cpu->panels; k; k = k->next) tables += k->bytes;
-    return cpu->mem.peak + sizeof(float) * cpu->scratch_n + tables;
+    size_t kept = 0;
+    for (const mst_cpu_panels *k = cpu->panels; k; k = k->next) kept += k->bytes;
+    return cpu->mem.peak + sizeof(float) * cpu->scratch_n + kept;
 }
 
 /* The floor: what this machine's matrix products can do, as OpenBLAS's
@@ -115,8 +115,8 @@ static mst_status cpu_peak_flops(void *ctx, double *flops, mst_error *err)
 }
 
 /* What the backend will hold for these ops: the largest synapse's scratch
- * (its weights packed for one call, every thread's tiles) and the weight
- * panels it keeps for the engine's synapses (synapse.c). */
+ * (every thread's tiles) and the weight panels it keeps for the engine's
+ * synapses, whose weights are fixed (synapse.c). */
 static size_t cpu_scratch_bytes(void *ctx, const mst_gemm_op *ops, int n)
 {
     (void)ctx;

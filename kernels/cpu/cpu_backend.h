@@ -35,8 +35,8 @@ static inline void mst_cpu_tally(mst_cpu *cpu, mst_op_kind kind, double units, d
 }
 
 mst_status mst_cpu_op_floors(void *ctx, double *floor, int kinds, mst_error *err);
-/* Floats of scratch a K x N synapse call needs at most on `threads`
- * threads, and of the panels kept for fixed weights. */
+/* Floats of scratch a K x N synapse call with fixed weights (the engine's)
+ * needs at most on `threads` threads, and of the panels kept for them. */
 size_t mst_cpu_synapse_scratch(int K, int N, int threads);
 size_t mst_cpu_synapse_panels(int K, int N);
 

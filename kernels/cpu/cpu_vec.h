@@ -25,6 +25,11 @@
 #define MST_VEC_REGS (MST_VEC <= 4 ? 1 : MST_VEC / 4)
 #endif
 
+/* Vectors per accumulator set in the synapse's inner loop (and in the add
+ * floor that mirrors it): 2 x MST_ACC_VECS accumulators stay in registers
+ * (8 ymm or zmm registers; 8 xmm where a vector is two SSE registers). */
+#define MST_ACC_VECS (MST_VEC_REGS == 1 ? 4 : 2)
+
 /* aligned(4): loads and stores from any float address */
 typedef float mst_vf __attribute__((vector_size(MST_VEC * sizeof(float)), aligned(4)));
 

@@ -4,14 +4,13 @@
  * output channel), and how fast it copies an array far larger than its
  * caches (STREAM's copy: what a pass over memory costs). */
 #include <stdlib.h>
-#include <string.h>
 
 #include "../../host/error.h"
 #include "cpu_backend.h"
 #include "cpu_vec.h"
 
-#define ADD_ROWS 32                /* 32 rows of 64 floats: 8 KB, in L1 */
-#define ADD_COLS (4 * MST_VEC)     /* the synapse's column block */
+#define ADD_ROWS 32                /* 32 rows of at most 64 floats: 8 KB, in L1 */
+#define ADD_COLS (MST_ACC_VECS * MST_VEC) /* the synapse's column block */
 #define ADD_SWEEPS 4096            /* per timed run and thread */
 #define COPY_FLOATS (16L << 20)    /* 64 MiB per array */
 
@@ -22,16 +21,16 @@ typedef mst_vf vf;
  * nothing is optimised away. */
 MST_CPU_CLONES static float add_sweeps(const float *w)
 {
-    vf a[4] = {{0}}, c[4] = {{0}};
+    vf a[MST_ACC_VECS] = {{0}}, c[MST_ACC_VECS] = {{0}};
     for (int s = 0; s < ADD_SWEEPS; s++)
         for (int r = 0; r < ADD_ROWS; r += 2)
 #pragma GCC unroll 4
-            for (int v = 0; v < 4; v++) {
+            for (int v = 0; v < MST_ACC_VECS; v++) {
                 a[v] += *(const vf *)(w + r * ADD_COLS + v * MST_VEC);
                 c[v] += *(const vf *)(w + (r + 1) * ADD_COLS + v * MST_VEC);
             }
     float sum = 0.0f;
-    for (int v = 0; v < 4; v++)
+    for (int v = 0; v < MST_ACC_VECS; v++)
         for (int l = 0; l < MST_VEC; l++) sum += a[v][l] + c[v][l];
     return sum;
 }

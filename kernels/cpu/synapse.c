@@ -5,7 +5,6 @@
  * result never depends on the other rows (batch, time chunk). */
 #include <limits.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "../../host/error.h"
 #include "../common/mst_bits.h"
@@ -26,9 +25,7 @@
  * other rows never change it, so neither do a row's bits. */
 #define ROW_BLOCK 64
 #define VEC MST_VEC
-/* vectors per accumulator set: 2 x NV accumulators stay in registers (8
-   ymm or zmm registers; 8 xmm where a vector is two SSE registers) */
-#define NV (MST_VEC_REGS == 1 ? 4 : 2)
+#define NV MST_ACC_VECS
 #define COL_BLOCK (NV * VEC)
 typedef mst_vf vf;
 
@@ -156,10 +153,7 @@ static size_t tile_floats(long block, int K, int N)
 
 size_t mst_cpu_synapse_panels(int K, int N) { return (size_t)panels(N) * COL_BLOCK * ((size_t)K + 1); }
 
-size_t mst_cpu_synapse_scratch(int K, int N, int threads)
-{
-    return mst_cpu_synapse_panels(K, N) + (size_t)threads * tile_floats(ROW_BLOCK, K, N);
-}
+size_t mst_cpu_synapse_scratch(int K, int N, int threads) { return (size_t)threads * tile_floats(ROW_BLOCK, K, N); }
 
 /* The weights in panels: the backend's kept copy where the engine says w is
  * fixed (made on first use), else packed into scratch for this call. */
