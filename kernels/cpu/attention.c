@@ -16,6 +16,8 @@
 #include "cpu_philox.h"
 #include "cpu_vec.h"
 
+typedef mst_vf vf;
+
 typedef struct {
     int n, d, words, dp; /* dp: d rounded up to whole vectors (v's and o's row length, zero-padded) */
     int *tok;          /* [n] token of each window position */
@@ -26,6 +28,7 @@ typedef struct {
     uint64_t *qb, *kb; /* [n][words], q and k bit-packed (SNN) */
     float *S, *o;      /* [n][n], [dp] */
     float *rowsum;     /* [n] */
+    int *fired, *kept; /* [n] IF_attn spikes of each key, and those the mask kept (SNN) */
     uint32_t *raw;     /* random numbers of one mask site */
     uint64_t count[MST_ATTN_NCOUNTS]; /* this thread's spike counts */
 } scratch;
@@ -35,7 +38,7 @@ static int padded(int d) { return (d + MST_VEC - 1) / MST_VEC * MST_VEC; }
 static size_t scratch_bytes(int n, int d)
 {
     size_t N = (size_t)n, D = (size_t)d, DP = (size_t)padded(d), words = (D + 63) / 64, big = N * (N > D ? N : D);
-    return sizeof(int) * N + sizeof(float) * (N * N + 2 * N * D + N * DP + N * N + DP + N) +
+    return sizeof(int) * 3 * N + sizeof(float) * (N * N + 2 * N * D + N * DP + N * N + DP + N) +
            sizeof(uint64_t) * 2 * N * words + sizeof(uint32_t) * (big + 8) + 64;
 }
 
@@ -54,7 +57,9 @@ static void scratch_carve(scratch *s, void *mem, int n, int d)
     s->o = (float *)p, p += sizeof(float) * (size_t)s->dp;
     s->rowsum = (float *)p, p += sizeof(float) * (size_t)n;
     s->raw = (uint32_t *)p, p += sizeof(uint32_t) * (size_t)(n * (n > d ? n : d) + 8);
-    s->tok = (int *)p;
+    s->tok = (int *)p, p += sizeof(int) * (size_t)n;
+    s->fired = (int *)p, p += sizeof(int) * (size_t)n;
+    s->kept = (int *)p;
 }
 
 /* q or k (part 0 or 1) of one window and head, masked (spec section 4: keys
@@ -69,6 +74,7 @@ MST_INLINE void gather_qk(const mst_attn_args *a, int part, int b, int win, int 
     if (masked)
         philox_draw(a->seed, mst_mask_subsequence(a->first_image + (uint64_t)b, a->site_q + (uint32_t)part, (uint32_t)t),
              ((uint64_t)win * a->heads + h) * (uint64_t)(n * d), (long)n * d, s->raw);
+    uint64_t all = 0, kept = 0; /* local: s->count may alias bits */
     for (int i = 0; i < n; i++) {
         const uint32_t *raw = s->raw + i * d;
         for (int j0 = 0; j0 < d; j0 += 64) {
@@ -78,22 +84,31 @@ MST_INLINE void gather_qk(const mst_attn_args *a, int part, int b, int win, int 
                 const uint64_t *row = a->qkv_bits + (row0 + s->tok[i]) * W3;
                 uint64_t field = mst_bit_field(row, part * C + h * d + j0, len);
                 bits[i * s->words + j0 / 64] = field & keep;
-                s->count[part ? MST_ATTN_K : MST_ATTN_Q] += (uint64_t)__builtin_popcountll(field);
-                s->count[part ? MST_ATTN_K_KEPT : MST_ATTN_Q_KEPT] += (uint64_t)__builtin_popcountll(field & keep);
+                all += (uint64_t)__builtin_popcountll(field);
+                kept += (uint64_t)__builtin_popcountll(field & keep);
             } else {
                 const float *src = a->qkv + (row0 + s->tok[i]) * 3 * C + part * C + h * d + j0;
                 for (int j = 0; j < len; j++) dst[i * d + j0 + j] = (keep >> j) & 1 ? src[j] : 0.0f;
             }
         }
     }
+    s->count[part ? MST_ATTN_K : MST_ATTN_Q] += all;
+    s->count[part ? MST_ATTN_K_KEPT : MST_ATTN_Q_KEPT] += kept;
 }
 
-/* v of one window and head as floats (spikes expand to 0/1), rows of dp
- * (the padding stays 0: it was zeroed when the unit began). */
+typedef uint32_t vu __attribute__((vector_size(MST_VEC * sizeof(uint32_t)), aligned(4)));
+_Static_assert(MST_VEC <= 32, "gather_v expands a vector's spikes from 32 bits");
+
+/* v of one window and head as floats (spikes expand to 0/1 a vector at a
+ * time), rows of dp (the padding stays 0: it was zeroed when the unit
+ * began, and a field's bits past its length are 0). */
 MST_INLINE void gather_v(const mst_attn_args *a, int b, int t, scratch *s, int h)
 {
     int C = a->dim, d = s->d, dp = s->dp, W3 = mst_spike_words(3 * C);
     long row0 = ((long)(t - a->t0) * a->batch + b) * a->res * a->res;
+    vu lane;
+    for (int l = 0; l < MST_VEC; l++) lane[l] = (uint32_t)l;
+    uint64_t spikes = 0;
     for (int i = 0; i < s->n; i++) {
         float *v = s->v + i * dp;
         if (a->mode == MST_MODE_SNN) {
@@ -101,13 +116,15 @@ MST_INLINE void gather_v(const mst_attn_args *a, int b, int t, scratch *s, int h
             for (int j0 = 0; j0 < d; j0 += 64) {
                 int len = d - j0 < 64 ? d - j0 : 64;
                 uint64_t field = mst_bit_field(row, 2 * C + h * d + j0, len);
-                for (int j = 0; j < len; j++) v[j0 + j] = (float)((field >> j) & 1);
-                s->count[MST_ATTN_V] += (uint64_t)__builtin_popcountll(field);
+                for (int c = 0; c < len; c += MST_VEC)
+                    *(vf *)(v + j0 + c) = __builtin_convertvector(((uint32_t)(field >> c) >> lane) & 1u, vf);
+                spikes += (uint64_t)__builtin_popcountll(field);
             }
         } else {
             memcpy(v, a->qkv + (row0 + s->tok[i]) * 3 * C + 2 * C + h * d, sizeof(float) * (size_t)d);
         }
     }
+    s->count[MST_ATTN_V] += spikes;
 }
 
 /* The attn site's RSM numbers of this unit and step into s->raw (spec
@@ -124,11 +141,13 @@ MST_INLINE int draw_attn_mask(const mst_attn_args *a, int b, int win, int h, int
 /* S <- the softmax terms of the spikes of IF_attn(popcount(q & k) * scale)
  * (over the unit's membranes), row by row: expb times the gain of level L
  * where a spike fired and the mask kept it, of level 0 elsewhere (SNN mode:
- * A's levels are 0 and L only, so no table look-up). */
+ * A's levels are 0 and L only, so no table look-up). Spikes are counted per
+ * key (s->fired, s->kept: summed when the unit ends), so that a row's loop
+ * has no sum across its lanes. */
 MST_INLINE void scores_snn(const mst_attn_args *a, scratch *s, float *vm, int masked)
 {
     int n = s->n, W = s->words;
-    uint64_t threshold = a->mask_threshold[2], fired = 0, kept = 0;
+    uint64_t threshold = a->mask_threshold[2];
     float g0 = s->gain[0], gL = s->gain[MST_QCFS_LEVELS];
     for (int i = 0; i < n; i++) {
         float *S = s->S + i * n, *v = vm + i * n;
@@ -143,24 +162,21 @@ MST_INLINE void scores_snn(const mst_attn_args *a, scratch *s, float *vm, int ma
                 S[j] = (float)cnt * a->qk_scale;
             }
         }
-        for (int j = 0; j < n; j++) S[j] = mst_if_step(&v[j], S[j]);
         if (masked) {
             const uint32_t *raw = s->raw + i * n;
             for (int j = 0; j < n; j++) {
-                int f = S[j] != 0.0f, on = f & mst_mask_keep(raw[j], threshold);
-                fired += (uint64_t)f, kept += (uint64_t)on;
+                int f = mst_if_step(&v[j], S[j]) != 0.0f, on = f & mst_mask_keep(raw[j], threshold);
+                s->fired[j] += f, s->kept[j] += on;
                 S[j] = e[j] * (on ? gL : g0);
             }
         } else {
             for (int j = 0; j < n; j++) {
-                int f = S[j] != 0.0f;
-                fired += (uint64_t)f;
+                int f = mst_if_step(&v[j], S[j]) != 0.0f;
+                s->fired[j] += f;
                 S[j] = e[j] * (f ? gL : g0);
             }
         }
     }
-    s->count[MST_ATTN_S] += fired;
-    s->count[MST_ATTN_S_KEPT] += masked ? kept : fired;
 }
 
 /* S <- QCFS of q.k^T * scale (ANN mode: q and k are QCFS levels). */
@@ -174,8 +190,6 @@ MST_INLINE void scores_ann(const mst_attn_args *a, const scratch *s)
             s->S[i * n + j] = mst_qcfs(acc * a->qk_scale);
         }
 }
-
-typedef mst_vf vf;
 
 /* mst_attn_weighted for nv vectors of channels from c0, lane by lane, so the
  * vector width never changes a result. */
@@ -284,6 +298,8 @@ MST_CPU_CLONES static void unit(const mst_attn_args *a, int b, int win, int h, s
     float *vm = a->v_attn + ((((long)b * nw + win) * a->heads + h) * n) * n;
     unit_constants(a, win, h, s);
     memset(s->v, 0, sizeof(float) * (size_t)(n * s->dp));
+    memset(s->fired, 0, sizeof(int) * (size_t)n);
+    memset(s->kept, 0, sizeof(int) * (size_t)n);
     for (int t = a->t0; t < a->t0 + a->steps; t++) {
         gather_qk(a, 0, b, win, h, t, s, s->q, s->qb);
         gather_qk(a, 1, b, win, h, t, s, s->k, s->kb);
@@ -296,6 +312,10 @@ MST_CPU_CLONES static void unit(const mst_attn_args *a, int b, int win, int h, s
             softmax_terms_ann(a, s, masked);
         }
         softmax_v(a, b, t, h, s);
+    }
+    for (int j = 0; j < n; j++) {
+        s->count[MST_ATTN_S] += (uint64_t)s->fired[j];
+        s->count[MST_ATTN_S_KEPT] += (uint64_t)(a->mask_threshold[2] ? s->kept[j] : s->fired[j]);
     }
 }
 

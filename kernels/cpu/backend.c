@@ -167,11 +167,19 @@ static void cpu_destroy(mst_backend *b)
     b->ctx = NULL;
 }
 
+static void byte_bits_init(mst_byte_bits *t)
+{
+    for (int v = 0; v < 256; v++)
+        for (int i = 0; i < 8; i++)
+            if (v >> i & 1) t->pos[v][t->count[v]++] = (uint8_t)i;
+}
+
 mst_status mst_backend_cpu(mst_backend *b, mst_error *err)
 {
     memset(b, 0, sizeof *b);
     b->ctx = calloc(1, sizeof(mst_cpu));
     if (!b->ctx) return mst_fail(err, MST_ERR_NOMEM, "out of memory");
+    byte_bits_init(&((mst_cpu *)b->ctx)->byte_bits);
     b->name = "cpu";
     b->host_memory = 1;
     b->destroy = cpu_destroy;

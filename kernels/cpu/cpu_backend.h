@@ -4,6 +4,7 @@
 
 #include <omp.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "../alloc_log.h"
 #include "mst/mst.h"
@@ -18,6 +19,14 @@ typedef struct mst_cpu_panels {
     struct mst_cpu_panels *next;
 } mst_cpu_panels;
 
+/* The bit positions of every byte value (slots past its count are 0), and
+ * its count: the synapse lists a row's active inputs eight at a time, with
+ * no branch per spike (a branch per spike mispredicts at every row's end). */
+typedef struct {
+    uint8_t pos[256][8];
+    uint8_t count[256];
+} mst_byte_bits;
+
 typedef struct {
     float *scratch;
     size_t scratch_n;
@@ -25,6 +34,7 @@ typedef struct {
     double started[MST_NUM_FAMILIES], ms[MST_NUM_FAMILIES]; /* op timers */
     mst_op_work work[MST_NUM_OP_KINDS]; /* since the last op_work call */
     mst_cpu_panels *panels;             /* fixed synapse weights in panels */
+    mst_byte_bits byte_bits;
 } mst_cpu;
 
 /* An op of `kind` that started at t0 (omp_get_wtime) did `units` of work. */

@@ -40,17 +40,19 @@ MST_INLINE void pack_row(const float *s, int C, uint64_t *dst)
 
 /* Fires the row with inputs z (threshold units; z is left holding the
  * spikes): spikes packed to bits, or out = spike * out_scale (either may be
- * NULL). Returns the number that fired. */
+ * NULL). Returns the number that fired (counted from the packed words where
+ * there are some: no per-row reduction of a vector of counts). */
 MST_INLINE int fire_row(float *v, float *z, int C, uint64_t *bits, float *out, float out_scale)
 {
     int fired = 0;
-    for (int c = 0; c < C; c++) {
-        z[c] = mst_if_step(&v[c], z[c]);
-        fired += z[c] != 0.0f;
-    }
-    if (bits)
+    for (int c = 0; c < C; c++) z[c] = mst_if_step(&v[c], z[c]);
+    if (bits) {
         pack_row(z, C, bits);
-    else if (out)
+        for (int w = 0; w < mst_spike_words(C); w++) fired += __builtin_popcountll(bits[w]);
+        return fired;
+    }
+    for (int c = 0; c < C; c++) fired += z[c] != 0.0f;
+    if (out)
         for (int c = 0; c < C; c++) out[c] = z[c] * out_scale;
     return fired;
 }

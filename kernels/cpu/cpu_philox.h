@@ -4,6 +4,8 @@
 #ifndef MST_CPU_PHILOX_H
 #define MST_CPU_PHILOX_H
 
+#include <immintrin.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "../common/mst_math.h"
@@ -42,11 +44,36 @@ MST_INLINE void philox_draw(uint64_t seed, uint64_t sub, uint64_t offset, long c
 }
 
 /* The RSM keep bits of len <= 64 elements from their raw numbers: bit j set
- * where raw[j] keeps its element (mst_mask_keep). */
+ * where raw[j] keeps its element (mst_mask_keep: raw >= threshold, a 64-bit
+ * threshold in [0, 2^32]). A compare and a move of the mask bits per vector,
+ * the widest first, as pack_row does; unsigned 32-bit order by comparing
+ * with the sign bits flipped where the target has no unsigned compare. */
 MST_INLINE uint64_t keep_bits(const uint32_t *raw, int len, uint64_t threshold)
 {
+    if (threshold > UINT32_MAX) return 0;
+    uint32_t th = (uint32_t)threshold;
     uint64_t keep = 0;
-    for (int j = 0; j < len; j++) keep |= (uint64_t)mst_mask_keep(raw[j], threshold) << j;
+    int j = 0;
+#if defined(__AVX512F__)
+    for (; j + 16 <= len; j += 16)
+        keep |= (uint64_t)_mm512_cmpge_epu32_mask(_mm512_loadu_si512(raw + j), _mm512_set1_epi32((int)th)) << j;
+#endif
+#if defined(__AVX2__)
+    /* raw >= th  <=>  !(th > raw), signed after flipping the sign bits */
+    __m256i flip8 = _mm256_set1_epi32(INT32_MIN), th8 = _mm256_xor_si256(_mm256_set1_epi32((int)th), flip8);
+    for (; j + 8 <= len; j += 8) {
+        __m256i r = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(raw + j)), flip8);
+        keep |= (uint64_t)(~_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(th8, r))) & 0xff) << j;
+    }
+#endif
+#if defined(__SSE2__)
+    __m128i flip4 = _mm_set1_epi32(INT32_MIN), th4 = _mm_xor_si128(_mm_set1_epi32((int)th), flip4);
+    for (; j + 4 <= len; j += 4) {
+        __m128i r = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(raw + j)), flip4);
+        keep |= (uint64_t)(~_mm_movemask_ps(_mm_castsi128_ps(_mm_cmpgt_epi32(th4, r))) & 0xf) << j;
+    }
+#endif
+    for (; j < len; j++) keep |= (uint64_t)mst_mask_keep(raw[j], threshold) << j;
     return keep;
 }
 

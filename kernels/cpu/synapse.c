@@ -3,6 +3,7 @@
  * their membranes, step after step, so no float potential tensor is written
  * and read back. A row's sums run in the order of its own spikes only, so the
  * result never depends on the other rows (batch, time chunk). */
+#include <immintrin.h>
 #include <limits.h>
 #include <stdlib.h>
 
@@ -27,6 +28,8 @@
 #define VEC MST_VEC
 #define NV MST_ACC_VECS
 #define COL_BLOCK (NV * VEC)
+#define COL_SHIFT __builtin_ctz(COL_BLOCK)
+_Static_assert((COL_BLOCK & (COL_BLOCK - 1)) == 0, "active_inputs shifts by log2(COL_BLOCK)");
 typedef mst_vf vf;
 
 static int panels(int N) { return (N + COL_BLOCK - 1) / COL_BLOCK; }
@@ -45,13 +48,35 @@ static void pack_panels(const float *w, const float *b, int K, int N, float *pac
     for (int n = 0; n < P * COL_BLOCK; n++) bias[n] = b && n < N ? b[n] : 0.0f;
 }
 
+/* Eight offsets (position + base) * COL_BLOCK from eight byte positions,
+ * stored at dst: a zero-extension the compiler does not make of a vector
+ * conversion (it builds the vector a byte at a time). */
+MST_INLINE void store_offsets(const uint8_t *pos, int base, int *dst)
+{
+#if defined(__AVX2__)
+    __m256i p = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)pos));
+    _mm256_storeu_si256((__m256i *)dst, _mm256_slli_epi32(_mm256_add_epi32(p, _mm256_set1_epi32(base)), COL_SHIFT));
+#else
+    __m128i zero = _mm_setzero_si128(), b = _mm_set1_epi32(base);
+    __m128i p16 = _mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)pos), zero);
+    __m128i lo = _mm_add_epi32(_mm_unpacklo_epi16(p16, zero), b), hi = _mm_add_epi32(_mm_unpackhi_epi16(p16, zero), b);
+    _mm_storeu_si128((__m128i *)dst, _mm_slli_epi32(lo, COL_SHIFT));
+    _mm_storeu_si128((__m128i *)(dst + 4), _mm_slli_epi32(hi, COL_SHIFT));
+#endif
+}
+
 /* The offsets (input * COL_BLOCK, within a panel) of the inputs that the
- * spikes x select, in input order. */
-MST_INLINE int active_inputs(const uint64_t *x, int K, int *active)
+ * spikes x select, in input order, a byte of inputs at a time: eight
+ * offsets written, the count advanced by the byte's spikes (so `active`
+ * has room for 8 past the last). */
+MST_INLINE int active_inputs(const uint64_t *x, int K, const mst_byte_bits *bb, int *active)
 {
     int nnz = 0;
-    for (int w = 0; w < mst_spike_words(K); w++)
-        for (uint64_t m = x[w]; m; m &= m - 1) active[nnz++] = (64 * w + __builtin_ctzll(m)) * COL_BLOCK;
+    for (int i = 0; i < (K + 7) / 8; i++) {
+        unsigned byte = (unsigned)(x[i / 8] >> (8 * (i % 8))) & 255u;
+        store_offsets(bb->pos[byte], 8 * i, active + nnz);
+        nnz += bb->count[byte];
+    }
     return nnz;
 }
 
@@ -94,12 +119,13 @@ MST_INLINE void add_panel(const int *act, int cnt, const float *w, const float *
 
 /* The potentials of `rows` rows of spikes x into y [rows][P * COL_BLOCK];
  * returns their input spikes (each adds N floats). */
-MST_INLINE long spike_rows(const uint64_t *x, int rows, int K, const float *packed, int N, float *y, int *act)
+MST_INLINE long spike_rows(const uint64_t *x, int rows, int K, const float *packed, int N, const mst_byte_bits *bb,
+                           float *y, int *act)
 {
     int P = panels(N), Np = P * COL_BLOCK, nnz[ROW_BLOCK]; /* 256 B of stack */
     const float *bias = packed + (size_t)P * K * COL_BLOCK;
     long spikes = 0;
-    for (int r = 0; r < rows; r++) spikes += nnz[r] = active_inputs(x + (long)r * mst_spike_words(K), K, act + (long)r * K);
+    for (int r = 0; r < rows; r++) spikes += nnz[r] = active_inputs(x + (long)r * mst_spike_words(K), K, bb, act + (long)r * K);
     for (int p = 0; p < P; p++) {
         int cols = N - p * COL_BLOCK < COL_BLOCK ? N - p * COL_BLOCK : COL_BLOCK;
         for (int r = 0; r < rows; r++)
@@ -123,15 +149,16 @@ MST_INLINE int fold_row(float *z, int N, float out_scale, const mst_residual_fol
 
 /* One block of tokens over all steps: potentials into `tile`, then fired;
  * *next_fired: the spikes of the fold's next site. */
-MST_CPU_CLONES static uint64_t synapse_block(const mst_synapse_args *a, const float *packed, long r0, int rows,
-                                             float *tile, int *act, uint64_t *next_fired, uint64_t *spikes)
+MST_CPU_CLONES static uint64_t synapse_block(const mst_synapse_args *a, const float *packed, const mst_byte_bits *bb,
+                                             long r0, int rows, float *tile, int *act, uint64_t *next_fired,
+                                             uint64_t *spikes)
 {
     int WK = mst_spike_words(a->K), WN = mst_spike_words(a->N), N = a->N, Np = panels(N) * COL_BLOCK;
     const mst_fold_site *s = &a->fold.next;
     uint64_t fired = 0;
     for (int t = 0; t < a->steps; t++) {
         long first = (long)t * a->R + r0;
-        *spikes += (uint64_t)spike_rows(a->x + first * WK, rows, a->K, packed, N, tile, act);
+        *spikes += (uint64_t)spike_rows(a->x + first * WK, rows, a->K, packed, N, bb, tile, act);
         for (int r = 0; r < rows; r++) {
             float *z = tile + (long)r * Np;
             fired += (uint64_t)fire_row(a->v + (r0 + r) * N, z, N, a->bits ? a->bits + (first + r) * WN : NULL,
@@ -145,10 +172,11 @@ MST_CPU_CLONES static uint64_t synapse_block(const mst_synapse_args *a, const fl
 }
 
 /* Floats of one thread's tiles for blocks of `block` tokens: potentials and
- * active-input lists (ints count as floats), to a whole cache line. */
+ * active-input lists (ints count as floats; 8 spare for active_inputs), to a
+ * whole cache line. */
 static size_t tile_floats(long block, int K, int N)
 {
-    return ((size_t)block * ((size_t)panels(N) * COL_BLOCK + (size_t)K) + 15) / 16 * 16;
+    return ((size_t)block * ((size_t)panels(N) * COL_BLOCK + (size_t)K) + 8 + 15) / 16 * 16;
 }
 
 size_t mst_cpu_synapse_panels(int K, int N) { return (size_t)panels(N) * COL_BLOCK * ((size_t)K + 1); }
@@ -207,7 +235,7 @@ mst_status mst_cpu_synapse_if(void *ctx, const mst_synapse_args *a, mst_error *e
 #pragma omp for schedule(dynamic, 1)
         for (long r0 = 0; r0 < a->R; r0 += block) {
             int rows = (int)(a->R - r0 < block ? a->R - r0 : block);
-            fired += synapse_block(a, packed, r0, rows, tile, act, &next_fired, &spikes);
+            fired += synapse_block(a, packed, &cpu->byte_bits, r0, rows, tile, act, &next_fired, &spikes);
         }
     }
     mst_cpu_tally(cpu, MST_OP_SYNAPSE, (double)spikes * a->N, t0);
