@@ -2,6 +2,7 @@
 #include <criterion/criterion.h>
 
 #include "kernels/common/mst_math.h"
+#include "kernels/cpu/cpu_philox.h"
 
 typedef struct {
     uint32_t ctr[4], key[2], out[4];
@@ -43,6 +44,27 @@ Test(philox, curand_offset_and_subsequence_layout)
                 mst_u32x4 r = mst_philox4x32_10(ctr, (uint32_t)seeds[a], (uint32_t)(seeds[a] >> 32));
                 cr_expect_eq(mst_philox_raw(seeds[a], subs[b], o), r.v[o & 3]);
             }
+}
+
+/* The CPU's vector draws (philox_draw: whole blocks a vector at a time,
+ * shuffled into place) against mst_philox_raw number by number: offsets
+ * at every word of a block, counts that leave a vector part full, a block
+ * counter that carries into its high word, the KAT's key and counter words. */
+Test(philox, cpu_vector_draws_match_the_scalar_rounds)
+{
+    const uint64_t seeds[] = {0, 0x299f31d0a4093822ull}, subs[] = {0, 0x0370734413198a2eull};
+    const uint64_t offsets[] = {0, 1, 2, 3, 4 * 0xfffffffdull + 1, 0x3ffffffffffffff0ull};
+    const long counts[] = {1, 3, 4, 5, 31, 64, 65, 130};
+    uint32_t buf[130 + 6];
+    for (int a = 0; a < 2; a++)
+        for (int b = 0; b < 2; b++)
+            for (int c = 0; c < 6; c++)
+                for (int n = 0; n < 8; n++) {
+                    const uint32_t *r = philox_draw(seeds[a], subs[b], offsets[c], counts[n], buf);
+                    for (long i = 0; i < counts[n]; i++)
+                        cr_assert_eq(r[i], mst_philox_raw(seeds[a], subs[b], offsets[c] + (uint64_t)i),
+                                     "seed %d sub %d offset %d count %ld: number %ld", a, b, c, counts[n], i);
+                }
 }
 
 Test(philox, subsequence_fields)

@@ -122,13 +122,17 @@ MST_HD static inline uint32_t mst_mulhilo32(uint32_t a, uint32_t b, uint32_t *hi
     return (uint32_t)p;
 }
 
+/* Philox4x32's round multipliers. */
+#define MST_PHILOX_M0 0xD2511F53u
+#define MST_PHILOX_M1 0xCD9E8D57u
+
 /* One Philox4x32 round on counter words c0..c3 with key (k0, k1). */
 MST_HD static inline void mst_philox_round(uint32_t *c0, uint32_t *c1, uint32_t *c2, uint32_t *c3, uint32_t k0,
                                            uint32_t k1)
 {
     uint32_t hi0, hi1;
-    uint32_t lo0 = mst_mulhilo32(0xD2511F53u, *c0, &hi0);
-    uint32_t lo1 = mst_mulhilo32(0xCD9E8D57u, *c2, &hi1);
+    uint32_t lo0 = mst_mulhilo32(MST_PHILOX_M0, *c0, &hi0);
+    uint32_t lo1 = mst_mulhilo32(MST_PHILOX_M1, *c2, &hi1);
     uint32_t n0 = hi1 ^ *c1 ^ k0, n2 = hi0 ^ *c3 ^ k1;
     *c0 = n0;
     *c1 = lo1;

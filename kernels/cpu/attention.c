@@ -29,7 +29,8 @@ typedef struct {
     float *S, *o;      /* [n][n], [dp] */
     float *rowsum;     /* [n] */
     int *fired, *kept; /* [n] IF_attn spikes of each key, and those the mask kept (SNN) */
-    uint32_t *raw;     /* random numbers of one mask site */
+    uint32_t *raw;     /* whole Philox blocks of one mask site's numbers */
+    const uint32_t *rnd; /* in raw: the attn site's first number of this unit and step */
     uint64_t count[MST_ATTN_NCOUNTS]; /* this thread's spike counts */
 } scratch;
 
@@ -71,12 +72,13 @@ MST_INLINE void gather_qk(const mst_attn_args *a, int part, int b, int win, int 
     long row0 = ((long)(t - a->t0) * a->batch + b) * a->res * a->res;
     uint64_t threshold = a->mask_threshold[part];
     int masked = threshold > 0;
+    const uint32_t *rnd = NULL;
     if (masked)
-        philox_draw(a->seed, mst_mask_subsequence(a->first_image + (uint64_t)b, a->site_q + (uint32_t)part, (uint32_t)t),
-             ((uint64_t)win * a->heads + h) * (uint64_t)(n * d), (long)n * d, s->raw);
+        rnd = philox_draw(a->seed, mst_mask_subsequence(a->first_image + (uint64_t)b, a->site_q + (uint32_t)part, (uint32_t)t),
+                          ((uint64_t)win * a->heads + h) * (uint64_t)(n * d), (long)n * d, s->raw);
     uint64_t all = 0, kept = 0; /* local: s->count may alias bits */
     for (int i = 0; i < n; i++) {
-        const uint32_t *raw = s->raw + i * d;
+        const uint32_t *raw = masked ? rnd + i * d : NULL;
         for (int j0 = 0; j0 < d; j0 += 64) {
             int len = d - j0 < 64 ? d - j0 : 64;
             uint64_t keep = masked ? keep_bits(raw + j0, len, threshold) : ~UINT64_C(0);
@@ -127,14 +129,14 @@ MST_INLINE void gather_v(const mst_attn_args *a, int b, int t, scratch *s, int h
     s->count[MST_ATTN_V] += spikes;
 }
 
-/* The attn site's RSM numbers of this unit and step into s->raw (spec
+/* The attn site's RSM numbers of this unit and step, at s->rnd (spec
  * section 4); returns whether the site is masked. */
 MST_INLINE int draw_attn_mask(const mst_attn_args *a, int b, int win, int h, int t, scratch *s)
 {
     int n = s->n;
     if (a->mask_threshold[2] == 0) return 0;
-    philox_draw(a->seed, mst_mask_subsequence(a->first_image + (uint64_t)b, a->site_q + 2, (uint32_t)t),
-                ((uint64_t)win * a->heads + h) * (uint64_t)(n * n), (long)n * n, s->raw);
+    s->rnd = philox_draw(a->seed, mst_mask_subsequence(a->first_image + (uint64_t)b, a->site_q + 2, (uint32_t)t),
+                         ((uint64_t)win * a->heads + h) * (uint64_t)(n * n), (long)n * n, s->raw);
     return 1;
 }
 
@@ -163,7 +165,7 @@ MST_INLINE void scores_snn(const mst_attn_args *a, scratch *s, float *vm, int ma
             }
         }
         if (masked) {
-            const uint32_t *raw = s->raw + i * n;
+            const uint32_t *raw = s->rnd + i * n;
             for (int j = 0; j < n; j++) {
                 int f = mst_if_step(&v[j], S[j]) != 0.0f, on = f & mst_mask_keep(raw[j], threshold);
                 s->fired[j] += f, s->kept[j] += on;
@@ -245,7 +247,7 @@ MST_INLINE void softmax_terms_ann(const mst_attn_args *a, scratch *s, int masked
     uint64_t threshold = a->mask_threshold[2], fired = 0, kept = 0;
     float *u = s->S;
     for (int e = 0; e < s->n * s->n; e++) {
-        int keep = masked ? mst_mask_keep(s->raw[e], threshold) : 1, f = u[e] != 0.0f;
+        int keep = masked ? mst_mask_keep(s->rnd[e], threshold) : 1, f = u[e] != 0.0f;
         int level = keep * (int)(u[e] * (float)MST_QCFS_LEVELS + 0.5f);
         fired += (uint64_t)f;
         kept += (uint64_t)(f & keep);

@@ -1,6 +1,6 @@
-/* Philox draws for the CPU's RSM masks: whole blocks of a subsequence, many
- * blocks at a time so that the rounds vectorise. Inlined into each caller's
- * target clones (cpu_vec.h). */
+/* Philox draws for the CPU's RSM masks: whole blocks of a subsequence, a
+ * vector of blocks at a time. Inlined into each caller's target clones
+ * (cpu_vec.h). */
 #ifndef MST_CPU_PHILOX_H
 #define MST_CPU_PHILOX_H
 
@@ -11,36 +11,101 @@
 #include "../common/mst_math.h"
 #include "cpu_vec.h"
 
+/* Blocks per vector of counters: one 32-bit lane per block, as many lanes
+ * as the target's registers hold (wider generic vectors are split into
+ * slow sequences, SSE's worst of all). */
+#if defined(__AVX512F__)
 #define PHILOX_LANES 16
+#elif defined(__AVX2__)
+#define PHILOX_LANES 8
+#else
+#define PHILOX_LANES 4
+#endif
 
-/* Whole Philox blocks first .. first+count-1 of one subsequence, PHILOX_LANES at a
- * time so the rounds vectorise across blocks. */
+typedef uint32_t philox_u32 __attribute__((vector_size(4 * PHILOX_LANES), aligned(4)));
+typedef uint64_t philox_u64 __attribute__((vector_size(4 * PHILOX_LANES), aligned(4)));
+
+/* lo = c * m of every lane, *hi its high word: even lanes' and odd lanes'
+ * 64-bit products (a 32 x 32-bit multiply each), split back into words. */
+MST_INLINE philox_u32 philox_mulhilo(uint32_t m, philox_u32 c, philox_u32 *hi)
+{
+    philox_u64 w = (philox_u64)c, even = (w & 0xffffffffu) * (uint64_t)m, odd = (w >> 32) * (uint64_t)m;
+    *hi = (philox_u32)((even >> 32) | (odd & ~(uint64_t)0xffffffffu));
+    return (philox_u32)((even & 0xffffffffu) | (odd << 32));
+}
+
+/* mst_philox_round on every lane: the same words, multipliers and order
+ * (test_philox holds these draws to mst_philox_block's). */
+MST_INLINE void philox_round(philox_u32 *c0, philox_u32 *c1, philox_u32 *c2, philox_u32 *c3, uint32_t k0, uint32_t k1)
+{
+    philox_u32 hi0, hi1;
+    philox_u32 lo0 = philox_mulhilo(MST_PHILOX_M0, *c0, &hi0), lo1 = philox_mulhilo(MST_PHILOX_M1, *c2, &hi1);
+    philox_u32 n0 = hi1 ^ *c1 ^ k0, n2 = hi0 ^ *c3 ^ k1;
+    *c0 = n0, *c1 = lo1, *c2 = n2, *c3 = lo0;
+}
+
+/* Shuffle masks that interleave the words of two vectors of lanes 0 .. L/2-1
+ * (LO) and L/2 .. L-1 (HI), then pairs of 64-bit lanes likewise (Q0, Q1). */
+#if PHILOX_LANES == 16
+#define PHILOX_LO {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23}
+#define PHILOX_HI {8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31}
+#define PHILOX_Q0 {0, 8, 1, 9, 2, 10, 3, 11}
+#define PHILOX_Q1 {4, 12, 5, 13, 6, 14, 7, 15}
+#elif PHILOX_LANES == 8
+#define PHILOX_LO {0, 8, 1, 9, 2, 10, 3, 11}
+#define PHILOX_HI {4, 12, 5, 13, 6, 14, 7, 15}
+#define PHILOX_Q0 {0, 4, 1, 5}
+#define PHILOX_Q1 {2, 6, 3, 7}
+#else
+#define PHILOX_LO {0, 4, 1, 5}
+#define PHILOX_HI {2, 6, 3, 7}
+#define PHILOX_Q0 {0, 2}
+#define PHILOX_Q1 {1, 3}
+#endif
+
+/* Lanes' blocks (c0[l], c1[l], c2[l], c3[l]) one after the other at out,
+ * blocks of lanes 0 .. n-1 (n <= PHILOX_LANES): interleaved by shuffles and
+ * stored as whole vectors, not extracted a lane at a time. */
+MST_INLINE void philox_store(philox_u32 c0, philox_u32 c1, philox_u32 c2, philox_u32 c3, int n, uint32_t *out)
+{
+    const philox_u32 lo = PHILOX_LO, hi = PHILOX_HI;
+    const philox_u64 q0 = PHILOX_Q0, q1 = PHILOX_Q1;
+    /* each lane's (c0, c1) and (c2, c3) as 64-bit lanes, then the two side by side */
+    philox_u64 a_lo = (philox_u64)__builtin_shuffle(c0, c1, lo), a_hi = (philox_u64)__builtin_shuffle(c0, c1, hi);
+    philox_u64 b_lo = (philox_u64)__builtin_shuffle(c2, c3, lo), b_hi = (philox_u64)__builtin_shuffle(c2, c3, hi);
+    philox_u32 v[4] = {(philox_u32)__builtin_shuffle(a_lo, b_lo, q0), (philox_u32)__builtin_shuffle(a_lo, b_lo, q1),
+                       (philox_u32)__builtin_shuffle(a_hi, b_hi, q0), (philox_u32)__builtin_shuffle(a_hi, b_hi, q1)};
+    if (n == PHILOX_LANES) {
+        for (int i = 0; i < 4; i++) *(philox_u32 *)(out + i * PHILOX_LANES) = v[i];
+    } else {
+        memcpy(out, v, sizeof(uint32_t) * 4 * (size_t)n);
+    }
+}
+
+/* Whole Philox blocks first .. first+count-1 of one subsequence, a vector
+ * of blocks at a time. */
 MST_INLINE void philox_blocks(uint64_t seed, uint64_t sub, uint64_t first, long count, uint32_t *out)
 {
     uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
     for (long i0 = 0; i0 < count; i0 += PHILOX_LANES) {
-        uint32_t c0[PHILOX_LANES], c1[PHILOX_LANES], c2[PHILOX_LANES], c3[PHILOX_LANES];
+        philox_u32 c0 = {0}, c1 = {0}, c2 = (philox_u32){0} + (uint32_t)sub, c3 = (philox_u32){0} + (uint32_t)(sub >> 32);
         for (int l = 0; l < PHILOX_LANES; l++) {
             uint64_t b = first + (uint64_t)(i0 + l);
-            c0[l] = (uint32_t)b, c1[l] = (uint32_t)(b >> 32), c2[l] = (uint32_t)sub, c3[l] = (uint32_t)(sub >> 32);
+            c0[l] = (uint32_t)b, c1[l] = (uint32_t)(b >> 32);
         }
-        for (int r = 0; r < 10; r++)
-            for (int l = 0; l < PHILOX_LANES; l++)
-                mst_philox_round(&c0[l], &c1[l], &c2[l], &c3[l], mst_philox_key0(k0, r), mst_philox_key1(k1, r));
-        for (int l = 0; l < PHILOX_LANES && i0 + l < count; l++) {
-            uint32_t *o = out + 4 * (i0 + l);
-            o[0] = c0[l], o[1] = c1[l], o[2] = c2[l], o[3] = c3[l];
-        }
+        for (int r = 0; r < 10; r++) philox_round(&c0, &c1, &c2, &c3, mst_philox_key0(k0, r), mst_philox_key1(k1, r));
+        philox_store(c0, c1, c2, c3, count - i0 < PHILOX_LANES ? (int)(count - i0) : PHILOX_LANES, out + 4 * i0);
     }
 }
 
-/* raw[i] = curand() number offset+i of one subsequence, for i < count
- * (raw holds count + 6: whole Philox blocks are written, then shifted). */
-MST_INLINE void philox_draw(uint64_t seed, uint64_t sub, uint64_t offset, long count, uint32_t *raw)
+/* Returns r with r[i] = curand() number offset+i of one subsequence, for
+ * i < count: whole Philox blocks are written to buf (it holds count + 6),
+ * r is where the first number fell in them. */
+MST_INLINE const uint32_t *philox_draw(uint64_t seed, uint64_t sub, uint64_t offset, long count, uint32_t *buf)
 {
     long skip = (long)(offset & 3);
-    philox_blocks(seed, sub, offset >> 2, (skip + count + 3) / 4, raw);
-    if (skip) memmove(raw, raw + skip, sizeof(uint32_t) * (size_t)count);
+    philox_blocks(seed, sub, offset >> 2, (skip + count + 3) / 4, buf);
+    return buf + skip;
 }
 
 /* The RSM keep bits of len <= 64 elements from their raw numbers: bit j set

@@ -10,7 +10,7 @@
 #include "cpu_philox.h"
 
 /* One row (a token at one step): drop what the mask drops, return spikes kept. */
-MST_INLINE uint64_t mask_row(const mst_mask_args *a, long row, uint32_t *raw)
+MST_INLINE uint64_t mask_row(const mst_mask_args *a, long row, uint32_t *buf)
 {
     int C = a->channels, W = mst_spike_words(C);
     long per_step = (long)a->batch * a->tokens;
@@ -19,7 +19,7 @@ MST_INLINE uint64_t mask_row(const mst_mask_args *a, long row, uint32_t *raw)
     uint64_t *w = a->bits ? a->bits + row * W : NULL;
     for (int i = 0; w && i < W; i++) any |= w[i];
     if (w && !any) return 0;
-    philox_draw(a->seed, sub, (uint64_t)token * (uint64_t)C, C, raw);
+    const uint32_t *raw = philox_draw(a->seed, sub, (uint64_t)token * (uint64_t)C, C, buf);
     if (!w) {
         float *x = a->levels + row * C;
         for (int c = 0; c < C; c++) x[c] = mst_mask_keep(raw[c], a->threshold) ? x[c] : 0.0f;
