@@ -334,9 +334,11 @@ mst_status mst_cpu_window_attention(void *ctx, const mst_attn_args *a, mst_error
     {
         scratch s;
         scratch_carve(&s, mem + bytes * (size_t)omp_get_thread_num(), n, d);
+        /* a window's heads on one thread: they write parts of the same
+           output rows, which threads would pass back and forth */
 #pragma omp for schedule(dynamic, 1)
-        for (long u = 0; u < units; u++)
-            unit(a, (int)(u / ((long)nw * a->heads)), (int)(u / a->heads % nw), (int)(u % a->heads), &s);
+        for (long bw = 0; bw < (long)a->batch * nw; bw++)
+            for (int h = 0; h < a->heads; h++) unit(a, (int)(bw / nw), (int)(bw % nw), h, &s);
 #pragma omp critical
         for (int c = 0; a->counts && c < MST_ATTN_NCOUNTS; c++) a->counts[c] += s.count[c];
     }
