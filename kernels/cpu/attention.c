@@ -18,6 +18,10 @@
 
 typedef mst_vf vf;
 
+/* Rows of the weighted sum computed at once: 4 x 2 x 2 accumulators fit
+ * AVX-512's 32 registers, 2 x 2 x 2 the 16 of AVX2 or SSE. */
+#define WROWS (MST_VEC_REGS == 1 && MST_VEC == 16 ? 4 : 2)
+
 typedef struct {
     int n, d, words, dp; /* dp: d rounded up to whole vectors (v's and o's row length, zero-padded) */
     int *tok;          /* [n] token of each window position */
@@ -26,7 +30,7 @@ typedef struct {
     float *q, *k;      /* [n][d], masked */
     float *v;          /* [n][dp] */
     uint64_t *qb, *kb; /* [n][words], q and k bit-packed (SNN) */
-    float *S, *o;      /* [n][n], [dp] */
+    float *S, *o;      /* [n][n], [WROWS][dp] */
     float *rowsum;     /* [n] */
     int *fired, *kept; /* [n] IF_attn spikes of each key, and those the mask kept (SNN) */
     uint32_t *raw;     /* whole Philox blocks of one mask site's numbers */
@@ -39,7 +43,7 @@ static int padded(int d) { return (d + MST_VEC - 1) / MST_VEC * MST_VEC; }
 static size_t scratch_bytes(int n, int d)
 {
     size_t N = (size_t)n, D = (size_t)d, DP = (size_t)padded(d), words = (D + 63) / 64, big = N * (N > D ? N : D);
-    return sizeof(int) * 3 * N + sizeof(float) * (N * N + 2 * N * D + N * DP + N * N + DP + N) +
+    return sizeof(int) * 3 * N + sizeof(float) * (N * N + 2 * N * D + N * DP + N * N + WROWS * DP + N) +
            sizeof(uint64_t) * 2 * N * words + sizeof(uint32_t) * (big + 8) + 64;
 }
 
@@ -55,7 +59,7 @@ static void scratch_carve(scratch *s, void *mem, int n, int d)
     s->k = (float *)p, p += sizeof(float) * (size_t)(n * d);
     s->v = (float *)p, p += sizeof(float) * (size_t)(n * s->dp);
     s->S = (float *)p, p += sizeof(float) * (size_t)(n * n);
-    s->o = (float *)p, p += sizeof(float) * (size_t)s->dp;
+    s->o = (float *)p, p += sizeof(float) * (size_t)(WROWS * s->dp);
     s->rowsum = (float *)p, p += sizeof(float) * (size_t)n;
     s->raw = (uint32_t *)p, p += sizeof(uint32_t) * (size_t)(n * (n > d ? n : d) + 8);
     s->tok = (int *)p, p += sizeof(int) * (size_t)n;
@@ -193,32 +197,43 @@ MST_INLINE void scores_ann(const mst_attn_args *a, const scratch *s)
         }
 }
 
-/* mst_attn_weighted for nv vectors of channels from c0, lane by lane, so the
- * vector width never changes a result. */
-MST_INLINE void weighted_block(const float *u, const float *v, int n, int d, int c0, float *o, const int nv)
+/* Rows of O = U V (mst_attn_weighted lane by lane: even and odd j in two
+ * chains, then added, so the vector width never changes a result) for nv
+ * vectors of channels from c0, `rows` rows of U at once so that their
+ * chains overlap and share each load of v. */
+MST_INLINE void weighted_rows(const float *U, int n, const float *v, int dp, int c0, float *o, const int rows,
+                              const int nv)
 {
-    vf ev[2] = {{0}, {0}}, od[2] = {{0}, {0}};
+    vf ev[WROWS][2], od[WROWS][2];
+    for (int r = 0; r < rows; r++)
+        for (int b = 0; b < nv; b++) ev[r][b] = (vf){0}, od[r][b] = (vf){0};
     int j = 0;
     for (; j + 1 < n; j += 2)
 #pragma GCC unroll 2
         for (int b = 0; b < nv; b++) {
-            ev[b] += u[j] * *(const vf *)(v + j * d + c0 + MST_VEC * b);
-            od[b] += u[j + 1] * *(const vf *)(v + (j + 1) * d + c0 + MST_VEC * b);
+            vf v0 = *(const vf *)(v + j * dp + c0 + MST_VEC * b), v1 = *(const vf *)(v + (j + 1) * dp + c0 + MST_VEC * b);
+#pragma GCC unroll 4
+            for (int r = 0; r < rows; r++) ev[r][b] += U[r * n + j] * v0, od[r][b] += U[r * n + j + 1] * v1;
         }
     if (j < n)
 #pragma GCC unroll 2
-        for (int b = 0; b < nv; b++) ev[b] += u[j] * *(const vf *)(v + j * d + c0 + MST_VEC * b);
+        for (int b = 0; b < nv; b++) {
+            vf v0 = *(const vf *)(v + j * dp + c0 + MST_VEC * b);
+#pragma GCC unroll 4
+            for (int r = 0; r < rows; r++) ev[r][b] += U[r * n + j] * v0;
+        }
+    for (int r = 0; r < rows; r++)
 #pragma GCC unroll 2
-    for (int b = 0; b < nv; b++) *(vf *)(o + c0 + MST_VEC * b) = ev[b] + od[b];
+        for (int b = 0; b < nv; b++) *(vf *)(o + r * dp + c0 + MST_VEC * b) = ev[r][b] + od[r][b];
 }
 
-/* o[c] = sum_j u[j] v[j][c] over rows of dp channels (whole vectors; the
- * padding's lanes sum zeros): two vectors and one vector at a time. */
-MST_INLINE void weighted_sum(const float *u, const float *v, int n, int dp, float *o)
+/* o[r][c] = sum_j U[r][j] v[j][c] for `rows` rows over dp channels (whole
+ * vectors; the padding's lanes sum zeros): two vectors and one vector at a time. */
+MST_INLINE void weighted_sum(const float *U, int n, const float *v, int dp, float *o, const int rows)
 {
     int c0 = 0;
-    for (; c0 + 2 * MST_VEC <= dp; c0 += 2 * MST_VEC) weighted_block(u, v, n, dp, c0, o, 2);
-    for (; c0 < dp; c0 += MST_VEC) weighted_block(u, v, n, dp, c0, o, 1);
+    for (; c0 + 2 * MST_VEC <= dp; c0 += 2 * MST_VEC) weighted_rows(U, n, v, dp, c0, o, rows, 2);
+    for (; c0 < dp; c0 += MST_VEC) weighted_rows(U, n, v, dp, c0, o, rows, 1);
 }
 
 /* Each row's sum left to right (the order every backend sums in), eight
@@ -266,10 +281,19 @@ MST_INLINE void softmax_v(const mst_attn_args *a, int b, int t, int h, scratch *
     int n = s->n, d = s->d, C = a->dim;
     long row0 = ((long)(t - a->t0) * a->batch + b) * a->res * a->res;
     row_sums(s->S, n, s->rowsum);
-    for (int i = 0; i < n; i++) {
-        weighted_sum(s->S + i * n, s->v, n, s->dp, s->o);
-        float *out = a->out + (row0 + s->tok[i]) * C + h * d, f = a->v_scale / s->rowsum[i];
-        for (int c = 0; c < d; c++) out[c] = s->o[c] * f;
+    for (int i0 = 0; i0 < n; i0 += WROWS) {
+        int rows = n - i0 < WROWS ? n - i0 : WROWS;
+        if (rows == WROWS)
+            weighted_sum(s->S + i0 * n, n, s->v, s->dp, s->o, WROWS);
+        else
+            for (int r = 0; r < rows; r++) weighted_sum(s->S + (i0 + r) * n, n, s->v, s->dp, s->o + r * s->dp, 1);
+        for (int r = 0; r < rows; r++) {
+            const float *o = s->o + r * s->dp, f = a->v_scale / s->rowsum[i0 + r];
+            float *out = a->out + (row0 + s->tok[i0 + r]) * C + h * d;
+            int c = 0;
+            for (; c + MST_VEC <= d; c += MST_VEC) *(vf *)(out + c) = *(const vf *)(o + c) * f;
+            for (; c < d; c++) out[c] = o[c] * f;
+        }
     }
 }
 
