@@ -25,7 +25,9 @@ typedef mst_vf vf;
 typedef struct {
     int n, d, words, dp; /* dp: d rounded up to whole vectors (v's and o's row length, zero-padded) */
     int *tok;          /* [n] token of each window position */
-    float *expb;       /* [n][n] exp(B_rel + M_shift - row max) of this unit */
+    float *expb;       /* [heads][n][n] exp(B_rel + M_shift - row max) of window cwin */
+    int cwin;          /* the window expb and tok hold (-1: none yet) */
+    const float *eh;   /* [n][n] in expb: this unit's head */
     float gain[MST_QCFS_LEVELS + 1]; /* exp(lambda_attn * (level / L - 1/2)) */
     float *q, *k;      /* [n][d], masked */
     float *v;          /* [n][dp] */
@@ -40,21 +42,21 @@ typedef struct {
 
 static int padded(int d) { return (d + MST_VEC - 1) / MST_VEC * MST_VEC; }
 
-static size_t scratch_bytes(int n, int d)
+static size_t scratch_bytes(int n, int d, int heads)
 {
     size_t N = (size_t)n, D = (size_t)d, DP = (size_t)padded(d), words = (D + 63) / 64, big = N * (N > D ? N : D);
-    return sizeof(int) * 3 * N + sizeof(float) * (N * N + 2 * N * D + N * DP + N * N + WROWS * DP + N) +
+    return sizeof(int) * 3 * N + sizeof(float) * ((size_t)heads * N * N + 2 * N * D + N * DP + N * N + WROWS * DP + N) +
            sizeof(uint64_t) * 2 * N * words + sizeof(uint32_t) * (big + 8) + 64;
 }
 
-static void scratch_carve(scratch *s, void *mem, int n, int d)
+static void scratch_carve(scratch *s, void *mem, int n, int d, int heads)
 {
     char *p = mem;
-    s->n = n, s->d = d, s->words = (d + 63) / 64, s->dp = padded(d);
+    s->n = n, s->d = d, s->words = (d + 63) / 64, s->dp = padded(d), s->cwin = -1;
     memset(s->count, 0, sizeof s->count);
     s->qb = (uint64_t *)p, p += sizeof(uint64_t) * (size_t)(n * s->words);
     s->kb = (uint64_t *)p, p += sizeof(uint64_t) * (size_t)(n * s->words);
-    s->expb = (float *)p, p += sizeof(float) * (size_t)(n * n);
+    s->expb = (float *)p, p += sizeof(float) * (size_t)heads * (size_t)(n * n);
     s->q = (float *)p, p += sizeof(float) * (size_t)(n * d);
     s->k = (float *)p, p += sizeof(float) * (size_t)(n * d);
     s->v = (float *)p, p += sizeof(float) * (size_t)(n * s->dp);
@@ -157,7 +159,7 @@ MST_INLINE void scores_snn(const mst_attn_args *a, scratch *s, float *vm, int ma
     float g0 = s->gain[0], gL = s->gain[MST_QCFS_LEVELS];
     for (int i = 0; i < n; i++) {
         float *S = s->S + i * n, *v = vm + i * n;
-        const float *e = s->expb + i * n;
+        const float *e = s->eh + i * n;
         if (W == 1) { /* d <= 64, every released shape: a loop the compiler vectorises */
             uint64_t q = s->qb[i];
             for (int j = 0; j < n; j++) S[j] = (float)__builtin_popcountll(q & s->kb[j]) * a->qk_scale;
@@ -266,7 +268,7 @@ MST_INLINE void softmax_terms_ann(const mst_attn_args *a, scratch *s, int masked
         int level = keep * (int)(u[e] * (float)MST_QCFS_LEVELS + 0.5f);
         fired += (uint64_t)f;
         kept += (uint64_t)(f & keep);
-        u[e] = s->expb[e] * s->gain[level];
+        u[e] = s->eh[e] * s->gain[level];
     }
     s->count[MST_ATTN_S] += fired;
     s->count[MST_ATTN_S_KEPT] += kept;
@@ -297,32 +299,38 @@ MST_INLINE void softmax_v(const mst_attn_args *a, int b, int t, int h, scratch *
     }
 }
 
-/* The unit's constant part of the softmax: exp(B_rel + M_shift - row max). */
-MST_INLINE void unit_constants(const mst_attn_args *a, int win, int h, scratch *s)
+/* A window's constant part of the softmax, every head's: exp(B_rel +
+ * M_shift - row max); its token map; the gains. The same for every image,
+ * so a thread makes them when it moves to another window only. */
+MST_INLINE void window_constants(const mst_attn_args *a, int win, scratch *s)
 {
     int n = s->n;
-    const float *rb = a->rel_bias + (long)h * n * n;
-    for (int i = 0; i < n; i++) {
-        float *e = s->expb + i * n, mx = -INFINITY;
-        s->tok[i] = mst_window_token(win, i, a->res, a->window, a->shift);
-        for (int j = 0; j < n; j++) {
-            e[j] = rb[i * n + j] + mst_shift_mask(win, i, j, a->res, a->window, a->shift);
-            mx = e[j] > mx ? e[j] : mx;
+    for (int i = 0; i < n; i++) s->tok[i] = mst_window_token(win, i, a->res, a->window, a->shift);
+    for (int h = 0; h < a->heads; h++) {
+        const float *rb = a->rel_bias + (long)h * n * n;
+        for (int i = 0; i < n; i++) {
+            float *e = s->expb + ((long)h * n + i) * n, mx = -INFINITY;
+            for (int j = 0; j < n; j++) {
+                e[j] = rb[i * n + j] + mst_shift_mask(win, i, j, a->res, a->window, a->shift);
+                mx = e[j] > mx ? e[j] : mx;
+            }
+            for (int j = 0; j < n; j++) e[j] = mst_expf(e[j] - mx);
         }
-        for (int j = 0; j < n; j++) e[j] = mst_expf(e[j] - mx);
     }
     /* centred on lambda/2 so that neither the gain nor a row's sum (>= the
        largest exp(bias) term, 1, times exp(-lambda/2)) leaves float range
        while lambda_attn < MST_MAX_ATTN_THRESHOLD */
     for (int l = 0; l <= MST_QCFS_LEVELS; l++)
         s->gain[l] = mst_expf(a->lam_attn * ((float)l / (float)MST_QCFS_LEVELS - 0.5f));
+    s->cwin = win;
 }
 
 MST_CPU_CLONES static void unit(const mst_attn_args *a, int b, int win, int h, scratch *s)
 {
     int n = s->n, nw = (a->res / a->window) * (a->res / a->window);
     float *vm = a->v_attn + ((((long)b * nw + win) * a->heads + h) * n) * n;
-    unit_constants(a, win, h, s);
+    if (s->cwin != win) window_constants(a, win, s);
+    s->eh = s->expb + (long)h * n * n;
     memset(s->v, 0, sizeof(float) * (size_t)(n * s->dp));
     memset(s->fired, 0, sizeof(int) * (size_t)n);
     memset(s->kept, 0, sizeof(int) * (size_t)n);
@@ -351,18 +359,21 @@ mst_status mst_cpu_window_attention(void *ctx, const mst_attn_args *a, mst_error
     int n = a->window * a->window, d = a->dim / a->heads;
     int nw = (a->res / a->window) * (a->res / a->window), threads = omp_get_max_threads();
     long units = (long)a->batch * nw * a->heads;
-    size_t bytes = (scratch_bytes(n, d) + 63) / 64 * 64;
+    int chunk = nw >= 4 * threads ? a->batch : 1;
+    size_t bytes = (scratch_bytes(n, d, a->heads) + 63) / 64 * 64;
     char *mem = aligned_alloc(64, bytes * (size_t)threads);
     if (!mem) return mst_fail(err, MST_ERR_NOMEM, "out of memory in window attention");
 #pragma omp parallel
     {
         scratch s;
-        scratch_carve(&s, mem + bytes * (size_t)omp_get_thread_num(), n, d);
+        scratch_carve(&s, mem + bytes * (size_t)omp_get_thread_num(), n, d, a->heads);
         /* a window's heads on one thread: they write parts of the same
-           output rows, which threads would pass back and forth */
-#pragma omp for schedule(dynamic, 1)
-        for (long bw = 0; bw < (long)a->batch * nw; bw++)
-            for (int h = 0; h < a->heads; h++) unit(a, (int)(bw / nw), (int)(bw % nw), h, &s);
+           output rows, which threads would pass back and forth; a window's
+           images one after the other, a run of them to a thread where there
+           are windows enough, so that they share its constants */
+#pragma omp for schedule(dynamic, chunk)
+        for (long wb = 0; wb < (long)nw * a->batch; wb++)
+            for (int h = 0; h < a->heads; h++) unit(a, (int)(wb % a->batch), (int)(wb / a->batch), h, &s);
 #pragma omp critical
         for (int c = 0; a->counts && c < MST_ATTN_NCOUNTS; c++) a->counts[c] += s.count[c];
     }
