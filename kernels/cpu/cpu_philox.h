@@ -25,11 +25,25 @@
 typedef uint32_t philox_u32 __attribute__((vector_size(4 * PHILOX_LANES), aligned(4)));
 typedef uint64_t philox_u64 __attribute__((vector_size(4 * PHILOX_LANES), aligned(4)));
 
+/* The low word of every 64-bit lane times m, as 64-bit products: one
+ * unsigned 32 x 32-bit multiply (what a 64-bit multiply, emulated on AVX2
+ * and SSE, would do three times over). */
+MST_INLINE philox_u64 philox_mul_low(philox_u64 x, uint32_t m)
+{
+#if defined(__AVX512F__)
+    return (philox_u64)_mm512_mul_epu32((__m512i)x, _mm512_set1_epi64(m));
+#elif defined(__AVX2__)
+    return (philox_u64)_mm256_mul_epu32((__m256i)x, _mm256_set1_epi64x(m));
+#else
+    return (philox_u64)_mm_mul_epu32((__m128i)x, _mm_set1_epi64x(m));
+#endif
+}
+
 /* lo = c * m of every lane, *hi its high word: even lanes' and odd lanes'
- * 64-bit products (a 32 x 32-bit multiply each), split back into words. */
+ * 64-bit products, split back into words. */
 MST_INLINE philox_u32 philox_mulhilo(uint32_t m, philox_u32 c, philox_u32 *hi)
 {
-    philox_u64 w = (philox_u64)c, even = (w & 0xffffffffu) * (uint64_t)m, odd = (w >> 32) * (uint64_t)m;
+    philox_u64 w = (philox_u64)c, even = philox_mul_low(w, m), odd = philox_mul_low(w >> 32, m);
     *hi = (philox_u32)((even >> 32) | (odd & ~(uint64_t)0xffffffffu));
     return (philox_u32)((even & 0xffffffffu) | (odd << 32));
 }
@@ -44,23 +58,29 @@ MST_INLINE void philox_round(philox_u32 *c0, philox_u32 *c1, philox_u32 *c2, phi
     *c0 = n0, *c1 = lo1, *c2 = n2, *c3 = lo0;
 }
 
-/* Shuffle masks that interleave the words of two vectors of lanes 0 .. L/2-1
- * (LO) and L/2 .. L-1 (HI), then pairs of 64-bit lanes likewise (Q0, Q1). */
+/* Shuffle indices that interleave the words of two vectors of lanes 0 ..
+ * L/2-1 (LO) and L/2 .. L-1 (HI), then pairs of 64-bit lanes likewise (Q0, Q1). */
 #if PHILOX_LANES == 16
-#define PHILOX_LO {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23}
-#define PHILOX_HI {8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31}
-#define PHILOX_Q0 {0, 8, 1, 9, 2, 10, 3, 11}
-#define PHILOX_Q1 {4, 12, 5, 13, 6, 14, 7, 15}
+#define PHILOX_LO 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23
+#define PHILOX_HI 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31
+#define PHILOX_Q0 0, 8, 1, 9, 2, 10, 3, 11
+#define PHILOX_Q1 4, 12, 5, 13, 6, 14, 7, 15
 #elif PHILOX_LANES == 8
-#define PHILOX_LO {0, 8, 1, 9, 2, 10, 3, 11}
-#define PHILOX_HI {4, 12, 5, 13, 6, 14, 7, 15}
-#define PHILOX_Q0 {0, 4, 1, 5}
-#define PHILOX_Q1 {2, 6, 3, 7}
+#define PHILOX_LO 0, 8, 1, 9, 2, 10, 3, 11
+#define PHILOX_HI 4, 12, 5, 13, 6, 14, 7, 15
+#define PHILOX_Q0 0, 4, 1, 5
+#define PHILOX_Q1 2, 6, 3, 7
 #else
-#define PHILOX_LO {0, 4, 1, 5}
-#define PHILOX_HI {2, 6, 3, 7}
-#define PHILOX_Q0 {0, 2}
-#define PHILOX_Q1 {1, 3}
+#define PHILOX_LO 0, 4, 1, 5
+#define PHILOX_HI 2, 6, 3, 7
+#define PHILOX_Q0 0, 2
+#define PHILOX_Q1 1, 3
+#endif
+/* a two-vector shuffle in GCC's spelling or clang's (the fuzz build's) */
+#if defined(__clang__)
+#define PHILOX_SHUFFLE(type, a, b, idx) ((type)__builtin_shufflevector(a, b, idx))
+#else
+#define PHILOX_SHUFFLE(type, a, b, idx) ((type)__builtin_shuffle(a, b, (type){idx}))
 #endif
 
 /* Lanes' blocks (c0[l], c1[l], c2[l], c3[l]) one after the other at out,
@@ -68,13 +88,15 @@ MST_INLINE void philox_round(philox_u32 *c0, philox_u32 *c1, philox_u32 *c2, phi
  * stored as whole vectors, not extracted a lane at a time. */
 MST_INLINE void philox_store(philox_u32 c0, philox_u32 c1, philox_u32 c2, philox_u32 c3, int n, uint32_t *out)
 {
-    const philox_u32 lo = PHILOX_LO, hi = PHILOX_HI;
-    const philox_u64 q0 = PHILOX_Q0, q1 = PHILOX_Q1;
     /* each lane's (c0, c1) and (c2, c3) as 64-bit lanes, then the two side by side */
-    philox_u64 a_lo = (philox_u64)__builtin_shuffle(c0, c1, lo), a_hi = (philox_u64)__builtin_shuffle(c0, c1, hi);
-    philox_u64 b_lo = (philox_u64)__builtin_shuffle(c2, c3, lo), b_hi = (philox_u64)__builtin_shuffle(c2, c3, hi);
-    philox_u32 v[4] = {(philox_u32)__builtin_shuffle(a_lo, b_lo, q0), (philox_u32)__builtin_shuffle(a_lo, b_lo, q1),
-                       (philox_u32)__builtin_shuffle(a_hi, b_hi, q0), (philox_u32)__builtin_shuffle(a_hi, b_hi, q1)};
+    philox_u64 a_lo = (philox_u64)PHILOX_SHUFFLE(philox_u32, c0, c1, PHILOX_LO);
+    philox_u64 a_hi = (philox_u64)PHILOX_SHUFFLE(philox_u32, c0, c1, PHILOX_HI);
+    philox_u64 b_lo = (philox_u64)PHILOX_SHUFFLE(philox_u32, c2, c3, PHILOX_LO);
+    philox_u64 b_hi = (philox_u64)PHILOX_SHUFFLE(philox_u32, c2, c3, PHILOX_HI);
+    philox_u32 v[4] = {(philox_u32)PHILOX_SHUFFLE(philox_u64, a_lo, b_lo, PHILOX_Q0),
+                       (philox_u32)PHILOX_SHUFFLE(philox_u64, a_lo, b_lo, PHILOX_Q1),
+                       (philox_u32)PHILOX_SHUFFLE(philox_u64, a_hi, b_hi, PHILOX_Q0),
+                       (philox_u32)PHILOX_SHUFFLE(philox_u64, a_hi, b_hi, PHILOX_Q1)};
     if (n == PHILOX_LANES) {
         for (int i = 0; i < 4; i++) *(philox_u32 *)(out + i * PHILOX_LANES) = v[i];
     } else {
