@@ -8,17 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "bench_common.h"
 #include "host/data/dataset.h"
 #include "host/data/transform.h"
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 int main(int argc, char **argv)
 {
@@ -43,12 +36,12 @@ int main(int argc, char **argv)
     for (int p = 0; p < passes; p++)
         for (long i = 0; i < d.count; i++) {
             mst_image im;
-            double t0 = now();
+            double t0 = bench_now();
             mst_status r = mst_dataset_image(&d, i, &im, &err);
             if (r == MST_OK) r = mst_image_to_channels(&im, 3, &err);
-            double t1 = now();
+            double t1 = bench_now();
             if (r == MST_OK) r = mst_transform_apply(&tf, im.pixels, im.height, im.width, x, &err);
-            double t2 = now();
+            double t2 = bench_now();
             if (r == MST_OK) pixels += (double)im.height * im.width, n++;
             else bad++;
             mst_image_free(&im);

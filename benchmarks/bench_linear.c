@@ -14,17 +14,10 @@
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
+#include "bench_common.h"
 #include "kernels/backend.h"
 #include "kernels/cpu/cpu_vec.h"
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 typedef struct {
     const char *what;
@@ -52,7 +45,7 @@ static double muladd_peak(void)
 {
 #ifdef __AVX__
     long iters = 20000000;
-    double t0 = now(), sink = 0;
+    double t0 = bench_now(), sink = 0;
 #pragma omp parallel reduction(+ : sink)
     {
         mst_vf acc[12], w0 = {0}, w1 = {0};
@@ -67,7 +60,7 @@ static double muladd_peak(void)
         }
         for (int i = 0; i < 12; i++) sink += acc[i][0];
     }
-    double dt = now() - t0;
+    double dt = bench_now() - t0;
     return sink > 0 ? 2.0 * 12 * MST_VEC * iters * omp_get_max_threads() / dt : 0;
 #else
     return 0;
@@ -85,7 +78,7 @@ static double best(const mst_backend *be, int which, const shape *s, const float
 {
     double t_best = 1e30;
     for (int r = 0; r <= reps; r++) {
-        double t0 = now();
+        double t0 = bench_now();
         if (which == 0) {
             mst_error err = {0};
             if (be->linear(be->ctx, x, s->M, s->K, w, b, s->N, y, &err) != MST_OK) {
@@ -96,7 +89,7 @@ static double best(const mst_backend *be, int which, const shape *s, const float
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)s->M, s->N, s->K, 1.0f, x, s->K, w, s->N, 0.0f,
                         y, s->N);
         }
-        double dt = now() - t0;
+        double dt = bench_now() - t0;
         if (r > 0 && dt < t_best) t_best = dt;
     }
     return t_best;
@@ -104,11 +97,7 @@ static double best(const mst_backend *be, int which, const shape *s, const float
 
 int main(int argc, char **argv)
 {
-    int reps = argc > 1 ? atoi(argv[1]) : 5;
-    if (reps < 1) {
-        fprintf(stderr, "usage: bench_linear [REPS >= 1]\n");
-        return 2;
-    }
+    int reps = bench_reps(argc, argv, "bench_linear");
     mst_backend be;
     mst_error err = {0};
     if (mst_backend_cpu(&be, &err) != MST_OK) {

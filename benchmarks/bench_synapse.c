@@ -15,18 +15,11 @@
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
+#include "bench_common.h"
 #include "kernels/backend.h"
 #include "kernels/common/mst_bits.h"
 #include "kernels/cpu/cpu_vec.h"
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 typedef struct {
     const char *what;
@@ -55,12 +48,12 @@ static double best(const mst_backend *be, mst_synapse_args *a, int reps)
     double t_best = 1e30;
     for (int r = 0; r <= reps; r++) {
         mst_error err = {0};
-        double t0 = now();
+        double t0 = bench_now();
         if (be->synapse_if(be->ctx, a, &err) != MST_OK) {
             fprintf(stderr, "bench_synapse: %s\n", err.msg);
             exit(1);
         }
-        double dt = now() - t0;
+        double dt = bench_now() - t0;
         if (r > 0 && dt < t_best) t_best = dt;
     }
     return t_best;
@@ -68,11 +61,7 @@ static double best(const mst_backend *be, mst_synapse_args *a, int reps)
 
 int main(int argc, char **argv)
 {
-    int reps = argc > 1 ? atoi(argv[1]) : 5;
-    if (reps < 1) {
-        fprintf(stderr, "usage: bench_synapse [REPS >= 1]\n");
-        return 2;
-    }
+    int reps = bench_reps(argc, argv, "bench_synapse");
     mst_backend be;
     mst_error err = {0};
     double floor[MST_NUM_OP_KINDS];
