@@ -266,6 +266,15 @@ Test(dataset, folder_per_class)
     cr_expect_neq(mst_dataset_image(&d, 2, &im, &err), MST_OK);
     cr_expect(contains(err.msg, "corrupt.png: bad PNG"), "%s", err.msg);
     mst_dataset_close(&d);
+    for (size_t i = 0; i < sizeof layout / sizeof layout[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s/%s", root, layout[i][0], layout[i][1]);
+        remove(path);
+    }
+    for (int c = 0; c < 2; c++) {
+        snprintf(dir, sizeof dir, "%s/%s", root, c ? "b_class" : "a_class");
+        rmdir(dir);
+    }
+    rmdir(root);
 }
 
 /* PNG and JPEG decoding against the pixels Pillow gives for the same files
@@ -394,6 +403,7 @@ Test(image, hostile_sizes_are_refused_before_allocating)
     const char *p = tmp_path("huge.png");
     write_all(p, png, n);
     expect_image_refused(p, "65535 x 65535 PNG", "65535 x 65535");
+    remove(p);
     free(png);
 
     uint8_t *jpg = read_all(DATA("images/rgb.jpg"), &n);
@@ -405,6 +415,7 @@ Test(image, hostile_sizes_are_refused_before_allocating)
     p = tmp_path("huge.jpg");
     write_all(p, jpg, n);
     expect_image_refused(p, "65000 x 65000 JPEG", "65000 x 65000");
+    remove(p);
     free(jpg);
 
     p = tmp_path("huge.idx.gz");
