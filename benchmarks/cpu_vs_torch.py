@@ -94,8 +94,8 @@ def one(shape, p, builds, args, tmp):
         for name, binary in builds:
             ips, floors = mst_bench(binary, path, xpath, T, p, B, args.seed, tmp)
             wips = B / mst_process(binary, path, xpath, T, p, B, args.seed)
-            old = best[name]
-            best[name] = (ips, wips if wips > old[1] else old[1], floors) if ips > old[0] else (old[0], max(wips, old[1]), old[2])
+            top_ips, top_wips, top_floors = best[name]  # the floors of the best bench run
+            best[name] = (max(ips, top_ips), max(wips, top_wips), floors if ips > top_ips else top_floors)
     rows = [(name,) + best[name] for name, _ in builds]
     print(f"\n### {shape}: T = {T}, {B} images, mask ratio {p}; PyTorch loop {torch_ips:.3f} images/s\n")
     print("| build | mst images/s | ratio | as a process | ratio | "
