@@ -2,6 +2,7 @@
  * of the chunk: that unit's IF_attn membranes, token map and bias stay hot
  * while the steps run. In SNN mode q and k are spikes, so q.k^T is an AND +
  * popcount over bit-packed rows. */
+#include <immintrin.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -22,6 +23,14 @@ typedef mst_vf vf;
  * AVX-512's 32 registers, 2 x 2 x 2 the 16 of AVX2 or SSE. */
 #define WROWS (MST_VEC_REGS == 1 && MST_VEC == 16 ? 4 : 2)
 
+/* AVX-512 with one register per vector: v's spikes (SNN, d <= 64) kept as
+ * bits and the weighted sum done by masked adds (weighted_spikes). */
+#if defined(__AVX512F__) && MST_VEC == 16
+#define SPIKE_V 1
+#else
+#define SPIKE_V 0
+#endif
+
 typedef struct {
     int n, d, words, dp; /* dp: d rounded up to whole vectors (v's and o's row length, zero-padded) */
     int *tok;          /* [n] token of each window position */
@@ -32,6 +41,7 @@ typedef struct {
     float *q, *k;      /* [n][d], masked */
     float *v;          /* [n][dp] */
     uint64_t *qb, *kb; /* [n][words], q and k bit-packed (SNN) */
+    uint64_t *vb;      /* [n], v's spikes where weighted_spikes runs (SNN, d <= 64) */
     float *S, *o;      /* [n][n], [WROWS][dp] */
     float *rowsum;     /* [n] */
     int *fired, *kept; /* [n] IF_attn spikes of each key, and those the mask kept (SNN) */
@@ -46,7 +56,7 @@ static size_t scratch_bytes(int n, int d, int heads)
 {
     size_t N = (size_t)n, D = (size_t)d, DP = (size_t)padded(d), words = (D + 63) / 64, big = N * (N > D ? N : D);
     return sizeof(int) * 3 * N + sizeof(float) * ((size_t)heads * N * N + 2 * N * D + N * DP + N * N + WROWS * DP + N) +
-           sizeof(uint64_t) * 2 * N * words + sizeof(uint32_t) * (big + 8) + 64;
+           sizeof(uint64_t) * (2 * words + 1) * N + sizeof(uint32_t) * (big + 8) + 64;
 }
 
 static void scratch_carve(scratch *s, void *mem, int n, int d, int heads)
@@ -56,6 +66,7 @@ static void scratch_carve(scratch *s, void *mem, int n, int d, int heads)
     memset(s->count, 0, sizeof s->count);
     s->qb = (uint64_t *)p, p += sizeof(uint64_t) * (size_t)(n * s->words);
     s->kb = (uint64_t *)p, p += sizeof(uint64_t) * (size_t)(n * s->words);
+    s->vb = (uint64_t *)p, p += sizeof(uint64_t) * (size_t)n;
     s->expb = (float *)p, p += sizeof(float) * (size_t)heads * (size_t)(n * n);
     s->q = (float *)p, p += sizeof(float) * (size_t)(n * d);
     s->k = (float *)p, p += sizeof(float) * (size_t)(n * d);
@@ -124,9 +135,13 @@ MST_INLINE void gather_v(const mst_attn_args *a, int b, int t, scratch *s, int h
             for (int j0 = 0; j0 < d; j0 += 64) {
                 int len = d - j0 < 64 ? d - j0 : 64;
                 uint64_t field = mst_bit_field(row, 2 * C + h * d + j0, len);
+                spikes += (uint64_t)__builtin_popcountll(field);
+                if (SPIKE_V && d <= 64) {
+                    s->vb[i] = field;
+                    continue;
+                }
                 for (int c = 0; c < len; c += MST_VEC)
                     *(vf *)(v + j0 + c) = __builtin_convertvector(((uint32_t)(field >> c) >> lane) & 1u, vf);
-                spikes += (uint64_t)__builtin_popcountll(field);
             }
         } else {
             memcpy(v, a->qkv + (row0 + s->tok[i]) * 3 * C + 2 * C + h * d, sizeof(float) * (size_t)d);
@@ -238,6 +253,57 @@ MST_INLINE void weighted_sum(const float *U, int n, const float *v, int dp, floa
     for (; c0 < dp; c0 += MST_VEC) weighted_rows(U, n, v, dp, c0, o, rows, 1);
 }
 
+#if SPIKE_V
+/* weighted_rows where v is spikes (bits vb): U[r][j] * v[j][c] is U[r][j]
+ * or +0, so each product-add is an add of U[r][j] under v's bits as a
+ * mask; the adds it skips would have added +0 to a sum of non-negative
+ * terms, which changes nothing (the same chains, the same bits). */
+MST_INLINE void weighted_spikes(const float *U, int n, const uint64_t *vb, int c0, float *o, int dp, const int rows,
+                                const int nv)
+{
+    __m512 ev[WROWS][2], od[WROWS][2];
+    for (int r = 0; r < rows; r++)
+        for (int b = 0; b < nv; b++) ev[r][b] = od[r][b] = _mm512_setzero_ps();
+    int j = 0;
+    for (; j + 1 < n; j += 2)
+#pragma GCC unroll 2
+        for (int b = 0; b < nv; b++) {
+            __mmask16 m0 = (__mmask16)(vb[j] >> (c0 + 16 * b)), m1 = (__mmask16)(vb[j + 1] >> (c0 + 16 * b));
+#pragma GCC unroll 4
+            for (int r = 0; r < rows; r++) {
+                ev[r][b] = _mm512_mask_add_ps(ev[r][b], m0, ev[r][b], _mm512_set1_ps(U[r * n + j]));
+                od[r][b] = _mm512_mask_add_ps(od[r][b], m1, od[r][b], _mm512_set1_ps(U[r * n + j + 1]));
+            }
+        }
+    if (j < n)
+#pragma GCC unroll 2
+        for (int b = 0; b < nv; b++) {
+            __mmask16 m0 = (__mmask16)(vb[j] >> (c0 + 16 * b));
+#pragma GCC unroll 4
+            for (int r = 0; r < rows; r++) ev[r][b] = _mm512_mask_add_ps(ev[r][b], m0, ev[r][b], _mm512_set1_ps(U[r * n + j]));
+        }
+    for (int r = 0; r < rows; r++)
+#pragma GCC unroll 2
+        for (int b = 0; b < nv; b++) _mm512_storeu_ps(o + r * dp + c0 + 16 * b, _mm512_add_ps(ev[r][b], od[r][b]));
+}
+#endif
+
+/* o[r][c] = sum_j U[r][j] v[j][c] as weighted_sum, v as spikes vb where
+ * weighted_spikes runs, else as floats. */
+MST_INLINE void weighted(const mst_attn_args *a, const float *U, const scratch *s, float *o, const int rows)
+{
+#if SPIKE_V
+    if (a->mode == MST_MODE_SNN && s->d <= 64) {
+        int c0 = 0;
+        for (; c0 + 32 <= s->dp; c0 += 32) weighted_spikes(U, s->n, s->vb, c0, o, s->dp, rows, 2);
+        for (; c0 < s->dp; c0 += 16) weighted_spikes(U, s->n, s->vb, c0, o, s->dp, rows, 1);
+        return;
+    }
+#endif
+    (void)a;
+    weighted_sum(U, s->n, s->v, s->dp, o, rows);
+}
+
 /* Each row's sum left to right (the order every backend sums in), eight
  * rows at a time so that their chains of adds overlap. */
 MST_INLINE void row_sums(const float *U, int n, float *sum)
@@ -286,9 +352,9 @@ MST_INLINE void softmax_v(const mst_attn_args *a, int b, int t, int h, scratch *
     for (int i0 = 0; i0 < n; i0 += WROWS) {
         int rows = n - i0 < WROWS ? n - i0 : WROWS;
         if (rows == WROWS)
-            weighted_sum(s->S + i0 * n, n, s->v, s->dp, s->o, WROWS);
+            weighted(a, s->S + i0 * n, s, s->o, WROWS);
         else
-            for (int r = 0; r < rows; r++) weighted_sum(s->S + (i0 + r) * n, n, s->v, s->dp, s->o + r * s->dp, 1);
+            for (int r = 0; r < rows; r++) weighted(a, s->S + (i0 + r) * n, s, s->o + r * s->dp, 1);
         for (int r = 0; r < rows; r++) {
             const float *o = s->o + r * s->dp, f = a->v_scale / s->rowsum[i0 + r];
             float *out = a->out + (row0 + s->tok[i0 + r]) * C + h * d;
