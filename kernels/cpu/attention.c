@@ -135,13 +135,16 @@ MST_INLINE void gather_v(const mst_attn_args *a, int b, int t, scratch *s, int h
             for (int j0 = 0; j0 < d; j0 += 64) {
                 int len = d - j0 < 64 ? d - j0 : 64;
                 uint64_t field = mst_bit_field(row, 2 * C + h * d + j0, len);
-                spikes += (uint64_t)__builtin_popcountll(field);
-                if (SPIKE_V && d <= 64) {
+#if SPIKE_V
+                if (d <= 64) {
                     s->vb[i] = field;
+                    spikes += (uint64_t)__builtin_popcountll(field);
                     continue;
                 }
+#endif
                 for (int c = 0; c < len; c += MST_VEC)
                     *(vf *)(v + j0 + c) = __builtin_convertvector(((uint32_t)(field >> c) >> lane) & 1u, vf);
+                spikes += (uint64_t)__builtin_popcountll(field);
             }
         } else {
             memcpy(v, a->qkv + (row0 + s->tok[i]) * 3 * C + 2 * C + h * d, sizeof(float) * (size_t)d);
@@ -299,8 +302,9 @@ MST_INLINE void weighted(const mst_attn_args *a, const float *U, const scratch *
         for (; c0 < s->dp; c0 += 16) weighted_spikes(U, s->n, s->vb, c0, o, s->dp, rows, 1);
         return;
     }
-#endif
+#else
     (void)a;
+#endif
     weighted_sum(U, s->n, s->v, s->dp, o, rows);
 }
 
