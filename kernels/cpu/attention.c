@@ -50,6 +50,10 @@ typedef struct {
     uint64_t count[MST_ATTN_NCOUNTS]; /* this thread's spike counts */
 } scratch;
 
+/* Whether v is kept as bits (vb) for weighted_spikes, not as floats: the
+ * one decision gather_v and weighted both follow. */
+MST_INLINE int v_as_bits(const mst_attn_args *a, int d) { return SPIKE_V && a->mode == MST_MODE_SNN && d <= 64; }
+
 static int padded(int d) { return (d + MST_VEC - 1) / MST_VEC * MST_VEC; }
 
 static size_t scratch_bytes(int n, int d, int heads)
@@ -136,7 +140,7 @@ MST_INLINE void gather_v(const mst_attn_args *a, int b, int t, scratch *s, int h
                 int len = d - j0 < 64 ? d - j0 : 64;
                 uint64_t field = mst_bit_field(row, 2 * C + h * d + j0, len);
 #if SPIKE_V
-                if (d <= 64) {
+                if (v_as_bits(a, d)) {
                     s->vb[i] = field;
                     spikes += (uint64_t)__builtin_popcountll(field);
                     continue;
@@ -296,7 +300,7 @@ MST_INLINE void weighted_spikes(const float *U, int n, const uint64_t *vb, int c
 MST_INLINE void weighted(const mst_attn_args *a, const float *U, const scratch *s, float *o, const int rows)
 {
 #if SPIKE_V
-    if (a->mode == MST_MODE_SNN && s->d <= 64) {
+    if (v_as_bits(a, s->d)) {
         int c0 = 0;
         for (; c0 + 32 <= s->dp; c0 += 32) weighted_spikes(U, s->n, s->vb, c0, o, s->dp, rows, 2);
         for (; c0 < s->dp; c0 += 16) weighted_spikes(U, s->n, s->vb, c0, o, s->dp, rows, 1);

@@ -124,24 +124,23 @@ MST_INLINE void add_panel(const int *act, int cnt, const float *w, const float *
  * time. The order of the rows never changes a row's sums. */
 #define COUNT_BUCKETS 16
 #define SORT_BELOW 6 /* spikes per row, on average over the block */
+MST_INLINE int bucket(int nnz) { return nnz < COUNT_BUCKETS - 1 ? nnz : COUNT_BUCKETS - 1; }
+
 MST_INLINE void by_count(const int *nnz, int rows, unsigned char *order)
 {
     int start[COUNT_BUCKETS + 1] = {0};
-    for (int r = 0; r < rows; r++) start[(nnz[r] < COUNT_BUCKETS - 1 ? nnz[r] : COUNT_BUCKETS - 1) + 1]++;
+    for (int r = 0; r < rows; r++) start[bucket(nnz[r]) + 1]++;
     for (int c = 0; c < COUNT_BUCKETS; c++) start[c + 1] += start[c];
-    for (int r = 0; r < rows; r++) order[start[nnz[r] < COUNT_BUCKETS - 1 ? nnz[r] : COUNT_BUCKETS - 1]++] = (unsigned char)r;
+    for (int r = 0; r < rows; r++) order[start[bucket(nnz[r])]++] = (unsigned char)r;
 }
 
-/* One row's potentials, every panel: y[0, P * COL_BLOCK). */
-MST_INLINE void row_panels(const int *act, int nnz, int K, const float *packed, int N, float *y)
+/* Panel p of one row's potentials (y: the row's [P * COL_BLOCK]). */
+MST_INLINE void row_panel(const int *act, int nnz, int K, const float *packed, int N, int p, float *y)
 {
-    int P = panels(N);
+    int P = panels(N), cols = N - p * COL_BLOCK < COL_BLOCK ? N - p * COL_BLOCK : COL_BLOCK;
     const float *bias = packed + (size_t)P * K * COL_BLOCK;
-    for (int p = 0; p < P; p++) {
-        int cols = N - p * COL_BLOCK < COL_BLOCK ? N - p * COL_BLOCK : COL_BLOCK;
-        add_panel(act, nnz, packed + (size_t)p * K * COL_BLOCK, bias + p * COL_BLOCK, y + p * COL_BLOCK,
-                  (cols + VEC - 1) / VEC);
-    }
+    add_panel(act, nnz, packed + (size_t)p * K * COL_BLOCK, bias + p * COL_BLOCK, y + p * COL_BLOCK,
+              (cols + VEC - 1) / VEC);
 }
 
 /* The potentials of rows whose active inputs are listed in act (nnz each):
@@ -158,16 +157,12 @@ MST_INLINE void add_block(const int *act, const int *nnz, long spikes, int rows,
         unsigned char order[ROW_BLOCK];
         by_count(nnz, rows, order);
         for (int i = 0; i < rows; i++)
-            row_panels(act + (long)order[i] * K, nnz[order[i]], K, packed, N, y + (long)order[i] * Np);
+            for (int p = 0; p < P; p++)
+                row_panel(act + (long)order[i] * K, nnz[order[i]], K, packed, N, p, y + (long)order[i] * Np);
         return;
     }
-    const float *bias = packed + (size_t)P * K * COL_BLOCK;
-    for (int p = 0; p < P; p++) {
-        int cols = N - p * COL_BLOCK < COL_BLOCK ? N - p * COL_BLOCK : COL_BLOCK;
-        for (int r = 0; r < rows; r++)
-            add_panel(act + (long)r * K, nnz[r], packed + (size_t)p * K * COL_BLOCK, bias + p * COL_BLOCK,
-                      y + (long)r * Np + p * COL_BLOCK, (cols + VEC - 1) / VEC);
-    }
+    for (int p = 0; p < P; p++)
+        for (int r = 0; r < rows; r++) row_panel(act + (long)r * K, nnz[r], K, packed, N, p, y + (long)r * Np);
 }
 
 /* The potentials of `rows` rows of spikes x into y [rows][P * COL_BLOCK];
